@@ -1,0 +1,188 @@
+"""Dataset registry: in-memory uint8 image tensors (N, 3, H, W), int64 labels and class names.
+
+Sources, in the order they are tried:
+1. a local ``.npz`` archive in the data root (``$MEMLAB_DATA``, else ``~/.cache/memlab``), either decoded
+   arrays (``x_train``/``y_train``/``x_test``/``y_test``, or a single ``x``/``y`` training split) or the
+   JPEG-bytes format (``train_jpeg`` + ``train_offsets`` + ``y_train``, same for ``test``);
+2. a torchvision download into ``<root>/torchvision`` (cifar10, cifar100, svhn, stl10 resized to 32x32,
+   mnist and fashion_mnist padded to 3x32x32);
+3. ``synthetic``: generated offline and deterministically (``synthetic.py``), any size.
+
+Offline and not found: ``DatasetNotFound`` names the files looked for and the ``MEMLAB_DATA`` variable.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ARCHIVES = {
+    "cifar10": ["cifar10.npz", "cifar10_jpeg.npz"],
+    "cifar100": ["cifar100.npz", "cifar100_jpeg.npz"],
+    "svhn": ["svhn.npz"],
+    "stl10": ["stl10.npz"],
+    "mnist": ["mnist.npz", "mnist_5k.npz"],
+    "fashion_mnist": ["fashion_mnist.npz"],
+}
+DATASETS = sorted(ARCHIVES) + ["synthetic"]
+SPLITS = ("train", "test")
+
+
+class DatasetNotFound(FileNotFoundError):
+    pass
+
+
+@dataclass
+class ImageData:
+    name: str
+    split: str
+    images: torch.Tensor                   # uint8 (N, 3, H, W)
+    labels: torch.Tensor                   # int64 (N,)
+    class_names: list
+    atypical: torch.Tensor | None = None   # synthetic: indices of planted atypical points
+    atypical_kind: list = field(default_factory=list)
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def stats(self) -> tuple:
+        """Per-channel (mean, std) of the images in [0, 1] units: the normalisation constants."""
+        x = self.images.float().div(255)
+        return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
+
+    def subset(self, idx) -> "ImageData":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        atyp, kinds = None, []
+        if self.atypical is not None:
+            pos = {int(a): k for a, k in zip(self.atypical, self.atypical_kind)}
+            keep = [j for j, i in enumerate(idx.tolist()) if i in pos]
+            atyp = torch.tensor(keep, dtype=torch.long)
+            kinds = [pos[int(idx[j])] for j in keep]
+        return ImageData(self.name, self.split, self.images[idx], self.labels[idx], self.class_names,
+                         atyp, kinds)
+
+
+def data_root(root=None) -> Path:
+    if root is not None:
+        return Path(root)
+    return Path(os.environ.get("MEMLAB_DATA") or Path.home() / ".cache" / "memlab")
+
+
+def to_chw3(x: np.ndarray, size: int = 32) -> torch.Tensor:
+    """uint8 images (N,H,W), (N,H,W,C) or (N,C,H,W) -> (N,3,size,size): grey repeated, 28x28 padded to
+    32x32, larger images resized (antialiased)."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images, got {x.dtype}")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.shape[1] == 1:
+        t = t.expand(-1, 3, -1, -1)
+    h, w = t.shape[-2:]
+    if h < size and w < size and (size - h) % 2 == 0:
+        p = (size - h) // 2
+        t = F.pad(t, (p, p, p, p))
+    elif (h, w) != (size, size):
+        t = F.interpolate(t.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        t = t.round().clamp(0, 255).to(torch.uint8)
+    return t.contiguous()
+
+
+def _decode_jpegs(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    from PIL import Image
+    out = [np.asarray(Image.open(io.BytesIO(buf[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
+           for i in range(len(offsets) - 1)]
+    return np.stack(out)
+
+
+@lru_cache(maxsize=8)
+def _read_npz(path: str, split: str):
+    z = np.load(path, allow_pickle=False)
+    keys = set(z.files)
+    names = [str(c) for c in z["class_names"]] if "class_names" in keys else None
+    if f"{split}_jpeg" in keys:
+        x, y = _decode_jpegs(z[f"{split}_jpeg"], z[f"{split}_offsets"]), z[f"y_{split}"]
+    elif f"x_{split}" in keys:
+        x, y = z[f"x_{split}"], z[f"y_{split}"]
+    elif {"x", "y"} <= keys:
+        if split != "train":
+            raise DatasetNotFound(f"{path} holds a single (training) split, no {split!r} split")
+        x, y = z["x"], z["y"]
+    else:
+        raise ValueError(f"{path}: unrecognised archive layout (keys {sorted(keys)}); expected x_{split}/"
+                         f"y_{split}, {split}_jpeg/{split}_offsets/y_{split}, or x/y")
+    return to_chw3(x), torch.from_numpy(np.asarray(y).astype(np.int64)), names
+
+
+def _torchvision(name: str, split: str, root: Path, download: bool):
+    import torchvision.datasets as tvd
+    train = split == "train"
+    r = str(root / "torchvision")
+    if name == "cifar10":
+        ds = tvd.CIFAR10(r, train=train, download=download)
+        return to_chw3(ds.data), torch.tensor(ds.targets), list(ds.classes)
+    if name == "cifar100":
+        ds = tvd.CIFAR100(r, train=train, download=download)
+        return to_chw3(ds.data), torch.tensor(ds.targets), list(ds.classes)
+    if name == "svhn":
+        ds = tvd.SVHN(r, split=split, download=download)
+        return to_chw3(ds.data), torch.from_numpy(ds.labels.astype(np.int64)), [str(i) for i in range(10)]
+    if name == "stl10":
+        ds = tvd.STL10(r, split=split, download=download)
+        return to_chw3(ds.data), torch.from_numpy(ds.labels.astype(np.int64)), list(ds.classes)
+    cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}[name]
+    ds = cls(r, train=train, download=download)
+    return to_chw3(ds.data.numpy()), ds.targets.long(), list(ds.classes)
+
+
+def load_dataset(name: str, split: str = "train", *, root=None, download: bool = True, n: int | None = None,
+                 seed: int = 0, atypical_frac: float = 0.05) -> ImageData:
+    """Load ``name`` (see ``DATASETS``) ``split``. ``n``, ``seed``, ``atypical_frac`` apply to
+    ``synthetic`` (``n`` also truncates real data to a class-balanced prefix when given)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+    if name == "synthetic":
+        from .synthetic import make_synthetic
+        if n is None:
+            n = 5000 if split == "train" else 1000
+        d = make_synthetic(n, seed=seed if split == "train" else seed + 7919, atypical_frac=atypical_frac)
+        return ImageData(name, split, d["images"], d["labels"], list(d["class_names"]), d["atypical"],
+                         list(d["atypical_kind"]))
+    root = data_root(root)
+    tried = [root / f for f in ARCHIVES[name]]
+    found = next((p for p in tried if p.is_file()), None)
+    if found is not None:
+        x, y, names = _read_npz(str(found), split)
+    else:
+        try:
+            x, y, names = _torchvision(name, split, root, download)
+        except Exception as e:  # offline, or download disabled
+            raise DatasetNotFound(
+                f"dataset {name!r} ({split}) not found. Looked for {[str(p) for p in tried]} and a torchvision "
+                f"copy under {root / 'torchvision'}; the download {'failed' if download else 'is disabled'} "
+                f"({type(e).__name__}: {e}). Offline: put one of {ARCHIVES[name]} (arrays x_train, y_train, "
+                f"x_test, y_test, or the JPEG layout of shared/data/README.md) in a folder and set MEMLAB_DATA "
+                f"to it, e.g. `export MEMLAB_DATA=../shared/data`.") from e
+    names = names or [str(i) for i in range(int(y.max()) + 1)]
+    data = ImageData(name, split, x, y, names)
+    if n is not None:
+        if n > len(data):
+            raise ValueError(f"asked for {n} {name} {split} images; only {len(data)} available")
+        from .splits import balanced_subset
+        data = data.subset(balanced_subset(data.labels.numpy(), n, seed))
+    return data

@@ -1,0 +1,109 @@
+"""Helpers for ``run_all.sh``: validate a parameter file against a notebook, and write the run manifest.
+
+    python -m memlab.runner check notebooks/02_sslmem.py params/laptop/02_sslmem.yaml [-p name value ...]
+    python -m memlab.runner manifest outputs/laptop --profile laptop --results outputs/laptop/results.tsv
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from .params import ParameterError, notebook_defaults, validate
+
+PACKAGES = ["memlab", "torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "matplotlib",
+            "timm", "kornia", "papermill", "jupytext", "nbconvert", "opacus"]
+
+
+def load_params(path) -> dict:
+    if path is None:
+        return {}
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: expected a mapping of parameter names to values")
+    return data
+
+
+def check(notebook: str, params_file: str | None, extra: list) -> dict:
+    values = load_params(params_file)
+    for name, raw in extra:
+        values[name] = yaml.safe_load(raw)  # as papermill -p would parse it
+    validate(values, notebook_defaults(notebook), f"{params_file or notebook}")
+    return values
+
+
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def _device() -> dict:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return {"type": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
+        return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    except Exception as e:  # pragma: no cover
+        return {"type": "unknown", "error": str(e)}
+
+
+def manifest(out_dir: str, profile: str, results: str | None) -> Path:
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    runs = []
+    if results and Path(results).is_file():
+        for line in Path(results).read_text().splitlines():
+            name, status, seconds, params_file = line.split("\t")
+            pf = Path(params_file)
+            runs.append({"notebook": name, "status": status, "seconds": float(seconds), "params": params_file,
+                         "params_sha256": hashlib.sha256(pf.read_bytes()).hexdigest() if pf.is_file() else None})
+    dirty = _git("status", "--porcelain")
+    doc = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile,
+           "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(dirty and dirty != "unknown"),
+           "python": sys.version.split()[0], "platform": platform.platform(), "device": _device(),
+           "packages": versions, "notebooks": runs}
+    path = Path(out_dir) / "manifest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m memlab.runner")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="validate a parameter file against a notebook's parameters cell")
+    c.add_argument("notebook")
+    c.add_argument("params", nargs="?")
+    c.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    m = sub.add_parser("manifest", help="write <out_dir>/manifest.json")
+    m.add_argument("out_dir")
+    m.add_argument("--profile", required=True)
+    m.add_argument("--results")
+    a = ap.parse_args(argv)
+    if a.cmd == "check":
+        try:
+            check(a.notebook, a.params, a.p)
+        except (ParameterError, OSError, yaml.YAMLError) as e:
+            print(f"parameter error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    print(manifest(a.out_dir, a.profile, a.results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

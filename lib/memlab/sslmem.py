@@ -1,0 +1,139 @@
+"""SSLMem: per-example memorization of SSL encoders (Wang et al., ICLR 2024, §3, Eq. 1-2, appendix A).
+
+    L_align(h, x) = E_{x', x'' ~ Aug(x)} || norm(h(x')) - norm(h(x'')) ||_2        (two augmented views)
+    m(x)          = E_{g ~ A(S \\ x)} L_align(g, x)  -  E_{f ~ A(S)} L_align(f, x)
+
+Estimated with K fixed view pairs per point from a ``ViewBank`` (the same views for f and g) and, when
+given, several f and g seeds (their alignment losses are averaged: the expectations over A). h(x) is the
+encoder's full output flattened (``rep="flat"``: ResNet pre-pool map, ViT all tokens) or its spatial mean
+(``rep="pooled"``), L2-normalised. Any layer of the encoder can be scored from the same single forward
+pass per view (``layers=[...]``), which is what LayerMem (methods.md §3) uses.
+
+Normalisation (appendix A): raw differences divided by their range (max - min) over a reference set of
+scored points -- by default all points scored together -- so scores lie in an interval of width 1. Raw
+scores are always kept.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .augment import ViewBank
+
+
+def _rep(t: torch.Tensor) -> torch.Tensor:
+    return F.normalize(t.float().flatten(1), dim=1)
+
+
+@torch.no_grad()
+def alignment_losses(encoder, images: torch.Tensor, idx, bank: ViewBank, *, n_pairs: int | None = None,
+                     rep: str = "flat", layers=None, batch_size: int = 256, device=None,
+                     progress: bool = False) -> dict:
+    """Per-point, per-pair alignment distances ``d(norm(h(v_2k)), norm(h(v_2k+1)))``.
+
+    ``images``: uint8 (N,3,H,W) of the points; ``idx``: their global indices (they key the view bank).
+    Returns ``{layer: tensor (N, n_pairs)}`` for ``layers`` (default: the encoder's final layer).
+    Views 2k and 2k+1 of the bank form pair k; every view goes through the encoder once.
+    """
+    if rep not in ("flat", "pooled"):
+        raise ValueError(f"rep must be 'flat' or 'pooled', got {rep!r}")
+    n_pairs = n_pairs or bank.n_views // 2
+    if 2 * n_pairs > bank.n_views:
+        raise ValueError(f"{n_pairs} view pairs need {2 * n_pairs} views; the bank has {bank.n_views}")
+    layers = list(layers or [encoder.layer_names[-1]])
+    device = device or next(encoder.parameters()).device
+    encoder.eval()
+    idx = np.asarray(torch.as_tensor(idx).cpu())
+    out = {l: torch.empty(len(idx), n_pairs) for l in layers}
+    chunk = max(1, batch_size // 2)
+    for s in tqdm(range(0, len(idx), chunk), disable=not progress, desc="alignment", leave=False):
+        x = images[s:s + chunk].to(device)
+        ii = idx[s:s + chunk]
+        for k in range(n_pairs):
+            v = torch.cat([bank.view(x, ii, 2 * k), bank.view(x, ii, 2 * k + 1)])
+            feats = encoder.forward_features(v, layers=layers, pool=rep == "pooled")
+            for l in layers:
+                a, b = _rep(feats[l]).chunk(2)
+                out[l][s:s + len(ii), k] = (a - b).norm(dim=1).cpu()
+    return out
+
+
+def mean_alignment(encoders, images, idx, bank, **kw) -> dict:
+    """Alignment loss averaged over view pairs and over several encoders (seeds): {layer: (N,)}."""
+    encoders = encoders if isinstance(encoders, (list, tuple)) else [encoders]
+    acc = None
+    for enc in encoders:
+        al = {l: d.mean(1) for l, d in alignment_losses(enc, images, idx, bank, **kw).items()}
+        acc = al if acc is None else {l: acc[l] + al[l] for l in acc}
+    return {l: v / len(encoders) for l, v in acc.items()}
+
+
+def sslmem_raw(align_f: torch.Tensor, align_g: torch.Tensor) -> torch.Tensor:
+    """m(x) = L_align(g, x) - L_align(f, x), before normalisation (positive: f aligns x better)."""
+    return align_g - align_f
+
+
+def normalize_scores(raw: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Divide by the range (max - min) of ``reference`` (default: ``raw`` itself), appendix A."""
+    ref = raw if reference is None else reference
+    rng = float(ref.max() - ref.min())
+    if not rng > 0:
+        raise ValueError("cannot normalise SSLMem scores: the reference scores have zero range")
+    return raw / rng
+
+
+def score(f_encoders, g_encoders, images, idx, bank, **kw) -> dict:
+    """Alignment of f and g and the raw SSLMem of each point, for every requested layer:
+    ``{layer: {"align_f", "align_g", "raw"}}`` (tensors of shape (N,))."""
+    af = mean_alignment(f_encoders, images, idx, bank, **kw)
+    ag = mean_alignment(g_encoders, images, idx, bank, **kw)
+    return {l: {"align_f": af[l], "align_g": ag[l], "raw": sslmem_raw(af[l], ag[l])} for l in af}
+
+
+# ----------------------------------------------------------------------------- the SSLMem experiment
+SUBSETS = ("S_C", "S_S", "S_I", "S_E")
+
+
+def train_f_and_g(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True, cache=None, device="auto",
+                  force: bool = False, progress: bool = True):
+    """Train (or load) f on S_S u S_C and g on S_S u S_I for every seed: ``(fs, gs)`` lists of ``Trained``.
+
+    ``pair_seeds``: g_s uses the same seed as f_s (same initial weights, same per-example augmentation
+    draws on shared points: common random numbers, which lowers the variance of m(x) without changing
+    its expectation). Otherwise g_s uses seed + 1000.
+    """
+    from dataclasses import replace
+
+    from .train import train_encoder
+    fs, gs = [], []
+    data_id = f"{train_data.name}/{train_data.split}"
+    labels = train_data.labels if cfg.objective == "supervised" else None
+    for s in seeds:
+        for which, idx, seed in (("f", splits.f_train, s), ("g", splits.g_train, s if pair_seeds else s + 1000)):
+            out = train_encoder(replace(cfg, seed=seed), train_data.images[idx],
+                                None if labels is None else labels[idx], idx, cache=cache, data_id=data_id,
+                                device=device, force=force, progress=progress)
+            (fs if which == "f" else gs).append(out)
+    return fs, gs
+
+
+def score_splits(f_encoders, g_encoders, train_data, test_data, subsets: dict, bank, **kw) -> dict:
+    """Score the points of each subset. ``subsets``: {name: indices}; "S_E" indexes the test split (its
+    view-bank ids are offset by len(train) so they never share draws with training points).
+    Returns {name: {layer: {"align_f", "align_g", "raw"}}}."""
+    out = {}
+    for name, idx in subsets.items():
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        src, off = (test_data, len(train_data)) if name == "S_E" else (train_data, 0)
+        out[name] = score(f_encoders, g_encoders, src.images[idx], (idx + off).numpy(), bank, **kw)
+    return out
+
+
+def normalized(results: dict, layer: str, reference: str | None = None) -> dict:
+    """Normalised scores per subset for one layer; the range is taken over ``reference`` (a subset name)
+    or, by default, over all scored points together."""
+    raw = {k: v[layer]["raw"] for k, v in results.items()}
+    ref = raw[reference] if reference else torch.cat(list(raw.values()))
+    return {k: normalize_scores(v, ref) for k, v in raw.items()}

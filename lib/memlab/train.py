@@ -1,0 +1,258 @@
+"""One training loop for every paradigm (SSL objectives, supervised, random labels).
+
+- ``device`` is a parameter; AMP (bf16, else fp16 with a GradScaler) on CUDA.
+- Linear warm-up then cosine decay to zero, computed from the global step (nothing to restore).
+- Seeded and deterministic: weights from ``seed``; data order from (seed, epoch); augmentations from the
+  counter-based hash (seed, epoch * n_views + v, example index), see ``augment.py``. A run interrupted
+  after any epoch and resumed gives the same weights as an uninterrupted one.
+- A checkpoint every epoch (atomic), per-epoch history (loss, lr, time, optional probes), snapshots of
+  the encoder at chosen epochs (Fig. 2b of SSLMem, UnitMem over training).
+
+``train_encoder`` wraps ``train`` with the result cache: the key is the full config plus a fingerprint of
+the training images and labels, so f and g (and every notebook that needs the same encoder) share it.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .augment import Augmentation, hash_uniform
+from .cache import Cache, atomic_save
+from .models import build_model
+from .objectives import build_objective
+
+
+@dataclass
+class TrainConfig:
+    model: str = "resnet9"
+    model_kw: dict = field(default_factory=dict)
+    objective: str = "simclr"
+    objective_kw: dict = field(default_factory=dict)
+    aug: str | None = None            # None: the objective's default preset
+    aug_kw: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "sgd"            # sgd | adam | adamw
+    lr: float = 0.06
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    snapshot_epochs: tuple = ()       # keep encoder weights after these epochs (1-based)
+    mean: tuple = (0.5, 0.5, 0.5)     # per-channel normalisation after augmentation (dataset statistics)
+    std: tuple = (0.25, 0.25, 0.25)
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or adamw")
+        self.snapshot_epochs = tuple(sorted(int(e) for e in self.snapshot_epochs))
+        self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
+        bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
+        if bad:
+            raise ValueError(f"snapshot_epochs {bad} outside 1..{self.epochs}")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but CUDA is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _epoch_order(index: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """Positions sorted by a hash of (seed, epoch, global example index): points shared by two training
+    sets keep the same relative order in both."""
+    u = hash_uniform(seed, (1 << 50) + epoch, index.numpy(), 1)[:, 0]
+    return torch.from_numpy(np.argsort(u, kind="stable"))
+
+
+def build(cfg: TrainConfig, num_classes: int | None = None):
+    """Seeded model + objective (heads) for a config."""
+    torch.manual_seed(cfg.seed)
+    encoder = build_model(cfg.model, **cfg.model_kw).to(memory_format=torch.channels_last)  # ~3x faster convs
+    kw = dict(cfg.objective_kw)
+    if num_classes is not None and cfg.objective == "supervised":
+        kw.setdefault("num_classes", num_classes)
+    objective = build_objective(cfg.objective, encoder.out_dim, **kw)
+    return encoder, objective
+
+
+def make_augmentation(cfg: TrainConfig, objective, preset: str | None = None) -> Augmentation:
+    """The training augmentation of ``cfg`` (or another ``preset`` with the same normalisation)."""
+    return Augmentation(preset or cfg.aug or objective.aug, mean=cfg.mean, std=cfg.std,
+                        **(cfg.aug_kw if preset is None else {}))
+
+
+def _optimizer(cfg: TrainConfig, params):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype
+    return torch.autocast(device.type, enabled=False), None
+
+
+def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None,
+          *, num_classes: int | None = None, device="auto", amp: bool = True,
+          ckpt_dir=None, probe=None, probe_epochs=(), progress: bool = True, epoch_callback=None) -> dict:
+    """Train on ``images`` (uint8 N,3,H,W, kept on CPU or device) and return
+    ``{encoder, objective, history, snapshots}``.
+
+    ``index``: global example indices of ``images`` (they key the augmentation draws, so a shared point
+    gets the same augmentations in f's and g's training); default ``arange(N)``.
+    ``probe(encoder, epoch) -> dict`` is called after the epochs in ``probe_epochs``.
+    ``ckpt_dir``: resume from / write ``last.pt`` there every epoch.
+    ``epoch_callback(epoch)`` runs after each checkpoint (tests use it to simulate an interruption).
+    """
+    device = resolve_device(device)
+    n = images.shape[0]
+    index = torch.arange(n) if index is None else torch.as_tensor(index)
+    encoder, objective = build(cfg, num_classes)
+    if objective.needs_labels and labels is None:
+        raise ValueError(f"objective {cfg.objective!r} needs labels")
+    encoder.to(device), objective.to(device)
+    aug = make_augmentation(cfg, objective)
+    params = [p for p in list(encoder.parameters()) + list(objective.parameters()) if p.requires_grad]
+    opt = _optimizer(cfg, params)
+    ctx_dtype = _autocast(device, amp)[1]
+    scaler = torch.amp.GradScaler("cuda", enabled=ctx_dtype == torch.float16)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    total, warmup = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
+    history, snapshots, start = [], {}, 0
+
+    last = None if ckpt_dir is None else (ckpt_dir / "last.pt")
+    if last is not None and last.is_file():
+        st = torch.load(last, map_location="cpu", weights_only=True)
+        encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
+        opt.load_state_dict(st["optimizer"]), scaler.load_state_dict(st["scaler"])
+        history, snapshots, start = st["history"], st["snapshots"], st["epoch"]
+
+    images_dev = images.to(device) if device.type == "cuda" else images
+    labels_dev = None if labels is None else labels.to(device)
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress,
+               desc=f"train {cfg.objective}/{cfg.model} seed {cfg.seed}", leave=False)
+    for epoch in bar:
+        encoder.train(), objective.train()
+        t0, losses = time.time(), []
+        order = _epoch_order(index, cfg.seed, epoch)
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, warmup, cfg.lr)
+            b = order[i * bs:(i + 1) * bs]
+            x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
+            gidx = index[b].numpy()
+            views = [aug(x, gidx, cfg.seed, epoch * objective.n_views + v) for v in range(objective.n_views)]
+            y = None if labels_dev is None else labels_dev[b.to(device)]
+            ctx, _ = _autocast(device, amp)
+            with ctx:
+                loss = objective.loss(encoder, views, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            objective.after_step(encoder)
+            losses.append(loss.detach())
+        rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "lr": opt.param_groups[0]["lr"],
+               "time": time.time() - t0}
+        if probe is not None and (epoch + 1) in set(probe_epochs):
+            encoder.eval()
+            rec.update(probe(encoder, epoch + 1))
+        history.append(rec)
+        if (epoch + 1) in cfg.snapshot_epochs:
+            snapshots[epoch + 1] = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
+        bar.set_postfix(loss=f"{rec['loss']:.3f}")
+        if last is not None:
+            atomic_save({"encoder": encoder.state_dict(), "objective": objective.state_dict(),
+                         "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                         "history": history, "snapshots": snapshots}, last)
+        if epoch_callback is not None:
+            epoch_callback(epoch + 1)
+    encoder.eval(), objective.eval()
+    return {"encoder": encoder, "objective": objective, "history": history, "snapshots": snapshots}
+
+
+def fingerprint(*tensors) -> str:
+    """sha256 of the tensors' bytes: identifies a training set in cache keys."""
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is not None:
+            t = torch.as_tensor(t).contiguous().cpu()
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class Trained:
+    """A trained encoder (eval mode) with its heads, history and snapshots, as served by the cache."""
+    encoder: torch.nn.Module
+    objective: torch.nn.Module
+    history: list
+    snapshots: dict
+    config: TrainConfig
+    key: str
+    num_classes: int | None = None
+    from_cache: bool = False
+
+    def at_epoch(self, epoch: int) -> torch.nn.Module:
+        """A copy of the encoder with the weights snapshotted after ``epoch``."""
+        enc, _ = build(self.config, self.num_classes)
+        enc.load_state_dict(self.snapshots[epoch])
+        return enc.to(next(self.encoder.parameters()).device).eval()
+
+
+def train_encoder(cfg: TrainConfig, images, labels=None, index=None, *, cache: Cache | None = None,
+                  data_id: str = "", device="auto", amp: bool = True, force: bool = False,
+                  probe=None, probe_epochs=(), progress: bool = True, epoch_callback=None) -> Trained:
+    """Train (or load from the cache) an encoder. Interrupted training resumes from its last epoch."""
+    cache = cache or Cache()
+    device = resolve_device(device)
+    num_classes = None if labels is None else int(labels.max()) + 1
+    key_cfg = {"train": asdict(cfg), "data": fingerprint(images, labels, index), "data_id": data_id,
+               "num_classes": num_classes, "probe_epochs": sorted(probe_epochs) if probe else []}
+    kind = "encoder"
+    if cache.exists(kind, key_cfg) and not force:
+        st = cache.load(kind, key_cfg, "model.pt")
+        encoder, objective = build(cfg, num_classes)
+        encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
+        encoder.to(device).eval(), objective.to(device).eval()
+        return Trained(encoder, objective, st["history"], st["snapshots"], cfg, cache.key(kind, key_cfg),
+                       num_classes, from_cache=True)
+    ckpt = cache.partial_dir(kind, key_cfg)
+    if force:
+        (ckpt / "last.pt").unlink(missing_ok=True)
+    out = train(cfg, images, labels, index, num_classes=num_classes, device=device, amp=amp, ckpt_dir=ckpt, probe=probe,
+                probe_epochs=probe_epochs, progress=progress, epoch_callback=epoch_callback)
+    state = {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
+             "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
+             "history": out["history"], "snapshots": out["snapshots"]}
+    cache.save(kind, key_cfg, {"model.pt": state})
+    return Trained(out["encoder"], out["objective"], out["history"], out["snapshots"], cfg,
+                   cache.key(kind, key_cfg), num_classes)

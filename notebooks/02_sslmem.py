@@ -1,0 +1,348 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # SSLMem: which training points does a self-supervised encoder memorise?
+#
+# *Wang, Kaleem, Dziedzic, Backes, Papernot, Boenisch, "Memorization in Self-Supervised Learning Improves
+# Downstream Generalization", ICLR 2024* (sections 3-4, appendix A; `shared/docs/methods.md` section 2).
+#
+# An SSL encoder is trained so that two augmentations ("views") of the same image get similar
+# representations. **SSLMem** asks whether this *alignment* is better on a point because the encoder saw
+# that very point:
+#
+# $$L_{align}(h, x) = \mathbb{E}_{x', x'' \sim Aug(x)}\, \lVert \bar h(x') - \bar h(x'') \rVert_2, \qquad
+#   m(x) = \mathbb{E}_{g \sim A(S \setminus x)} L_{align}(g, x) - \mathbb{E}_{f \sim A(S)} L_{align}(f, x)$$
+#
+# where $\bar h$ is the L2-normalised representation. We train two encoders with the same recipe:
+# **f** on $S_S \cup S_C$ and **g** on $S_S \cup S_I$. The four subsets then play different roles:
+#
+# | subset | trained by | expected m(x) |
+# |---|---|---|
+# | $S_C$ candidates | f only | > 0 (memorised by f) |
+# | $S_S$ shared | f and g | about 0 |
+# | $S_I$ independent | g only | < 0 (memorised by g) |
+# | $S_E$ extra (test split) | neither | about 0 (slightly > 0) |
+#
+# Views come from a fixed *view bank*: pair k of point x is the same for f and g, so the difference in
+# alignment is not blurred by different random augmentations.
+
+# %% tags=["parameters"]
+# Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/02_sslmem.yaml)
+profile = "laptop"
+output_dir = "outputs/laptop"
+device = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
+dataset = "cifar10"        # any memlab dataset; "synthetic" works offline and has planted atypical points
+synthetic_n_train = 5000   # sizes of the generated splits when dataset == "synthetic"
+synthetic_n_test = 1000
+atypical_frac = 0.05       # synthetic: fraction of planted atypical points
+method = "simclr"          # SSL objective (memlab.objectives)
+arch = "resnet9"           # encoder (memlab.models)
+width = 0.25               # width multiplier (resnet9 / resnets)
+split_shared = 1000        # |S_S|: a count, or a fraction of the training split
+split_candidates = 500     # |S_C|
+split_independent = 500    # |S_I|
+split_extra = 500          # |S_E|: a count, or a fraction of the test split
+split_seed = 0
+score_shared = 1000        # how many S_S points to score (a random, class-balanced part of S_S)
+epochs = 60
+batch_size = 256
+optimizer = "sgd"
+lr = 0.06
+weight_decay = 5e-4
+temperature = 0.5          # NT-Xent temperature
+seeds = [0]                # one f and one g per seed; scores average over them (the expectations)
+pair_seeds = True          # g_s shares f_s's seed (common random numbers: less noise, same expectation)
+view_pairs = 10            # K view pairs per point
+measure_aug = ""           # augmentation used for measuring ("" = the training augmentation)
+representation = "pooled"  # "flat": full output map flattened (as in the paper); "pooled": spatial mean
+normalize_over = "all"     # range for normalisation: "all" scored points, or one subset such as "S_C"
+snapshot_epochs = [10, 20, 40, 60]  # epochs scored for the training-dynamics figure (Fig. 2b)
+probe_test = 2000          # test images for the linear probe
+gallery_k = 10
+alpha = 0.01               # significance level of the printed claims
+force = False              # recompute cached encoders and scores
+
+# %%
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import display
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from memlab import plots
+from memlab.augment import Augmentation, ViewBank
+from memlab.cache import Cache
+from memlab.data import DATASETS, load_dataset
+from memlab.models import MODELS
+from memlab.objectives import OBJECTIVES
+from memlab.params import check_injected, choice, positive
+from memlab.probes import extract, linear_probe
+from memlab.report import Report
+from memlab.splits import balanced_subset, make_splits
+from memlab.sslmem import SUBSETS, normalized, score_splits, train_f_and_g
+from memlab.stats import subset_table, summary
+from memlab.train import TrainConfig, resolve_device
+
+# Reject bad parameters before any compute.
+check_injected()
+choice("dataset", dataset, DATASETS)
+choice("method", method, OBJECTIVES)
+choice("arch", arch, MODELS)
+choice("representation", representation, ["flat", "pooled"])
+choice("normalize_over", normalize_over, ["all", *SUBSETS])
+positive(epochs=epochs, batch_size=batch_size, lr=lr, view_pairs=view_pairs, width=width, score_shared=score_shared)
+if not seeds:
+    raise ValueError("seeds must list at least one seed")
+dev = resolve_device(device)
+T0 = time.time()
+report = Report(output_dir, "02_sslmem", profile, dataset)
+cache = Cache()
+print(f"device: {dev} | cache: {cache.root}")
+
+# %% [markdown]
+# ## Data and splits
+# The splits are class-balanced and fixed by `split_seed`; they are written next to the results so every
+# number below can be traced back to the exact points.
+
+# %%
+kw = dict(n=synthetic_n_train, seed=split_seed, atypical_frac=atypical_frac) if dataset == "synthetic" else {}
+train_data = load_dataset(dataset, "train", **kw)
+test_data = load_dataset(dataset, "test", **({**kw, "n": synthetic_n_test} if kw else {}))
+splits = make_splits(train_data.labels.numpy(), test_data.labels.numpy(), shared=split_shared,
+                     candidates=split_candidates, independent=split_independent, extra=split_extra, seed=split_seed)
+splits.save(report.tables / "splits.json")
+n_score = min(score_shared, len(splits.shared))
+scored = {"S_C": splits.candidates, "S_S": splits.shared[balanced_subset(
+              train_data.labels[splits.shared].numpy(), n_score, split_seed + 1)],
+          "S_I": splits.independent, "S_E": splits.extra}
+mean, std = train_data.stats()
+print(f"{dataset}: {len(train_data)} train / {len(test_data)} test images, {train_data.num_classes} classes")
+display(pd.DataFrame([{"subset": k, "size": len(splits[k]), "scored": len(scored[k])} for k in SUBSETS]))
+
+# %% [markdown]
+# ## Train f and g
+# Same method, architecture, hyper-parameters and seeds; only the training sets differ. Encoders are cached
+# (keyed by the full configuration and a fingerprint of the training images), so a rerun -- or another
+# notebook that needs the same pair, such as LayerMem and UnitMem -- loads them instead of training.
+
+# %%
+cfg = TrainConfig(model=arch, model_kw={"width": width} if arch.startswith("resnet") else {},
+                  objective=method, objective_kw={"temperature": temperature} if method == "simclr" else {},
+                  epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                  snapshot_epochs=tuple(e for e in snapshot_epochs if e <= epochs), mean=mean, std=std)
+fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, device=dev,
+                       force=force)
+hist = pd.DataFrame([{"encoder": f"{w}{i}", **h} for w, tr in (("f", fs), ("g", gs)) for i, t in enumerate(tr)
+                     for h in t.history])
+source = {f"{w}{i}": "cache" if t.from_cache else "trained" for w, tr in (("f", fs), ("g", gs)) for i, t in enumerate(tr)}
+summary_train = hist.groupby("encoder").agg(final_loss=("loss", "last"), train_seconds=("time", "sum")).round(3)
+summary_train["source"] = summary_train.index.map(source)
+display(summary_train)
+
+# %% [markdown]
+# ## Score every point
+# For each point we compute the alignment loss on f and on g over `view_pairs` fixed view pairs, and
+# their difference. Scores are normalised by their range (appendix A), so they lie in an interval of
+# width 1; the raw differences are kept in the CSV as well.
+
+# %%
+meas = Augmentation(measure_aug or cfg.aug or fs[0].objective.aug, mean=cfg.mean, std=cfg.std)
+bank = ViewBank(meas, 2 * view_pairs, seed=split_seed)
+
+
+def score_pair(f_list, g_list, subsets, tag):
+    key = {"f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(),
+           "rep": representation, "subsets": {k: v.tolist() for k, v in subsets.items()}, "tag": tag}
+    return cache.get_or_compute("sslmem", key, lambda: score_splits(
+        [t.encoder for t in f_list], [t.encoder for t in g_list], train_data, test_data, subsets, bank,
+        rep=representation, device=dev, progress=True), force=force)
+
+
+results = score_pair(fs, gs, scored, "final")
+layer = fs[0].encoder.layer_names[-1]
+m = normalized(results, layer, None if normalize_over == "all" else normalize_over)
+rows = []
+for k in SUBSETS:
+    for i, idx in enumerate(scored[k].tolist()):
+        r = results[k][layer]
+        rows.append({"subset": k, "index": idx, "label": int((test_data if k == "S_E" else train_data).labels[idx]),
+                     "align_f": float(r["align_f"][i]), "align_g": float(r["align_g"][i]),
+                     "sslmem_raw": float(r["raw"][i]), "sslmem": float(m[k][i])})
+scores = pd.DataFrame(rows)
+report.table(scores, "scores")
+display(summary(m).round(4))
+
+# %% [markdown]
+# ## Table 1 row: mean memorization and downstream accuracy
+# The paper's headline number is the mean normalised SSLMem over $S_C$, reported next to the accuracy of
+# a linear probe on f's frozen representations (trained on f's training images with their labels,
+# tested on held-out test images).
+
+# %%
+probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), split_seed + 2)
+norm_fn = meas.normalize
+accs = []
+for t in fs:
+    tr_x = extract(t.encoder, train_data.images[splits.f_train], norm_fn, device=dev)
+    te_x = extract(t.encoder, test_data.images[probe_idx], norm_fn, device=dev)
+    accs.append(linear_probe(tr_x, train_data.labels[splits.f_train], te_x, test_data.labels[probe_idx], device=dev))
+table1 = pd.DataFrame([{"dataset": dataset, "method": method, "arch": f"{arch} x{width}", "epochs": epochs,
+                        "mean SSLMem(S_C)": float(m["S_C"].mean()), "sd": float(m["S_C"].std()),
+                        "linear probe acc": float(np.mean(accs)), "f seeds": len(fs)}])
+report.table(table1, "table1_row")
+display(table1.round(4))
+
+# %% [markdown]
+# ## Fig. 2c and Tables 2/16: the four subsets
+# If SSLMem measures memorisation, candidates score highest, independent points lowest, and shared and
+# extra points sit near zero. One-sided Welch t-tests make this precise (the paper's "effect size" column
+# is the t statistic; Cohen's d is the standardised difference of means).
+
+# %%
+tests = subset_table(m)
+report.table(tests, "ttests")
+display(tests.round(5))
+fig = plots.subset_distributions(m, f"SSLMem per subset ({method}, {arch} x{width}, {epochs} ep.)",
+                                 report.caption(f"{representation} representation, K={view_pairs} view pairs"))
+report.figure(fig, "fig2c_subsets")
+
+# %% [markdown]
+# ## Fig. 2a: alignment on f against alignment on g
+# Each dot is a candidate. Points below the diagonal are aligned better by f, which trained on them: these
+# are the memorised points. Low alignment loss alone is *not* memorisation: easy points sit near the
+# origin on both axes.
+
+# %%
+rc = results["S_C"][layer]
+fig = plots.alignment_scatter(rc["align_f"], rc["align_g"], m["S_C"], "Candidates: alignment on f vs g",
+                              report.caption(f"{method}, {arch} x{width}"))
+report.figure(fig, "fig2a_alignment")
+
+# %% [markdown]
+# ## Fig. 2b: memorisation over training
+# The encoders were snapshotted during training; scoring each snapshot pair shows how the training loss,
+# the probe accuracy and the mean memorisation of the candidates evolve. The paper observes that
+# memorisation keeps growing after loss and accuracy plateau.
+
+# %%
+dyn = []
+for e in cfg.snapshot_epochs:
+    fe = [type(t)(t.at_epoch(e), t.objective, t.history, {}, t.config, f"{t.key}@{e}") for t in fs]
+    ge = [type(t)(t.at_epoch(e), t.objective, t.history, {}, t.config, f"{t.key}@{e}") for t in gs]
+    sub = {"S_C": scored["S_C"], "S_S": scored["S_S"]}
+    res_e = score_pair(fe, ge, sub, f"epoch{e}")
+    me = normalized(res_e, layer)
+    tr_x = extract(fe[0].encoder, train_data.images[splits.f_train], norm_fn, device=dev)
+    te_x = extract(fe[0].encoder, test_data.images[probe_idx], norm_fn, device=dev)
+    acc = linear_probe(tr_x, train_data.labels[splits.f_train], te_x, test_data.labels[probe_idx], device=dev)
+    dyn.append({"epoch": e, "loss": fs[0].history[e - 1]["loss"], "probe acc": acc,
+                "mean SSLMem(S_C)": float(me["S_C"].mean()), "mean SSLMem(S_S)": float(me["S_S"].mean())})
+dyn = pd.DataFrame(dyn)
+report.table(dyn, "fig2b_dynamics")
+display(dyn.round(4))
+if len(dyn):
+    fig = plots.training_curves(dyn["epoch"], {"training loss (f)": dyn["loss"], "linear probe accuracy": dyn["probe acc"],
+                                               "mean SSLMem": {"S_C": dyn["mean SSLMem(S_C)"], "S_S": dyn["mean SSLMem(S_S)"]}},
+                                f"Training dynamics ({method}, {arch} x{width})", report.caption())
+    report.figure(fig, "fig2b_dynamics")
+
+# %% [markdown]
+# ## Fig. 1: the most and the least memorised candidates
+# The most memorised candidates tend to be atypical (unusual pose, background or colour); the least
+# memorised ones look like the prototypes of their class.
+
+# %%
+order = torch.argsort(m["S_C"], descending=True)
+for name, sel in (("most", order[:gallery_k]), ("least", order.flip(0)[:gallery_k])):
+    idx = scored["S_C"][sel]
+    titles = [f"{train_data.class_names[int(train_data.labels[i])][:10]}\nm={float(m['S_C'][j]):+.2f}"
+              for i, j in zip(idx.tolist(), sel.tolist())]
+    fig = plots.gallery(train_data.images[idx], titles, f"The {gallery_k} {name} memorised candidates",
+                        report.caption(f"{method}, {arch} x{width}"), ncols=min(gallery_k, 10))
+    report.figure(fig, f"fig1_{name}_memorised")
+
+# %% [markdown]
+# ## Fig. 5: how many points are memorised, and how strongly?
+# The fraction of points whose score exceeds a threshold. Candidates have a heavier right tail than the
+# shared and extra points: a minority of candidates is memorised strongly.
+
+# %%
+thr = np.linspace(0, float(max(v.max() for v in m.values())), 40)
+frac = pd.DataFrame({"threshold": thr, **{k: [(v > t).float().mean().item() for t in thr] for k, v in m.items()}})
+report.table(frac, "fig5_fraction_above_threshold")
+fig = plots.threshold_fraction(m, thr, "Fraction of points memorised above a threshold", report.caption())
+report.figure(fig, "fig5_threshold")
+
+# %% [markdown]
+# ## Planted atypical points (synthetic data only)
+# The synthetic dataset plants rare variants, corrupted images and flipped labels and returns their
+# indices. If SSLMem singles out atypical points, it ranks the planted candidates above the typical ones:
+# a ROC AUC above 0.5. (Flipped labels do not change the image, so an SSL encoder cannot see them.)
+
+# %%
+auc_rows = []
+if train_data.atypical is not None:
+    atyp = dict(zip(train_data.atypical.tolist(), train_data.atypical_kind))
+    cand = scored["S_C"].tolist()
+    curves = {}
+    for kind in ("all", "rare_variant", "corruption", "flipped_label"):
+        y = np.array([(i in atyp) and (kind == "all" or atyp[i] == kind) for i in cand])
+        keep = np.array([(i not in atyp) or (kind == "all" or atyp[i] == kind) for i in cand])
+        if y.sum() == 0 or y.sum() == keep.sum():
+            continue
+        s = m["S_C"].numpy()[keep]
+        auc = roc_auc_score(y[keep], s)
+        fpr, tpr, _ = roc_curve(y[keep], s)
+        curves[kind] = (fpr, tpr, auc)
+        auc_rows.append({"atypical kind": kind, "n atypical": int(y.sum()), "n typical": int((~y & keep).sum()), "ROC AUC": auc})
+    if curves:
+        fig = plots.roc(curves, "Does SSLMem rank planted atypical candidates first?", report.caption())
+        report.figure(fig, "atypical_roc")
+    auc_table = pd.DataFrame(auc_rows)
+    report.table(auc_table, "atypical_auc")
+    display(auc_table.round(3))
+else:
+    print("no planted atypical points in this dataset")
+
+# %% [markdown]
+# ## The paper's claims, checked on this run
+
+# %%
+t = tests.set_index("hypothesis (H1)")
+for h in ("m(S_C) > m(S_S)", "m(S_E) > m(S_I)"):
+    r = t.loc[h]
+    report.claim(f"{h} (one-sided Welch, p < {alpha})", r["p"] < alpha,
+                 f"means {r['mean_a']:+.4f} vs {r['mean_b']:+.4f}, t={r['t']:.2f}, p={r['p']:.2g}, d={r['d']:.3f}, "
+                 f"n={int(r['n_a'])}/{int(r['n_b'])}")
+order_ok = m["S_C"].mean() > max(m["S_S"].mean(), m["S_E"].mean()) and m["S_I"].mean() < min(m["S_S"].mean(), m["S_E"].mean())
+report.claim("ordering of subset means: S_C > {S_S, S_E} > S_I", order_ok,
+             ", ".join(f"{k} {float(v.mean()):+.4f}" for k, v in m.items()))
+if auc_rows:
+    a = auc_rows[0]
+    report.claim("planted atypical candidates score higher than typical ones (ROC AUC > 0.5)", a["ROC AUC"] > 0.5,
+                 f"AUC {a['ROC AUC']:.3f} over {a['n atypical']} atypical / {a['n typical']} typical candidates")
+claims = report.claims_table()
+
+# %% [markdown]
+# ## Closing note
+
+# %%
+print(f"profile {profile} | {dataset} | {method} / {arch} x{width} | {epochs} epochs | seeds {list(seeds)} | "
+      f"K={view_pairs} pairs | {representation} | device {dev}")
+print(f"mean SSLMem(S_C) = {float(m['S_C'].mean()):+.4f}, linear probe accuracy = {np.mean(accs):.3f}")
+print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass; wall time {time.time() - T0:.0f}s")
+for _, c in claims.iterrows():
+    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")

@@ -1,0 +1,85 @@
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from memlab.data import DatasetNotFound, load_dataset, to_chw3
+
+
+def test_decoded_grey_archive_is_padded_to_3x32x32(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "fashion_mnist.npz", x_train=x, y_train=np.arange(20) % 10, x_test=x[:5],
+             y_test=np.arange(5), class_names=np.array([f"c{i}" for i in range(10)]))
+    d = load_dataset("fashion_mnist", "train", root=tmp_path)
+    assert d.images.shape == (20, 3, 32, 32) and d.images.dtype == torch.uint8
+    assert torch.equal(d.images[:, 1, 2:30, 2:30], torch.from_numpy(x)) and d.images[:, :, :2].sum() == 0
+    assert d.class_names[3] == "c3" and d.labels.dtype == torch.int64
+    assert len(load_dataset("fashion_mnist", "test", root=tmp_path)) == 5
+
+
+def test_jpeg_archive_layout(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    imgs = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    bufs = []
+    for im in imgs:
+        b = io.BytesIO()
+        Image.fromarray(im).save(b, format="PNG")  # lossless stand-in: the loader decodes any PIL format
+        bufs.append(np.frombuffer(b.getvalue(), np.uint8))
+    off = np.cumsum([0] + [len(b) for b in bufs])
+    np.savez(tmp_path / "cifar10_jpeg.npz", train_jpeg=np.concatenate(bufs), train_offsets=off,
+             y_train=np.arange(6, dtype=np.uint8), test_jpeg=np.concatenate(bufs[:2]), test_offsets=off[:3],
+             y_test=np.arange(2, dtype=np.uint8), class_names=np.array(list("abcdefghij")))
+    d = load_dataset("cifar10", "train", root=tmp_path)
+    assert torch.equal(d.images, torch.from_numpy(imgs).permute(0, 3, 1, 2))
+    assert d.labels.tolist() == list(range(6))
+
+
+def test_single_split_archive_has_no_test_split(tmp_path):
+    np.savez(tmp_path / "mnist_5k.npz", x=np.zeros((10, 28, 28), np.uint8), y=np.arange(10))
+    assert len(load_dataset("mnist", "train", root=tmp_path)) == 10
+    with pytest.raises(DatasetNotFound, match="single"):
+        load_dataset("mnist", "test", root=tmp_path)
+
+
+def test_missing_dataset_offline_names_files_and_variable(tmp_path):
+    with pytest.raises(DatasetNotFound) as e:
+        load_dataset("cifar100", "train", root=tmp_path, download=False)
+    msg = str(e.value)
+    assert "cifar100.npz" in msg and "MEMLAB_DATA" in msg and str(tmp_path) in msg
+
+
+def test_unknown_names_rejected():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("imagenet")
+    with pytest.raises(ValueError, match="unknown split"):
+        load_dataset("synthetic", "val")
+
+
+def test_synthetic_through_registry_is_deterministic_and_split_specific():
+    a = load_dataset("synthetic", "train", n=50, seed=3)
+    b = load_dataset("synthetic", "train", n=50, seed=3)
+    t = load_dataset("synthetic", "test", n=50, seed=3)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, t.images)
+    assert a.images.shape == (50, 3, 32, 32) and a.num_classes == 10
+    sub = a.subset(a.atypical[:2].tolist() + [i for i in range(50) if i not in set(a.atypical.tolist())][:3])
+    assert sub.atypical.tolist() == [0, 1] and len(sub.atypical_kind) == 2
+
+
+def test_to_chw3_resizes_large_images():
+    x = np.full((2, 96, 96, 3), 200, np.uint8)
+    t = to_chw3(x)
+    assert t.shape == (2, 3, 32, 32) and int(t.float().mean().round()) == 200
+
+
+@pytest.mark.skipif(not os.environ.get("MEMLAB_DATA") or
+                    not os.path.isfile(os.path.join(os.environ.get("MEMLAB_DATA", ""), "mnist_5k.npz")),
+                    reason="needs MEMLAB_DATA with mnist_5k.npz (shared/data)")
+def test_real_offline_archive():
+    d = load_dataset("mnist", "train")
+    assert d.images.shape == (5000, 3, 32, 32)
+    assert np.all(np.bincount(d.labels.numpy()) == 500)
+    sub = load_dataset("mnist", "train", n=100, seed=0)
+    assert np.all(np.bincount(sub.labels.numpy()) == 10)

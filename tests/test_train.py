@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from memlab.train import TrainConfig, lr_at, train, train_encoder
+
+
+def tiny_data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
+    return x, torch.arange(n) % 4
+
+
+CFG = dict(model="cnn", model_kw={"channels": [4, 8]}, epochs=3, batch_size=16, lr=0.05, warmup_epochs=1)
+
+
+def states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("objective", ["simclr", "supervised"])
+def test_same_seed_same_weights_and_loss_decreases(objective):
+    x, y = tiny_data()
+    cfg = TrainConfig(objective=objective, **{**CFG, "epochs": 6})
+    a = train(cfg, x, y, device="cpu", progress=False)
+    b = train(cfg, x, y, device="cpu", progress=False)
+    assert states_equal(a["encoder"].state_dict(), b["encoder"].state_dict())
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert a["history"][-1]["loss"] < a["history"][0]["loss"]
+    c = train(TrainConfig(objective=objective, **{**CFG, "epochs": 6, "seed": 1}), x, y, device="cpu", progress=False)
+    assert not states_equal(a["encoder"].state_dict(), c["encoder"].state_dict())
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_training_equals_uninterrupted(tmp_path):
+    x, y = tiny_data()
+    cfg = TrainConfig(objective="simclr", snapshot_epochs=(1, 3), **CFG)
+    full = train(cfg, x, y, device="cpu", progress=False)
+
+    def stop_after_2(epoch):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, x, y, device="cpu", progress=False, ckpt_dir=tmp_path, epoch_callback=stop_after_2)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
+    resumed = train(cfg, x, y, device="cpu", progress=False, ckpt_dir=tmp_path)
+    assert states_equal(full["encoder"].state_dict(), resumed["encoder"].state_dict())
+    assert states_equal(full["objective"].state_dict(), resumed["objective"].state_dict())
+    assert [h["loss"] for h in full["history"]] == [h["loss"] for h in resumed["history"]]
+    assert sorted(resumed["snapshots"]) == [1, 3]
+    assert states_equal(full["snapshots"][1], resumed["snapshots"][1])
+
+
+def test_train_encoder_caches_and_resumes(cache):
+    x, y = tiny_data()
+    cfg = TrainConfig(objective="simclr", **CFG)
+    with pytest.raises(Interrupt):
+        train_encoder(cfg, x, cache=cache, device="cpu", progress=False,
+                      epoch_callback=lambda e: (_ for _ in ()).throw(Interrupt) if e == 1 else None)
+    calls = []
+    t1 = train_encoder(cfg, x, cache=cache, device="cpu", progress=False, epoch_callback=calls.append)
+    assert calls == [2, 3]  # resumed after the first epoch
+    t2 = train_encoder(cfg, x, cache=cache, device="cpu", progress=False, epoch_callback=calls.append)
+    assert calls == [2, 3] and t1.key == t2.key  # served from the cache
+    assert states_equal(t1.encoder.state_dict(), t2.encoder.state_dict())
+    t3 = train_encoder(cfg, x[:40], cache=cache, device="cpu", progress=False)  # other data -> other entry
+    assert t3.key != t1.key
+
+
+def test_schedule_warmup_then_cosine():
+    assert lr_at(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert lr_at(9, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr_at(55, 100, 10, 1.0) == pytest.approx(0.5)
+    assert lr_at(100, 100, 10, 1.0) == pytest.approx(0.0)
+
+
+def test_bad_config_rejected():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lamb")
+    with pytest.raises(ValueError, match="snapshot"):
+        TrainConfig(epochs=2, snapshot_epochs=(5,))
+    with pytest.raises(ValueError, match="unknown model"):
+        train(TrainConfig(model="resnet7", epochs=1), *tiny_data(), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="needs labels"):
+        train(TrainConfig(objective="supervised", **CFG), tiny_data()[0], None, device="cpu", progress=False)
