@@ -50,24 +50,26 @@ method = "simclr"          # SSL objective (memlab.objectives)
 arch = "resnet9"           # encoder (memlab.models)
 width = 0.25               # width multiplier (resnet9 / resnets)
 split_shared = 1000        # |S_S|: a count, or a fraction of the training split
-split_candidates = 500     # |S_C|
-split_independent = 500    # |S_I|
-split_extra = 500          # |S_E|: a count, or a fraction of the test split
+split_candidates = 1000    # |S_C|
+split_independent = 1000   # |S_I|
+split_extra = 1000         # |S_E|: a count, or a fraction of the test split
 split_seed = 0
 score_shared = 1000        # how many S_S points to score (a random, class-balanced part of S_S)
-epochs = 60
+epochs = 80
 batch_size = 256
 optimizer = "sgd"
 lr = 0.06
 weight_decay = 5e-4
 temperature = 0.5          # NT-Xent temperature
-seeds = [0]                # one f and one g per seed; scores average over them (the expectations)
+seeds = [0, 1]             # one f and one g per seed; scores average over them (the expectations)
 pair_seeds = True          # g_s shares f_s's seed (common random numbers: less noise, same expectation)
-view_pairs = 10            # K view pairs per point
+view_pairs = 20            # K view pairs per point
 measure_aug = ""           # augmentation used for measuring ("" = the training augmentation)
-representation = "pooled"  # "flat": full output map flattened (as in the paper); "pooled": spatial mean
+representation = "flat"    # "flat": full output map flattened (as in the paper); "pooled": spatial mean
 normalize_over = "all"     # range for normalisation: "all" scored points, or one subset such as "S_C"
-snapshot_epochs = [10, 20, 40, 60]  # epochs scored for the training-dynamics figure (Fig. 2b)
+snapshot_epochs = [10, 20, 40, 80]  # epochs scored for the training-dynamics figure (Fig. 2b)
+dynamics_points = 500      # candidates (and as many shared points) scored per snapshot
+dynamics_pairs = 5         # view pairs per point for the snapshots
 probe_test = 2000          # test images for the linear probe
 gallery_k = 10
 alpha = 0.01               # significance level of the printed claims
@@ -103,7 +105,8 @@ choice("method", method, OBJECTIVES)
 choice("arch", arch, MODELS)
 choice("representation", representation, ["flat", "pooled"])
 choice("normalize_over", normalize_over, ["all", *SUBSETS])
-positive(epochs=epochs, batch_size=batch_size, lr=lr, view_pairs=view_pairs, width=width, score_shared=score_shared)
+positive(epochs=epochs, batch_size=batch_size, lr=lr, view_pairs=view_pairs, width=width, score_shared=score_shared,
+         dynamics_points=dynamics_points, dynamics_pairs=dynamics_pairs)
 if not seeds:
     raise ValueError("seeds must list at least one seed")
 dev = resolve_device(device)
@@ -163,15 +166,15 @@ meas = Augmentation(measure_aug or cfg.aug or fs[0].objective.aug, mean=cfg.mean
 bank = ViewBank(meas, 2 * view_pairs, seed=split_seed)
 
 
-def score_pair(f_list, g_list, subsets, tag):
-    key = {"f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(),
-           "rep": representation, "subsets": {k: v.tolist() for k, v in subsets.items()}, "tag": tag}
+def score_pair(f_list, g_list, subsets, n_pairs):
+    key = {"f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(), "pairs": n_pairs,
+           "rep": representation, "subsets": {k: v.tolist() for k, v in subsets.items()}}
     return cache.get_or_compute("sslmem", key, lambda: score_splits(
         [t.encoder for t in f_list], [t.encoder for t in g_list], train_data, test_data, subsets, bank,
-        rep=representation, device=dev, progress=True), force=force)
+        n_pairs=n_pairs, rep=representation, device=dev), force=force)
 
 
-results = score_pair(fs, gs, scored, "final")
+results = score_pair(fs, gs, scored, view_pairs)
 layer = fs[0].encoder.layer_names[-1]
 m = normalized(results, layer, None if normalize_over == "all" else normalize_over)
 rows = []
@@ -233,17 +236,17 @@ report.figure(fig, "fig2a_alignment")
 
 # %% [markdown]
 # ## Fig. 2b: memorisation over training
-# The encoders were snapshotted during training; scoring each snapshot pair shows how the training loss,
-# the probe accuracy and the mean memorisation of the candidates evolve. The paper observes that
+# The encoders were snapshotted during training; scoring each snapshot pair (on `dynamics_points`
+# candidates and shared points, with `dynamics_pairs` view pairs, to keep it cheap) shows how the training
+# loss, the probe accuracy and the mean memorisation of the candidates evolve. The paper observes that
 # memorisation keeps growing after loss and accuracy plateau.
 
 # %%
 dyn = []
 for e in cfg.snapshot_epochs:
-    fe = [type(t)(t.at_epoch(e), t.objective, t.history, {}, t.config, f"{t.key}@{e}") for t in fs]
-    ge = [type(t)(t.at_epoch(e), t.objective, t.history, {}, t.config, f"{t.key}@{e}") for t in gs]
-    sub = {"S_C": scored["S_C"], "S_S": scored["S_S"]}
-    res_e = score_pair(fe, ge, sub, f"epoch{e}")
+    fe, ge = [t.at_epoch(e) for t in fs], [t.at_epoch(e) for t in gs]
+    sub = {k: scored[k][:dynamics_points] for k in ("S_C", "S_S")}
+    res_e = score_pair(fe, ge, sub, min(dynamics_pairs, view_pairs))
     me = normalized(res_e, layer)
     tr_x = extract(fe[0].encoder, train_data.images[splits.f_train], norm_fn, device=dev)
     te_x = extract(fe[0].encoder, test_data.images[probe_idx], norm_fn, device=dev)
@@ -268,7 +271,7 @@ if len(dyn):
 order = torch.argsort(m["S_C"], descending=True)
 for name, sel in (("most", order[:gallery_k]), ("least", order.flip(0)[:gallery_k])):
     idx = scored["S_C"][sel]
-    titles = [f"{train_data.class_names[int(train_data.labels[i])][:10]}\nm={float(m['S_C'][j]):+.2f}"
+    titles = [f"{train_data.class_names[int(train_data.labels[i])][:14]}\nm={float(m['S_C'][j]):+.2f}"
               for i, j in zip(idx.tolist(), sel.tolist())]
     fig = plots.gallery(train_data.images[idx], titles, f"The {gallery_k} {name} memorised candidates",
                         report.caption(f"{method}, {arch} x{width}"), ncols=min(gallery_k, 10))

@@ -59,8 +59,9 @@ def test_unknown_names_rejected():
 
 
 def test_synthetic_through_registry_is_deterministic_and_split_specific():
-    a = load_dataset("synthetic", "train", n=50, seed=3)
-    b = load_dataset("synthetic", "train", n=50, seed=3)
+    a = load_dataset("synthetic", "train", n=50, seed=3, atypical_frac=0.3)
+    b = load_dataset("synthetic", "train", n=50, seed=3, atypical_frac=0.3)
+    assert len(a.atypical) >= 2
     t = load_dataset("synthetic", "test", n=50, seed=3)
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, t.images)
     assert a.images.shape == (50, 3, 32, 32) and a.num_classes == 10

@@ -28,9 +28,19 @@ class Report:
         return f"memlab {self.notebook} | profile: {self.profile} | dataset: {self.dataset}" + (
             f" | {extra}" if extra else "")
 
-    def figure(self, fig, name: str):
+    def figure(self, fig, name: str) -> None:
+        """Save ``fig`` as PNG and PDF, show it (in a notebook) and close it."""
+        import matplotlib.pyplot as plt
+
         from .plots import save
-        return save(fig, self.figures / name)
+        save(fig, self.figures / name)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+            if get_ipython() is not None:
+                display(fig)
+        finally:
+            plt.close(fig)
 
     def table(self, df: pd.DataFrame, name: str) -> Path:
         path = self.tables / f"{name}.csv"

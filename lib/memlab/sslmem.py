@@ -119,12 +119,15 @@ def train_f_and_g(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = Tru
     return fs, gs
 
 
-def score_splits(f_encoders, g_encoders, train_data, test_data, subsets: dict, bank, **kw) -> dict:
+def score_splits(f_encoders, g_encoders, train_data, test_data, subsets: dict, bank, progress: bool = True,
+                 **kw) -> dict:
     """Score the points of each subset. ``subsets``: {name: indices}; "S_E" indexes the test split (its
     view-bank ids are offset by len(train) so they never share draws with training points).
     Returns {name: {layer: {"align_f", "align_g", "raw"}}}."""
     out = {}
-    for name, idx in subsets.items():
+    bar = tqdm(subsets.items(), disable=not progress, desc="SSLMem scoring", unit="subset")
+    for name, idx in bar:
+        bar.set_postfix(subset=name, points=len(idx))
         idx = torch.as_tensor(idx, dtype=torch.long)
         src, off = (test_data, len(train_data)) if name == "S_E" else (train_data, 0)
         out[name] = score(f_encoders, g_encoders, src.images[idx], (idx + off).numpy(), bank, **kw)

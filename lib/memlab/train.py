@@ -221,11 +221,15 @@ class Trained:
     num_classes: int | None = None
     from_cache: bool = False
 
-    def at_epoch(self, epoch: int) -> torch.nn.Module:
-        """A copy of the encoder with the weights snapshotted after ``epoch``."""
+    def at_epoch(self, epoch: int) -> "Trained":
+        """The encoder as snapshotted after ``epoch`` (its cache key gets an ``@epoch`` suffix)."""
+        if epoch not in self.snapshots:
+            raise KeyError(f"no snapshot after epoch {epoch}; snapshots: {sorted(self.snapshots)}")
         enc, _ = build(self.config, self.num_classes)
         enc.load_state_dict(self.snapshots[epoch])
-        return enc.to(next(self.encoder.parameters()).device).eval()
+        enc.to(next(self.encoder.parameters()).device).eval()
+        return Trained(enc, self.objective, self.history[:epoch], {}, self.config, f"{self.key}@{epoch}",
+                       self.num_classes, self.from_cache)
 
 
 def train_encoder(cfg: TrainConfig, images, labels=None, index=None, *, cache: Cache | None = None,

@@ -1,0 +1,49 @@
+"""A tiny controlled SSL run: f trains on S_S u S_C, g on S_S u S_I (SimCLR, synthetic images).
+SSLMem must then be positive for the points only f trained on and negative for those only g trained on."""
+import pytest
+import torch
+
+from memlab.augment import Augmentation, ViewBank
+from memlab.data import load_dataset
+from memlab.splits import make_splits
+from memlab.sslmem import normalized, score_splits, train_f_and_g
+from memlab.stats import welch
+from memlab.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from memlab.cache import Cache
+    tr = load_dataset("synthetic", "train", n=24, seed=0)
+    te = load_dataset("synthetic", "test", n=10, seed=0)
+    sp = make_splits(tr.labels.numpy(), te.labels.numpy(), shared=8, candidates=8, independent=8, extra=8, seed=0)
+    mean, std = tr.stats()
+    # 8 + 8 images, one full batch per step: the encoder can only get better at aligning these images'
+    # views by memorising them
+    cfg = TrainConfig(model="cnn", model_kw={"channels": [16, 32, 64]}, objective="simclr", aug="crop",
+                      epochs=300, batch_size=16, optimizer="adam", lr=1e-3, weight_decay=0.0, warmup_epochs=10,
+                      mean=mean, std=std)
+    fs, gs = train_f_and_g(cfg, tr, sp, cache=Cache(tmp_path_factory.mktemp("cache")), device="cpu",
+                           progress=False)
+    bank = ViewBank(Augmentation("crop", mean=mean, std=std), 80, seed=0)
+    subsets = {k: sp[k] for k in ("S_C", "S_S", "S_I", "S_E")}
+    res = score_splits([f.encoder for f in fs], [g.encoder for g in gs], tr, te, subsets, bank, rep="flat",
+                       progress=False)
+    return res, fs, gs
+
+
+def test_sslmem_positive_for_f_only_points_negative_for_g_only_points(tiny_run):
+    res, *_ = tiny_run
+    raw = {k: v["block3"]["raw"] for k, v in res.items()}
+    assert raw["S_C"].mean() > 0 > raw["S_I"].mean()
+    assert (raw["S_C"] > 0).float().mean() >= 0.75 and (raw["S_I"] < 0).float().mean() >= 0.75
+    assert raw["S_C"].mean() > raw["S_S"].mean() > raw["S_I"].mean()
+    m = normalized(res, "block3")
+    assert welch(m["S_C"], m["S_I"])["p"] < 0.01
+
+
+def test_f_aligns_its_own_points_better(tiny_run):
+    res, *_ = tiny_run
+    c, i = res["S_C"]["block3"], res["S_I"]["block3"]
+    assert c["align_f"].mean() < c["align_g"].mean()
+    assert i["align_g"].mean() < i["align_f"].mean()
