@@ -213,6 +213,10 @@ display(table1.round(4))
 # If SSLMem measures memorisation, candidates score highest, independent points lowest, and shared and
 # extra points sit near zero. One-sided Welch t-tests make this precise (the paper's "effect size" column
 # is the t statistic; Cohen's d is the standardised difference of means).
+#
+# The comparisons *between* subsets are the robust test. The tests against zero (Table 16) also see any
+# common offset between f and g: when, at small scale, g happens to align every point slightly worse than
+# f (or better), all four distributions shift together; the mean over $S_S$ measures that offset.
 
 # %%
 tests = subset_table(m)

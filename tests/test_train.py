@@ -86,3 +86,25 @@ def test_bad_config_rejected():
         train(TrainConfig(model="resnet7", epochs=1), *tiny_data(), device="cpu", progress=False)
     with pytest.raises(ValueError, match="needs labels"):
         train(TrainConfig(objective="supervised", **CFG), tiny_data()[0], None, device="cpu", progress=False)
+
+
+def test_divergence_is_reported_not_silently_continued():
+    x, y = tiny_data()
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train(TrainConfig(objective="supervised", **{**CFG, "lr": 1e12}), x, y, device="cpu", progress=False)
+
+
+def test_history_records_probes_at_chosen_epochs():
+    x, y = tiny_data()
+    seen = []
+
+    def probe(encoder, epoch):
+        assert not encoder.training
+        seen.append(epoch)
+        return {"probe_acc": float(epoch) / 10}
+
+    out = train(TrainConfig(objective="simclr", **CFG), x, y, device="cpu", progress=False, probe=probe,
+                probe_epochs=(1, 3))
+    assert seen == [1, 3]
+    assert [h.get("probe_acc") for h in out["history"]] == [0.1, None, 0.3]
+    assert all(h["time"] > 0 and h["lr"] >= 0 for h in out["history"])

@@ -39,7 +39,7 @@ def save(fig, path_stem) -> list:
 
 def subset_distributions(scores: dict, title: str, cap: str, xlabel: str = "SSLMem score (normalised)"):
     """Fig. 2c: histograms of the per-point scores of each subset, with their means."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
     allv = np.concatenate([_np(v) for v in scores.values()])
     bins = np.linspace(np.percentile(allv, 0.5), np.percentile(allv, 99.5), 40)
     for name, v in scores.items():
@@ -50,7 +50,7 @@ def subset_distributions(scores: dict, title: str, cap: str, xlabel: str = "SSLM
         ax.axvline(v.mean(), color=c, ls="--", lw=1)
     ax.axvline(0, color="k", lw=0.6)
     ax.set(title=title, xlabel=xlabel, ylabel="density")
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     caption(fig, cap)
     return fig
 

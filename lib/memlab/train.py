@@ -181,6 +181,9 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
             losses.append(loss.detach())
         rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "lr": opt.param_groups[0]["lr"],
                "time": time.time() - t0}
+        if not math.isfinite(rec["loss"]):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {rec['loss']}); lower lr "
+                                     f"(now {cfg.lr}) or check the data")
         if probe is not None and (epoch + 1) in set(probe_epochs):
             encoder.eval()
             rec.update(probe(encoder, epoch + 1))
