@@ -150,6 +150,7 @@ fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_see
                        force=force)
 hist = pd.DataFrame([{"encoder": f"{w}{i}", **h} for w, tr in (("f", fs), ("g", gs)) for i, t in enumerate(tr)
                      for h in t.history])
+report.table(hist, "training_history")
 source = {f"{w}{i}": "cache" if t.from_cache else "trained" for w, tr in (("f", fs), ("g", gs)) for i, t in enumerate(tr)}
 summary_train = hist.groupby("encoder").agg(final_loss=("loss", "last"), train_seconds=("time", "sum")).round(3)
 summary_train["source"] = summary_train.index.map(source)
@@ -186,7 +187,9 @@ for k in SUBSETS:
                      "sslmem_raw": float(r["raw"][i]), "sslmem": float(m[k][i])})
 scores = pd.DataFrame(rows)
 report.table(scores, "scores")
-display(summary(m).round(4))
+subset_stats = summary(m)
+report.table(subset_stats, "subset_summary")
+display(subset_stats.round(4))
 
 # %% [markdown]
 # ## Table 1 row: mean memorization and downstream accuracy
