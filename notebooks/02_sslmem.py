@@ -67,7 +67,8 @@ view_pairs = 20            # K view pairs per point
 measure_aug = ""           # augmentation used for measuring ("" = the training augmentation)
 representation = "flat"    # "flat": full output map flattened (as in the paper); "pooled": spatial mean
 normalize_over = "all"     # range for normalisation: "all" scored points, or one subset such as "S_C"
-snapshot_epochs = [10, 20, 40, 80]  # epochs scored for the training-dynamics figure (Fig. 2b)
+snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]  # encoder weights kept
+dynamics_epochs = [10, 20, 40, 80]  # snapshots scored for the training-dynamics figure (Fig. 2b)
 dynamics_points = 500      # candidates (and as many shared points) scored per snapshot
 dynamics_pairs = 5         # view pairs per point for the snapshots
 probe_test = 2000          # test images for the linear probe
@@ -94,9 +95,9 @@ from memlab.params import check_injected, choice, positive
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset, make_splits
-from memlab.sslmem import SUBSETS, normalized, score_splits, train_f_and_g
+from memlab.sslmem import SUBSETS, cached_scores, encoder_config, normalized, train_f_and_g
 from memlab.stats import subset_table, summary
-from memlab.train import TrainConfig, resolve_device
+from memlab.train import resolve_device
 
 # Reject bad parameters before any compute.
 check_injected()
@@ -142,10 +143,9 @@ display(pd.DataFrame([{"subset": k, "size": len(splits[k]), "scored": len(scored
 # notebook that needs the same pair, such as LayerMem and UnitMem -- loads them instead of training.
 
 # %%
-cfg = TrainConfig(model=arch, model_kw={"width": width} if arch.startswith("resnet") else {},
-                  objective=method, objective_kw={"temperature": temperature} if method == "simclr" else {},
-                  epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                  snapshot_epochs=tuple(e for e in snapshot_epochs if e <= epochs), mean=mean, std=std)
+cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
+                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
 fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, device=dev,
                        force=force)
 hist = pd.DataFrame([{"encoder": f"{w}{i}", **h} for w, tr in (("f", fs), ("g", gs)) for i, t in enumerate(tr)
@@ -168,11 +168,8 @@ bank = ViewBank(meas, 2 * view_pairs, seed=split_seed)
 
 
 def score_pair(f_list, g_list, subsets, n_pairs):
-    key = {"f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(), "pairs": n_pairs,
-           "rep": representation, "subsets": {k: v.tolist() for k, v in subsets.items()}}
-    return cache.get_or_compute("sslmem", key, lambda: score_splits(
-        [t.encoder for t in f_list], [t.encoder for t in g_list], train_data, test_data, subsets, bank,
-        n_pairs=n_pairs, rep=representation, device=dev), force=force)
+    return cached_scores(cache, f_list, g_list, train_data, test_data, subsets, bank, n_pairs=n_pairs,
+                         rep=representation, device=dev, force=force)
 
 
 results = score_pair(fs, gs, scored, view_pairs)
@@ -250,7 +247,7 @@ report.figure(fig, "fig2a_alignment")
 
 # %%
 dyn = []
-for e in cfg.snapshot_epochs:
+for e in [e for e in dynamics_epochs if e in cfg.snapshot_epochs]:
     fe, ge = [t.at_epoch(e) for t in fs], [t.at_epoch(e) for t in gs]
     sub = {k: scored[k][:dynamics_points] for k in ("S_C", "S_S")}
     res_e = score_pair(fe, ge, sub, min(dynamics_pairs, view_pairs))

@@ -8,11 +8,15 @@ Every model is an `Encoder` (no classification head) that exposes its intermedia
     z = enc.embed(x)                                 # (N, enc.out_dim)
 
 Layer outputs are taken AFTER the residual addition / activation of their block.
-Each model implements `_layers(x)`, a generator yielding (name, tensor) in network order;
-`forward_features` simply stops pulling from it once the deepest requested layer is out,
-so later modules never run. Weights use PyTorch/timm default init (seed outside).
+Each model implements `_layers(x)`, a generator yielding (name, tensor) in network order and
+continuing from the tensor it is sent back (`x = yield name, x`), so units can be masked
+(`set_unit_mask`, used for pruning) at any layer, residual sums included. `forward_features`
+stops pulling from it once the deepest requested layer is out, so later modules never run.
+Weights use PyTorch/timm default init (seed outside).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -40,8 +44,37 @@ class Encoder(nn.Module):
     out_dim: int
 
     def _layers(self, x):
-        """Yield (name, output) for every entry of `layer_names`, in order."""
+        """Yield (name, output) for every entry of `layer_names`, in order, continuing from the tensor
+        sent back."""
         raise NotImplementedError
+
+    def set_unit_mask(self, layer: str, keep) -> None:
+        """Multiply the units (channels; the last dim of ViT tokens) of `layer`'s output by `keep` (a 0/1
+        vector) in every forward pass; `keep=None` removes the mask. Weights are not touched."""
+        self._check_layers([layer])
+        masks = self.__dict__.setdefault("_unit_masks", {})
+        if keep is None:
+            masks.pop(layer, None)
+        else:
+            masks[layer] = torch.as_tensor(keep, dtype=torch.float32)
+
+    def _run(self, x):
+        """Drive `_layers`, applying unit masks; yields (name, output)."""
+        masks = self.__dict__.get("_unit_masks", {})
+        gen = self._layers(x)
+        try:
+            name, h = next(gen)
+            while True:
+                m = masks.get(name)
+                if m is not None:
+                    shape = (1, -1, 1, 1) if h.dim() == 4 else (1,) * (h.dim() - 1) + (-1,)
+                    h = h * m.to(h.device, h.dtype).view(shape)
+                yield name, h
+                name, h = gen.send(h)
+        except StopIteration:
+            return
+        finally:
+            gen.close()
 
     def _check_layers(self, layers) -> set[str]:
         if layers is None:
@@ -60,7 +93,7 @@ class Encoder(nn.Module):
         out = {}
         if not want:
             return out
-        gen = self._layers(x)
+        gen = self._run(x)
         try:
             for name, h in gen:
                 if name in want:
@@ -74,7 +107,7 @@ class Encoder(nn.Module):
     def forward(self, x):
         """Final representation before pooling (= output of the last layer in `layer_names`)."""
         h = None
-        for _, h in self._layers(x):
+        for _, h in self._run(x):
             pass
         return h
 
@@ -91,9 +124,19 @@ class Encoder(nn.Module):
         return spatial_mean(h)
 
 
-def conv_bn(c_in, c_out, stride=1):
-    """conv3x3 (no bias) + BN + ReLU."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+def norm_layer(c: int, norm: str = "batch") -> nn.Module:
+    """BatchNorm2d, or GroupNorm (no cross-sample statistics: needed for DP-SGD per-example gradients)."""
+    if norm == "batch":
+        return nn.BatchNorm2d(c)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(c, min(32, max(1, c // 4))), c)
+    raise ValueError(f"norm must be 'batch' or 'group', got {norm!r}")
+
+
+def conv_bn(c_in, c_out, stride=1, norm="batch"):
+    """conv3x3 (no bias) + BN (or GroupNorm) + ReLU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), norm_layer(c_out, norm),
+                         nn.ReLU(inplace=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,14 +145,14 @@ def conv_bn(c_in, c_out, stride=1):
 class Res9Stage(nn.Module):
     """conv_bn + MaxPool2, optionally followed by a residual block: out = h + res2(res1(h))."""
 
-    def __init__(self, c_in, c_out, residual):
+    def __init__(self, c_in, c_out, residual, norm="batch"):
         super().__init__()
-        self.conv = conv_bn(c_in, c_out)
+        self.conv = conv_bn(c_in, c_out, norm=norm)
         self.pool = nn.MaxPool2d(2)
         self.residual = residual
         if residual:
-            self.res1 = conv_bn(c_out, c_out)
-            self.res2 = conv_bn(c_out, c_out)
+            self.res1 = conv_bn(c_out, c_out, norm=norm)
+            self.res2 = conv_bn(c_out, c_out, norm=norm)
 
 
 class ResNet9(Encoder):
@@ -117,32 +160,32 @@ class ResNet9(Encoder):
 
     Layers: prep, layer1, layer1.res1, layer1.res2, layer2, layer3, layer3.res1, layer3.res2, where
     `X.res1` is the first conv of the residual branch and `X.res2` the block output X + res2(res1(X)).
-    32x32 input -> final map (N, 512w, 4, 4).
+    32x32 input -> final map (N, 512w, 4, 4). ``norm="group"`` swaps BatchNorm for GroupNorm.
     """
 
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float = 1.0, norm: str = "batch"):
         super().__init__()
         c = [_ch(n, width) for n in (64, 128, 256, 512)]
-        self.prep = conv_bn(3, c[0])
-        self.layer1 = Res9Stage(c[0], c[1], residual=True)
-        self.layer2 = Res9Stage(c[1], c[2], residual=False)
-        self.layer3 = Res9Stage(c[2], c[3], residual=True)
+        self.prep = conv_bn(3, c[0], norm=norm)
+        self.layer1 = Res9Stage(c[0], c[1], residual=True, norm=norm)
+        self.layer2 = Res9Stage(c[1], c[2], residual=False, norm=norm)
+        self.layer3 = Res9Stage(c[2], c[3], residual=True, norm=norm)
         self.out_dim = c[3]
         self.layer_names = ["prep", "layer1", "layer1.res1", "layer1.res2", "layer2",
                             "layer3", "layer3.res1", "layer3.res2"]
 
     def _layers(self, x):
         x = self.prep(x)
-        yield "prep", x
+        x = yield "prep", x
         for name in ("layer1", "layer2", "layer3"):
             stage = getattr(self, name)
             x = stage.pool(stage.conv(x))
-            yield name, x
+            x = yield name, x
             if stage.residual:
                 r = stage.res1(x)
-                yield f"{name}.res1", r
+                r = yield f"{name}.res1", r
                 x = x + stage.res2(r)
-                yield f"{name}.res2", x
+                x = yield f"{name}.res2", x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,11 +256,11 @@ class ResNet(Encoder):
 
     def _layers(self, x):
         x = self.stem(x)
-        yield "stem", x
+        x = yield "stem", x
         for i in range(1, 5):
             for j, blk in enumerate(getattr(self, f"layer{i}")):
                 x = blk(x)
-                yield f"layer{i}.{j}", x
+                x = yield f"layer{i}.{j}", x
 
 
 def resnet18(width=1.0):
@@ -252,7 +295,7 @@ class CNN(Encoder):
     def _layers(self, x):
         for name, blk in zip(self.layer_names, self.blocks):
             x = blk(x)
-            yield name, x
+            x = yield name, x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,13 +332,13 @@ class ViT(Encoder):
         x = v._pos_embed(v.patch_embed(x))  # cls + pos embed, includes pos_drop
         x = getattr(v, "patch_drop", nn.Identity())(x)
         x = getattr(v, "norm_pre", nn.Identity())(x)
-        yield "patch_embed", x
+        x = yield "patch_embed", x
         for i, b in enumerate(v.blocks):
             # attn called with x only: works with timm versions with and without attn_mask
             x = x + b.drop_path1(b.ls1(b.attn(b.norm1(x))))
-            yield f"block{i}.attn", x
+            x = yield f"block{i}.attn", x
             x = x + b.drop_path2(b.ls2(b.mlp(b.norm2(x))))
-            yield f"block{i}.mlp", x
+            x = yield f"block{i}.mlp", x
         yield "norm", v.norm(x)
 
     def _pool_final(self, h):

@@ -9,6 +9,10 @@ with momentum teachers.
   ``l_i = -log exp(s(z_i, z_j)/tau) / sum_{k != i} exp(s(z_i, z_k)/tau)`` over the 2B views,
   s = cosine similarity.
 - ``supervised``: cross-entropy of a linear classifier on the pooled embedding (true or random labels).
+- ``simsiam``: Chen & He 2021: projector f and predictor h,
+  ``L = D(h(z1), sg(z2)) / 2 + D(h(z2), sg(z1)) / 2`` with D the negative cosine similarity and sg the
+  stop-gradient. Each image's loss depends on that image alone (with ``norm != "batch"``), so it admits
+  per-example gradients for DP-SGD (``dp.py``).
 """
 from __future__ import annotations
 
@@ -56,24 +60,29 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, target)
 
 
-def mlp(dims: list[int], bn: bool = True) -> nn.Sequential:
+def mlp(dims: list[int], norm: str = "batch") -> nn.Sequential:
+    """Linear layers with ``norm`` ("batch", "layer" or "none") and ReLU between them."""
+    if norm not in ("batch", "layer", "none"):
+        raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {norm!r}")
     layers = []
     for i in range(len(dims) - 1):
-        layers.append(nn.Linear(dims[i], dims[i + 1], bias=not (bn and i < len(dims) - 2)))
-        if i < len(dims) - 2:
-            if bn:
-                layers.append(nn.BatchNorm1d(dims[i + 1]))
-            layers.append(nn.ReLU(inplace=True))
+        hidden = i < len(dims) - 2
+        layers.append(nn.Linear(dims[i], dims[i + 1], bias=not (hidden and norm != "none")))
+        if hidden:
+            if norm != "none":
+                layers.append(nn.BatchNorm1d(dims[i + 1]) if norm == "batch" else nn.LayerNorm(dims[i + 1]))
+            layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
 class SimCLR(Objective):
     n_views, aug = 2, "simclr"
 
-    def __init__(self, encoder_dim: int, proj_dim: int = 128, hidden: int = 512, temperature: float = 0.5):
+    def __init__(self, encoder_dim: int, proj_dim: int = 128, hidden: int = 512, temperature: float = 0.5,
+                 norm: str = "batch"):
         super().__init__()
         self.temperature = temperature
-        self.projector = mlp([encoder_dim, hidden, proj_dim])
+        self.projector = mlp([encoder_dim, hidden, proj_dim], norm)
 
     def loss(self, encoder, views, labels=None):
         z = self.projector(encoder.embed(torch.cat(views), rep="pooled"))
@@ -96,6 +105,26 @@ class Supervised(Objective):
         return F.cross_entropy(self.logits(encoder, views[0]).float(), labels)
 
 
+class SimSiam(Objective):
+    n_views, aug = 2, "simclr"
+
+    def __init__(self, encoder_dim: int, proj_dim: int = 256, pred_hidden: int = 64, norm: str = "batch"):
+        super().__init__()
+        self.projector = mlp([encoder_dim, proj_dim, proj_dim], norm)
+        self.predictor = mlp([proj_dim, pred_hidden, proj_dim], norm)
+
+    def per_example(self, encoder, views) -> torch.Tensor:
+        """Loss of each image (B,): the symmetric negative cosine of predictions and stopped targets."""
+        z = self.projector(encoder.embed(torch.cat(views), rep="pooled")).float()
+        p = self.predictor(z)
+        z1, z2 = z.detach().chunk(2)
+        p1, p2 = p.chunk(2)
+        return -(F.cosine_similarity(p1, z2, dim=1) + F.cosine_similarity(p2, z1, dim=1)) / 2
+
+    def loss(self, encoder, views, labels=None):
+        return self.per_example(encoder, views).mean()
+
+
 @register("simclr")
 def simclr(encoder_dim: int, **kw) -> Objective:
     return SimCLR(encoder_dim, **kw)
@@ -104,3 +133,8 @@ def simclr(encoder_dim: int, **kw) -> Objective:
 @register("supervised")
 def supervised(encoder_dim: int, **kw) -> Objective:
     return Supervised(encoder_dim, **kw)
+
+
+@register("simsiam")
+def simsiam(encoder_dim: int, **kw) -> Objective:
+    return SimSiam(encoder_dim, **kw)

@@ -96,6 +96,27 @@ def score(f_encoders, g_encoders, images, idx, bank, **kw) -> dict:
 SUBSETS = ("S_C", "S_S", "S_I", "S_E")
 
 
+def encoder_config(*, arch: str, width: float, method: str, temperature: float, epochs: int, batch_size: int,
+                   optimizer: str, lr: float, weight_decay: float, snapshot_epochs=(), mean, std, **model_kw):
+    """The TrainConfig of the SSLMem encoders from notebook parameters. Notebooks that must share f and g
+    (SSLMem, LayerMem, UnitMem) build it here, so equal parameters give equal cache keys."""
+    from .train import TrainConfig
+    return TrainConfig(model=arch, model_kw={**({"width": width} if arch.startswith("resnet") else {}), **model_kw},
+                       objective=method, objective_kw={"temperature": temperature} if method == "simclr" else {},
+                       epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                       snapshot_epochs=tuple(e for e in snapshot_epochs if e <= epochs), mean=mean, std=std)
+
+
+def cached_scores(cache, f_list, g_list, train_data, test_data, subsets: dict, bank, *, n_pairs: int, rep: str,
+                  device=None, force: bool = False) -> dict:
+    """``score_splits`` through the cache, keyed by the encoders' keys, the view bank and the points."""
+    key = {"f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(), "pairs": n_pairs,
+           "rep": rep, "subsets": {k: torch.as_tensor(v).tolist() for k, v in subsets.items()}}
+    return cache.get_or_compute("sslmem", key, lambda: score_splits(
+        [t.encoder for t in f_list], [t.encoder for t in g_list], train_data, test_data, subsets, bank,
+        n_pairs=n_pairs, rep=rep, device=device), force=force)
+
+
 def train_f_and_g(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True, cache=None, device="auto",
                   force: bool = False, progress: bool = True):
     """Train (or load) f on S_S u S_C and g on S_S u S_I for every seed: ``(fs, gs)`` lists of ``Trained``.

@@ -1,0 +1,127 @@
+"""DP-SGD for SSL encoders (Abadi et al. 2016), with opacus's DP optimizer and RDP accountant.
+
+Each step samples every training image independently with probability q = batch_size / n (Poisson
+sampling, as the accountant assumes), computes one gradient per *image* -- both of its views together,
+with ``torch.func.vmap`` -- and hands them to opacus's ``DPOptimizer``, which clips each to norm C,
+sums, adds N(0, (sigma C)^2) noise and averages. sigma is set by opacus for the target (epsilon, delta)
+over the planned epochs; the spent epsilon is reported by the accountant.
+
+Per-image gradients need a loss in which an image's term depends on that image alone. Contrastive losses
+(NT-Xent) couple the images of a batch through their negatives, so changing one image changes every
+other image's gradient and the per-image clipping bound no longer holds. DP training therefore uses an
+objective with ``per_example`` losses -- SimSiam here -- and an encoder without batch statistics
+(GroupNorm; LayerNorm in the heads). opacus is an optional extra: ``pip install -e ".[dp]"``.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .augment import hash_uniform
+from .train import TrainConfig, _optimizer, build, lr_at, make_augmentation, resolve_device
+
+
+def require_opacus():
+    try:
+        import opacus  # noqa: F401
+    except ImportError as e:
+        raise ImportError("differential privacy needs opacus: pip install -e \".[dp]\" (or pip install opacus)") from e
+
+
+def check_dp_config(cfg: TrainConfig) -> None:
+    if cfg.model_kw.get("norm") != "group":
+        raise ValueError("DP-SGD needs per-example gradients: build the encoder with model_kw={'norm': 'group', ...}")
+    if cfg.objective_kw.get("norm", "batch") == "batch":
+        raise ValueError("DP-SGD needs heads without BatchNorm: objective_kw={'norm': 'layer'} (or 'none')")
+
+
+def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsilon: float, delta: float | None = None,
+             max_grad_norm: float = 1.0, device="auto", progress: bool = True) -> dict:
+    """Train ``cfg`` (objective with ``per_example``, GroupNorm encoder) with DP-SGD to (target_epsilon,
+    delta)-DP; delta defaults to 1/n. Returns {encoder, objective, history, epsilon, noise_multiplier}.
+    Same seed, same result: the noise comes from the global torch RNG, seeded by ``build``."""
+    require_opacus()
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.optimizers import DPOptimizer
+
+    check_dp_config(cfg)
+    device = resolve_device(device)
+    n = images.shape[0]
+    index = torch.arange(n) if index is None else torch.as_tensor(index)
+    delta = delta if delta is not None else 1.0 / n
+    q = min(1.0, cfg.batch_size / n)
+    steps_per_epoch = max(1, round(1 / q))
+    encoder, objective = build(cfg)
+    if not hasattr(objective, "per_example"):
+        raise ValueError(f"objective {cfg.objective!r} has no per-example loss; use e.g. 'simsiam'")
+    encoder.to(device), objective.to(device)
+    model = _Pair(encoder, objective)
+    params = {k: p for k, p in model.named_parameters()}
+    buffers = {k: b for k, b in model.named_buffers()}
+    sigma = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=q,
+                                 steps=cfg.epochs * steps_per_epoch, accountant="rdp")
+    opt = DPOptimizer(_optimizer(cfg, list(params.values())), noise_multiplier=sigma, max_grad_norm=max_grad_norm,
+                      expected_batch_size=max(1, int(q * n)))
+    accountant = RDPAccountant()
+    aug = make_augmentation(cfg, objective)
+
+    total, warmup = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
+    history = []
+    bar = tqdm(range(cfg.epochs), disable=not progress, desc=f"DP-SGD eps={target_epsilon}", leave=False)
+    for epoch in bar:
+        model.train()
+        t0, losses = time.time(), []
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, warmup, cfg.lr)
+            u = hash_uniform(cfg.seed, (1 << 52) + step, index.numpy(), 1)[:, 0]
+            sel = torch.from_numpy(np.flatnonzero(u < q))        # Poisson sampling
+            if len(sel):
+                x = images[sel].to(device)
+                gidx = index[sel].numpy()
+                v1, v2 = (aug(x, gidx, cfg.seed, 2 * epoch + v) for v in range(2))
+                grads = per_image_gradients(model, params, buffers, v1, v2)
+                for k, p in params.items():
+                    p.grad_sample = grads[k].detach()
+                with torch.no_grad():
+                    losses.append(float(model(v1, v2).mean()))
+            else:  # an empty batch still gets noise (the accountant counts the step)
+                for p in params.values():
+                    p.grad_sample = torch.zeros((0, *p.shape), device=p.device)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            accountant.step(noise_multiplier=sigma, sample_rate=q)
+        eps = accountant.get_epsilon(delta)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan,
+                        "epsilon": eps, "time": time.time() - t0})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", eps=f"{eps:.2f}")
+    encoder.eval(), objective.eval()
+    return {"encoder": encoder, "objective": objective, "history": history, "epsilon": accountant.get_epsilon(delta),
+            "noise_multiplier": sigma, "delta": delta}
+
+
+def per_image_gradients(model, params: dict, buffers: dict, v1: torch.Tensor, v2: torch.Tensor) -> dict:
+    """{parameter name: (B, *shape)} gradients of each image's loss (its two views v1[i], v2[i])."""
+    from torch.func import functional_call, grad, vmap
+
+    def image_loss(p, b, a1, a2):
+        return functional_call(model, (p, b), (a1[None], a2[None]))[0]
+
+    return vmap(grad(image_loss), in_dims=(None, None, 0, 0))(params, buffers, v1, v2)
+
+
+class _Pair(torch.nn.Module):
+    """encoder + objective heads as one module: forward(v1, v2) -> per-image losses."""
+
+    def __init__(self, encoder, objective):
+        super().__init__()
+        self.encoder, self.objective = encoder, objective
+
+    def forward(self, v1, v2):
+        return self.objective.per_example(self.encoder, [v1, v2])

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+opacus = pytest.importorskip("opacus")
+
+from memlab.data import load_dataset  # noqa: E402
+from memlab.dp import _Pair, per_image_gradients, train_dp  # noqa: E402
+from memlab.train import TrainConfig, build  # noqa: E402
+
+DATA = load_dataset("synthetic", "train", n=96, seed=0)
+MEAN, STD = DATA.stats()
+CFG = dict(model="resnet9", model_kw={"width": 0.125, "norm": "group"}, objective="simsiam",
+           objective_kw={"norm": "layer"}, batch_size=32, lr=0.05, warmup_epochs=0, mean=MEAN, std=STD)
+
+
+def test_per_image_gradients_sum_to_the_batch_gradient():
+    enc, obj = build(TrainConfig(**CFG))
+    pair = _Pair(enc, obj).train()
+    g = torch.Generator().manual_seed(0)
+    v1, v2 = torch.randn(5, 3, 32, 32, generator=g), torch.randn(5, 3, 32, 32, generator=g)
+    params = dict(pair.named_parameters())
+    per = per_image_gradients(pair, params, dict(pair.named_buffers()), v1, v2)
+    pair.zero_grad()
+    pair(v1, v2).sum().backward()
+    for k, p in params.items():
+        assert per[k].shape == (5, *p.shape)
+        assert torch.allclose(per[k].sum(0), p.grad, atol=1e-4, rtol=1e-3), k
+    # and image 0's gradient is the gradient of image 0's loss alone
+    pair.zero_grad()
+    pair(v1[:1], v2[:1]).sum().backward()
+    assert torch.allclose(per["encoder.prep.0.weight"][0], params["encoder.prep.0.weight"].grad, atol=1e-5)
+
+
+def test_dp_training_reaches_target_epsilon_and_is_reproducible():
+    cfg = TrainConfig(epochs=2, **CFG)
+    a = train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False)
+    b = train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False)
+    assert a["epsilon"] == pytest.approx(8.0, rel=0.05) and a["delta"] == pytest.approx(1 / 96)
+    assert [h["epsilon"] for h in a["history"]] == sorted(h["epsilon"] for h in a["history"])
+    sa, sb = a["encoder"].state_dict(), b["encoder"].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    init, _ = build(cfg)
+    assert not torch.equal(init.state_dict()["prep.0.weight"], sa["prep.0.weight"])
+    strict = train_dp(cfg, DATA.images, target_epsilon=1.0, device="cpu", progress=False)
+    assert strict["noise_multiplier"] > a["noise_multiplier"]
+
+
+def test_dp_rejects_batchnorm_and_contrastive_losses():
+    with pytest.raises(ValueError, match="norm"):
+        train_dp(TrainConfig(epochs=1, **{**CFG, "model_kw": {"width": 0.125}}), DATA.images, target_epsilon=8,
+                 device="cpu", progress=False)
+    with pytest.raises(ValueError, match="per-example"):
+        train_dp(TrainConfig(epochs=1, **{**CFG, "objective": "simclr"}), DATA.images, target_epsilon=8,
+                 device="cpu", progress=False)

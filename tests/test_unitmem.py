@@ -1,0 +1,142 @@
+"""UnitMem / ClassMem on hand-made activations, streaming equivalence, dead units, unit masking."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from memlab.augment import Augmentation, ViewBank
+from memlab.models import Encoder, build_model
+from memlab.unitmem import (classmem, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
+                            unit_stats, unitmem)
+
+IDENTITY = Augmentation("none", mean=(0, 0, 0), std=(1, 1, 1))
+
+
+class Table(Encoder):
+    """Layer "act" outputs a fixed activation row per point; the point id is read from pixel (0, 0, 0)."""
+
+    def __init__(self, acts, spatial=2):
+        super().__init__()
+        self.acts, self.spatial = torch.as_tensor(acts, dtype=torch.float32), spatial
+        self.layer_names, self.out_dim = ["act"], self.acts.shape[1]
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def _layers(self, x):
+        ids = (x[:, 0, 0, 0] * 255).round().long()
+        a = self.acts[ids][:, :, None, None].expand(-1, -1, self.spatial, self.spatial)
+        yield "act", a
+
+
+def id_images(n):
+    x = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
+    x[:, 0, 0, 0] = torch.arange(n, dtype=torch.uint8)
+    return x
+
+
+def stats_for(acts, labels, **kw):
+    enc = Table(acts)
+    n = len(acts)
+    return unit_stats(enc, id_images(n), torch.arange(n), torch.as_tensor(labels), ViewBank(IDENTITY, 3), **kw)["act"]
+
+
+def test_unitmem_and_classmem_equal_the_formula_on_hand_made_activations():
+    acts = np.array([[4.0, 1.0, 2.0],
+                     [1.0, 1.0, 2.0],
+                     [1.0, 3.0, 0.0],
+                     [2.0, 3.0, 0.0]])
+    labels = [0, 0, 1, 1]
+    s = stats_for(acts, labels)
+    for u in range(3):
+        col = acts[:, u]
+        mx, rest = col.max(), (col.sum() - col.max()) / 3
+        assert float(unitmem(s)[u]) == pytest.approx((mx - rest) / (mx + rest))
+        cmeans = [col[:2].mean(), col[2:].mean()]
+        top, other = max(cmeans), min(cmeans)
+        assert float(classmem(s)[u]) == pytest.approx((top - other) / (top + other))
+    assert s.argmax.tolist() == [0, 2, 0]
+    med = unitmem(stats_for(acts, labels, keep=["act"]), rest="median")
+    assert float(med[0]) == pytest.approx((4 - 1) / (4 + 1))  # median of the others (1, 1, 2) is 1
+
+
+def test_unit_firing_for_one_point_only_has_unitmem_one():
+    acts = np.zeros((6, 2))
+    acts[3, 0] = 5.0
+    acts[:, 1] = 1.0
+    s = stats_for(acts, [0, 0, 0, 1, 1, 1])
+    um = unitmem(s)
+    assert float(um[0]) == 1.0 and float(um[1]) == 0.0
+
+
+def test_dead_units_are_flagged_and_excluded():
+    acts = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    s = stats_for(acts, [0, 1, 1])
+    assert s.dead.tolist() == [False, True]
+    assert torch.isnan(unitmem(s)[1]) and torch.isnan(classmem(s)[1])
+    summ = layer_summary(layer_table({"act": s}))
+    assert summ.loc[0, "units_dead"] == 1 and summ.loc[0, "units_live"] == 1
+    assert np.isfinite(summ.loc[0, "mean_unitmem"])
+
+
+def test_streaming_over_batches_equals_one_batch_and_views_are_averaged():
+    torch.manual_seed(0)
+    enc = build_model("cnn", channels=(4, 6)).eval()
+    x = torch.randint(0, 256, (37, 3, 16, 16), dtype=torch.uint8)
+    y = torch.arange(37) % 3
+    bank = ViewBank(Augmentation("simclr"), 4, seed=0)
+    a = unit_stats(enc, x, torch.arange(37), y, bank, batch_size=5, keep=["block2"])
+    b = unit_stats(enc, x, torch.arange(37), y, bank, batch_size=64, keep=["block2"])
+    for l in ("block1", "block2"):
+        assert torch.allclose(a[l].max, b[l].max, atol=1e-5) and torch.equal(a[l].argmax, b[l].argmax)
+        assert torch.allclose(unitmem(a[l]), unitmem(b[l]), atol=1e-5, equal_nan=True)
+        assert torch.allclose(classmem(a[l]), classmem(b[l]), atol=1e-5, equal_nan=True)
+    # mu_u(x) is the mean over views of the spatial mean of the unit
+    with torch.no_grad():
+        v = torch.stack([enc.forward_features(bank.view(x, np.arange(37), k), ["block2"], pool=True)["block2"]
+                         for k in range(4)]).mean(0)
+    assert torch.allclose(a["block2"].values, v, atol=1e-5)
+    assert a["block1"].values is None  # only kept layers store per-point values
+
+
+def test_unit_mask_zeroes_exactly_the_masked_units_everywhere():
+    torch.manual_seed(0)
+    enc = build_model("resnet9", width=0.125).eval()
+    x = torch.randn(2, 3, 32, 32)
+    keep = torch.ones(16)
+    keep[[1, 5]] = 0
+    enc.set_unit_mask("layer1.res2", keep)
+    f = enc.forward_features(x, ["layer1.res2"])["layer1.res2"]
+    assert f[:, [1, 5]].abs().max() == 0 and f[:, 0].abs().max() > 0
+    masked_out = enc(x)
+    enc.set_unit_mask("layer1.res2", None)
+    assert not torch.allclose(enc(x), masked_out)  # the mask propagates to later layers
+    with pytest.raises(ValueError):
+        enc.set_unit_mask("nope", keep)
+
+
+def test_point_selectivity_equals_unitmem_for_the_argmax_point():
+    acts = np.array([[4.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 3.0, 0.0], [2.0, 3.0, 0.0]])
+    s = stats_for(acts, [0, 0, 1, 1], keep=["act"])
+    sel, unit = point_selectivity(s)
+    um = unitmem(s)
+    assert float(sel[0]) == pytest.approx(float(um[0])) and int(unit[0]) == 0
+    assert int(unit[2]) == 1 and float(sel[2]) == pytest.approx((3 - 5 / 3) / (3 + 5 / 3))
+    assert (unit != 2).all()  # the dead unit is never chosen
+
+
+def test_prune_masks_pick_by_unitmem_and_pruning_restores():
+    import pandas as pd
+    t = pd.DataFrame({"layer": "l", "unit": range(10), "unitmem": np.linspace(0, 0.9, 10), "classmem": 0.1,
+                      "dead": [False] * 9 + [True], "argmax_point": 0})
+    hi = prune_masks(t, 0.2, "highest")["l"]
+    lo = prune_masks(t, 0.2, "lowest")["l"]
+    rnd = prune_masks(t, 0.2, "random", seed=1)["l"]
+    assert torch.nonzero(hi == 0).flatten().tolist() == [7, 8]  # highest live units (unit 9 is dead)
+    assert torch.nonzero(lo == 0).flatten().tolist() == [0, 1]
+    assert int((rnd == 0).sum()) == 2 and rnd[9] == 1
+    torch.manual_seed(0)
+    enc = build_model("cnn", channels=(4, 6)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    ref = enc(x)
+    with pruned(enc, {"block1": torch.tensor([1.0, 0, 1, 1])}):
+        assert enc.forward_features(x, ["block1"])["block1"][:, 1].abs().max() == 0
+    assert torch.equal(enc(x), ref)
