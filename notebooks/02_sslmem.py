@@ -88,14 +88,15 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from memlab import plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
-from memlab.data import DATASETS, load_dataset
+from memlab.data import DATASETS
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
 from memlab.params import check_injected, choice, positive
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
-from memlab.splits import balanced_subset, make_splits
-from memlab.sslmem import SUBSETS, cached_scores, encoder_config, normalized, train_f_and_g
+from memlab.splits import balanced_subset
+from memlab.sslmem import (SUBSETS, cached_scores, encoder_config, load_splits, normalized, scored_subsets,
+                           train_f_and_g)
 from memlab.stats import subset_table, summary
 from memlab.train import resolve_device
 
@@ -122,16 +123,12 @@ print(f"device: {dev} | cache: {cache.root}")
 # number below can be traced back to the exact points.
 
 # %%
-kw = dict(n=synthetic_n_train, seed=split_seed, atypical_frac=atypical_frac) if dataset == "synthetic" else {}
-train_data = load_dataset(dataset, "train", **kw)
-test_data = load_dataset(dataset, "test", **({**kw, "n": synthetic_n_test} if kw else {}))
-splits = make_splits(train_data.labels.numpy(), test_data.labels.numpy(), shared=split_shared,
-                     candidates=split_candidates, independent=split_independent, extra=split_extra, seed=split_seed)
+train_data, test_data, splits = load_splits(
+    dataset, split_shared=split_shared, split_candidates=split_candidates, split_independent=split_independent,
+    split_extra=split_extra, split_seed=split_seed, synthetic_n_train=synthetic_n_train,
+    synthetic_n_test=synthetic_n_test, atypical_frac=atypical_frac)
 splits.save(report.tables / "splits.json")
-n_score = min(score_shared, len(splits.shared))
-scored = {"S_C": splits.candidates, "S_S": splits.shared[balanced_subset(
-              train_data.labels[splits.shared].numpy(), n_score, split_seed + 1)],
-          "S_I": splits.independent, "S_E": splits.extra}
+scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
 mean, std = train_data.stats()
 print(f"{dataset}: {len(train_data)} train / {len(test_data)} test images, {train_data.num_classes} classes")
 display(pd.DataFrame([{"subset": k, "size": len(splits[k]), "scored": len(scored[k])} for k in SUBSETS]))

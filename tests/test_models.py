@@ -197,3 +197,17 @@ def test_gradients_flow(x):
     z.sum().backward()
     assert all(p.grad is not None for p in m.parameters())
     assert isinstance(m, Encoder)
+
+
+@pytest.mark.parametrize("name", ["resnet9", "resnet18"])
+def test_groupnorm_variant_has_no_batch_statistics(name):
+    torch.manual_seed(0)
+    m = build_model(name, width=0.125, norm="group")
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    assert any(isinstance(x, torch.nn.GroupNorm) for x in m.modules())
+    x = torch.randn(3, 3, 32, 32)
+    m.train()
+    single = m(x[:1])
+    assert torch.allclose(m(x)[:1], single, atol=1e-5)  # a sample's output does not depend on the batch
+    with pytest.raises(ValueError, match="norm"):
+        build_model(name, width=0.125, norm="instance")

@@ -98,3 +98,19 @@ def test_run_all_cli_errors(tmp_path):
     r = subprocess.run(["bash", "run_all.sh", "--profile", "smoke", "--list", "02"], cwd=repo,
                        capture_output=True, text=True)
     assert r.returncode == 0 and "02_sslmem" in r.stdout
+
+
+ENCODER_KEYS = ["dataset", "synthetic_n_train", "synthetic_n_test", "atypical_frac", "method", "arch", "width",
+                "split_shared", "split_candidates", "split_independent", "split_extra", "split_seed", "score_shared",
+                "epochs", "batch_size", "optimizer", "lr", "weight_decay", "temperature", "seeds", "pair_seeds",
+                "view_pairs", "measure_aug", "representation", "snapshot_epochs", "device"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_unitmem_notebook_shares_the_sslmem_encoders(profile):
+    """05 reuses 02's cached f and g and SSLMem scores only if every encoder-defining value is equal."""
+    def resolved(nb):
+        d = notebook_defaults(ROOT / "notebooks" / f"{nb}.py")
+        d.update(yaml.safe_load((ROOT / "params" / profile / f"{nb}.yaml").read_text()) or {})
+        return {k: d[k] for k in ENCODER_KEYS}
+    assert resolved("02_sslmem") == resolved("05_unitmem_classmem")

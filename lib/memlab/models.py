@@ -194,16 +194,16 @@ class ResNet9(Encoder):
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, c_in, planes, stride=1):
+    def __init__(self, c_in, planes, stride=1, norm="batch"):
         super().__init__()
         c_out = planes * self.expansion
         self.conv1 = nn.Conv2d(c_in, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes, norm)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes, norm)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), norm_layer(c_out, norm))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -214,18 +214,18 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, c_in, planes, stride=1):
+    def __init__(self, c_in, planes, stride=1, norm="batch"):
         super().__init__()
         c_out = planes * self.expansion
         self.conv1 = nn.Conv2d(c_in, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes, norm)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes, norm)
         self.conv3 = nn.Conv2d(planes, c_out, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(c_out)
+        self.bn3 = norm_layer(c_out, norm)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), norm_layer(c_out, norm))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -239,16 +239,16 @@ class ResNet(Encoder):
     blocks (planes 64w,128w,256w,512w; strides 1,2,2,2). Layers: stem, layer1.0, ..., layer4.{n-1}
     (block outputs after residual addition + ReLU). 32x32 input -> (N, 512*expansion*w, 4, 4)."""
 
-    def __init__(self, block, num_blocks, width: float = 1.0):
+    def __init__(self, block, num_blocks, width: float = 1.0, norm: str = "batch"):
         super().__init__()
         c = _ch(64, width)
-        self.stem = conv_bn(3, c)
+        self.stem = conv_bn(3, c, norm=norm)
         self.layer_names = ["stem"]
         for i, (n, stride) in enumerate(zip(num_blocks, (1, 2, 2, 2))):
             planes = _ch(64 * 2 ** i, width)
             blocks = []
             for j in range(n):
-                blocks.append(block(c, planes, stride if j == 0 else 1))
+                blocks.append(block(c, planes, stride if j == 0 else 1, norm))
                 c = planes * block.expansion
                 self.layer_names.append(f"layer{i + 1}.{j}")
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
@@ -263,16 +263,16 @@ class ResNet(Encoder):
                 x = yield f"layer{i}.{j}", x
 
 
-def resnet18(width=1.0):
-    return ResNet(BasicBlock, [2, 2, 2, 2], width)
+def resnet18(width=1.0, norm="batch"):
+    return ResNet(BasicBlock, [2, 2, 2, 2], width, norm)
 
 
-def resnet34(width=1.0):
-    return ResNet(BasicBlock, [3, 4, 6, 3], width)
+def resnet34(width=1.0, norm="batch"):
+    return ResNet(BasicBlock, [3, 4, 6, 3], width, norm)
 
 
-def resnet50(width=1.0):
-    return ResNet(Bottleneck, [3, 4, 6, 3], width)
+def resnet50(width=1.0, norm="batch"):
+    return ResNet(Bottleneck, [3, 4, 6, 3], width, norm)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -140,3 +140,95 @@ def bars(values: dict, title: str, ylabel: str, cap: str, errors: dict | None = 
     ax.tick_params(axis="x", rotation=30)
     caption(fig, cap)
     return fig
+
+
+def per_layer_box(groups: dict, title: str, ylabel: str, cap: str):
+    """Box plots of a per-unit quantity per layer; ``groups``: {label: {layer: values}} drawn side by side."""
+    labels = list(groups)
+    layers = list(next(iter(groups.values())))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(layers) * len(labels)), 3.8))
+    w = 0.8 / len(labels)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, lab in enumerate(labels):
+        data = [_np(groups[lab][l])[np.isfinite(_np(groups[lab][l]))] for l in layers]
+        pos = np.arange(len(layers)) + (j - (len(labels) - 1) / 2) * w
+        bp = ax.boxplot(data, positions=pos, widths=w * 0.9, patch_artist=True, showfliers=False)
+        for b in bp["boxes"]:
+            b.set(facecolor=colors[j % len(colors)], alpha=0.55)
+        ax.plot([], [], color=colors[j % len(colors)], lw=6, alpha=0.55, label=lab)
+    ax.set_xticks(np.arange(len(layers)), layers, rotation=30, ha="right")
+    ax.set(title=title, xlabel="layer", ylabel=ylabel)
+    if len(labels) > 1:
+        ax.legend()
+    caption(fig, cap)
+    return fig
+
+
+def unit_scatter_grid(tables: dict, layers: list, title: str, cap: str):
+    """ClassMem (y) against UnitMem (x) per unit: one row per encoder, one column per layer, diagonal."""
+    rows = list(tables)
+    fig, axes = plt.subplots(len(rows), len(layers), figsize=(1.9 * len(layers), 2.0 * len(rows) + 0.6),
+                             sharex=True, sharey=True, squeeze=False)
+    for i, r in enumerate(rows):
+        t = tables[r]
+        for j, l in enumerate(layers):
+            ax = axes[i, j]
+            d = t[(t["layer"] == l) & ~t["dead"]]
+            ax.scatter(d["unitmem"], d["classmem"], s=5, alpha=0.6, color="#4c72b0" if i == 0 else "#dd8452")
+            ax.plot([0, 1], [0, 1], "r-", lw=0.8)
+            frac = float((d["unitmem"] > d["classmem"]).mean()) if len(d) else float("nan")
+            ax.set_title(f"{l}\nUM>CM: {frac:.0%}", fontsize=7.5)
+            if j == 0:
+                ax.set_ylabel(f"{r}\nClassMem", fontsize=8)
+            if i == len(rows) - 1:
+                ax.set_xlabel("UnitMem", fontsize=8)
+            ax.set(xlim=(0, 1), ylim=(0, 1))
+    fig.suptitle(title)
+    caption(fig, cap)
+    return fig
+
+
+def lines(x, series: dict, title: str, xlabel: str, ylabel: str, cap: str, vline=None):
+    """Line plot of named series over a common x (or {name: (x, y)})."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for name, y in series.items():
+        xs, ys = y if isinstance(y, tuple) else (x, y)
+        ax.plot(_np(xs), _np(ys), marker="o", ms=3, label=name)
+    if vline is not None:
+        ax.axvline(vline, color="k", ls=":", lw=1, label="end of warm-up")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if len(series) > 1 or vline is not None:
+        ax.legend()
+    caption(fig, cap)
+    return fig
+
+
+def grouped_bars(df, x: str, group: str, y: str, title: str, ylabel: str, cap: str, panels: str | None = None):
+    """Bars of ``y`` for each ``x`` (groups side by side), one panel per value of ``panels``."""
+    keys = [None] if panels is None else list(dict.fromkeys(df[panels]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        d = df if k is None else df[df[panels] == k]
+        xs, gs = list(dict.fromkeys(d[x])), list(dict.fromkeys(d[group]))
+        w = 0.8 / len(gs)
+        for j, g in enumerate(gs):
+            vals = [d[(d[x] == xv) & (d[group] == g)][y].mean() for xv in xs]
+            ax.bar(np.arange(len(xs)) + (j - (len(gs) - 1) / 2) * w, vals, w, label=str(g))
+        ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
+        ax.set(title=f"{title}" + (f": {k}" if k is not None else ""), xlabel=x, ylabel=ylabel)
+        lo = np.nanmin(d[y]) if len(d) else 0
+        ax.set_ylim(max(0, lo - 0.05), None)
+        ax.legend(title=group)
+    caption(fig, cap)
+    return fig
+
+
+def scatter(x, y, title: str, xlabel: str, ylabel: str, cap: str, note: str = ""):
+    """A plain scatter with an optional note (e.g. a correlation) in the corner."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    ax.scatter(_np(x), _np(y), s=7, alpha=0.6)
+    if note:
+        ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top", fontsize=8)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    caption(fig, cap)
+    return fig

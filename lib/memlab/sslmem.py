@@ -96,6 +96,19 @@ def score(f_encoders, g_encoders, images, idx, bank, **kw) -> dict:
 SUBSETS = ("S_C", "S_S", "S_I", "S_E")
 
 
+def load_splits(dataset: str, *, split_shared, split_candidates, split_independent, split_extra, split_seed: int,
+                synthetic_n_train: int = 5000, synthetic_n_test: int = 1000, atypical_frac: float = 0.05):
+    """(train data, test data, splits) of the SSLMem experiment; notebooks sharing f and g call this."""
+    from .data import load_dataset
+    from .splits import make_splits
+    kw = dict(n=synthetic_n_train, seed=split_seed, atypical_frac=atypical_frac) if dataset == "synthetic" else {}
+    train = load_dataset(dataset, "train", **kw)
+    test = load_dataset(dataset, "test", **({**kw, "n": synthetic_n_test} if kw else {}))
+    splits = make_splits(train.labels.numpy(), test.labels.numpy(), shared=split_shared, candidates=split_candidates,
+                         independent=split_independent, extra=split_extra, seed=split_seed)
+    return train, test, splits
+
+
 def encoder_config(*, arch: str, width: float, method: str, temperature: float, epochs: int, batch_size: int,
                    optimizer: str, lr: float, weight_decay: float, snapshot_epochs=(), mean, std, **model_kw):
     """The TrainConfig of the SSLMem encoders from notebook parameters. Notebooks that must share f and g
@@ -105,6 +118,15 @@ def encoder_config(*, arch: str, width: float, method: str, temperature: float, 
                        objective=method, objective_kw={"temperature": temperature} if method == "simclr" else {},
                        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                        snapshot_epochs=tuple(e for e in snapshot_epochs if e <= epochs), mean=mean, std=std)
+
+
+def scored_subsets(splits, train_labels, score_shared: int, seed: int) -> dict:
+    """The points SSLMem scores: all of S_C, S_I and S_E, and a class-balanced part of S_S of size
+    ``score_shared`` (fixed by ``seed``)."""
+    from .splits import balanced_subset
+    n = min(score_shared, len(splits.shared))
+    part = balanced_subset(torch.as_tensor(train_labels)[splits.shared].numpy(), n, seed + 1)
+    return {"S_C": splits.candidates, "S_S": splits.shared[part], "S_I": splits.independent, "S_E": splits.extra}
 
 
 def cached_scores(cache, f_list, g_list, train_data, test_data, subsets: dict, bank, *, n_pairs: int, rep: str,

@@ -1,0 +1,443 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # UnitMem and ClassMem: which units memorise single data points?
+#
+# *Wang et al., "Localizing Memorization in SSL Vision Encoders", NeurIPS 2024* (`shared/docs/methods.md`
+# section 4). SSLMem (notebook 02) says *which points* an encoder memorises. UnitMem asks *where*: a unit
+# (a conv channel, averaged over space) memorises a data point when it fires for that one point far more
+# than for all others. With $\mu_u(x)$ the unit's mean activation over K augmentations of $x$:
+#
+# $$\mathrm{UnitMem}(u) = \frac{\mu_{max,u} - \mu_{-max,u}}{\mu_{max,u} + \mu_{-max,u}}, \qquad
+#   \mu_{max,u} = \max_{x \in D} \mu_u(x),\ \ \mu_{-max,u} = \text{mean of } \mu_u \text{ over the other points}$$
+#
+# ClassMem is the same with class means instead of points (class selectivity). Activations are taken after
+# the ReLU and after residual additions, so both scores lie in [0, 1]: 0 means the unit responds equally to
+# everything, 1 means it responds to a single point (or class) only.
+#
+# The paper's findings: in SSL encoders most units memorise individual points more than classes, most
+# strongly in the deepest layers; in supervised encoders class memorisation grows in later layers.
+
+# %% tags=["parameters"]
+# Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/05_unitmem_classmem.yaml)
+profile = "laptop"
+output_dir = "outputs/laptop"
+device = "auto"
+# -- the SSL encoder pair of notebook 02 (identical values reuse its cached f and g and its SSLMem scores)
+dataset = "cifar10"
+synthetic_n_train = 5000
+synthetic_n_test = 1000
+atypical_frac = 0.05
+method = "simclr"
+arch = "resnet9"
+width = 0.25
+split_shared = 1000
+split_candidates = 1000
+split_independent = 1000
+split_extra = 1000
+split_seed = 0
+score_shared = 1000
+epochs = 80
+batch_size = 256
+optimizer = "sgd"
+lr = 0.06
+weight_decay = 5e-4
+temperature = 0.5
+seeds = [0, 1]
+pair_seeds = True
+view_pairs = 20
+measure_aug = ""
+representation = "flat"
+snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]
+# -- UnitMem
+unit_views = 10            # K augmentations per point (paper: 10)
+unit_rest = "mean"         # mu_-max: "mean" of the other points (paper) or "median" (reference code)
+deep_layers = 2            # how many of the last layers count as "the deepest" for the claim
+dynamics_layer = ""        # layer followed over training ("" = the last layer)
+dynamics_points = 1000     # points of D used per snapshot
+top_k = 50                 # top-k vs least-k memorised points (by SSLMem)
+# -- supervised encoder (same architecture and training points, true labels, weak augmentation)
+supervised_epochs = 40
+supervised_lr = 0.05
+# -- second dataset: UnitMem across datasets, and the downstream probe after pruning
+second_dataset = "fashion_mnist"   # falls back to synthetic data when it is not available
+second_n_train = 2000
+second_n_test = 1000
+second_epochs = 40         # SimCLR epochs of the encoder trained on the second dataset (0 = skip)
+# -- pruning
+prune_fracs = [0.1, 0.2]
+prune_seed = 0
+probe_test = 2000
+# -- differential privacy (DP-SGD, GroupNorm ResNet-9, SimSiam; needs opacus)
+dp_epsilons = [20.0, 8.0]
+dp_epochs = 10             # 0 = skip the DP section
+dp_points = 1000           # training points of the DP encoders (per-example gradients are slow on a CPU)
+dp_lr = 0.05
+alpha = 0.01
+force = False
+
+# %%
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import display
+from scipy import stats as sst
+
+from memlab import plots
+from memlab.augment import Augmentation, ViewBank
+from memlab.cache import Cache, config_hash
+from memlab.data import DATASETS, DatasetNotFound, load_dataset
+from memlab.models import MODELS
+from memlab.params import check_injected, choice, positive
+from memlab.probes import extract, linear_probe
+from memlab.report import Report
+from memlab.splits import balanced_subset
+from memlab.sslmem import cached_scores, encoder_config, load_splits, normalized, scored_subsets, train_f_and_g
+from memlab.stats import welch
+from memlab.train import TrainConfig, Trained, build, resolve_device, train_encoder
+from memlab.unitmem import (UnitStats, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
+                            unit_stats, unitmem)
+
+check_injected()
+choice("dataset", dataset, DATASETS)
+choice("second_dataset", second_dataset, DATASETS)
+choice("arch", arch, MODELS)
+choice("unit_rest", unit_rest, ["mean", "median"])
+positive(unit_views=unit_views, deep_layers=deep_layers, top_k=top_k, dynamics_points=dynamics_points,
+         supervised_epochs=supervised_epochs, second_n_train=second_n_train, second_n_test=second_n_test)
+if any(not 0 < f < 1 for f in prune_fracs):
+    raise ValueError(f"prune_fracs must lie in (0, 1), got {prune_fracs}")
+dev = resolve_device(device)
+T0 = time.time()
+report = Report(output_dir, "05_unitmem_classmem", profile, dataset)
+cache = Cache()
+
+# Data first: a missing dataset fails here, before any training.
+train_data, test_data, splits = load_splits(
+    dataset, split_shared=split_shared, split_candidates=split_candidates, split_independent=split_independent,
+    split_extra=split_extra, split_seed=split_seed, synthetic_n_train=synthetic_n_train,
+    synthetic_n_test=synthetic_n_test, atypical_frac=atypical_frac)
+try:
+    second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=split_seed + 11)
+    second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=split_seed + 11)
+except DatasetNotFound as e:
+    print(f"second dataset {second_dataset!r} unavailable ({e}); using synthetic data instead")
+    second_dataset = "synthetic"
+    second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
+    second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)
+if dp_epochs > 0:
+    from memlab.dp import require_opacus, train_dp
+    try:
+        require_opacus()
+    except ImportError as e:
+        print(f"{e}\nThe DP section is skipped; everything else runs.")
+        dp_epochs = 0
+print(f"device {dev} | {dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
+
+# %% [markdown]
+# ## The encoders
+# * **SSL:** f of notebook 02 (SimCLR on $S_S \cup S_C$), loaded from the cache when 02 has run.
+# * **Supervised:** the same architecture trained with cross-entropy on the same images and their labels.
+#
+# D, the point set of UnitMem, is f's training set; each point is seen through `unit_views` fixed views
+# of the encoder's own training augmentation.
+
+# %%
+mean, std = train_data.stats()
+cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
+                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
+fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, device=dev,
+                       force=force)
+ssl = fs[0]
+sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", epochs=supervised_epochs,
+                  lr=supervised_lr, snapshot_epochs=())
+D = splits.f_train
+sup = train_encoder(sup_cfg, train_data.images[D], train_data.labels[D], D, cache=cache,
+                    data_id=f"{dataset}/train", device=dev, force=force)
+print(f"SSL encoder: {'cache' if ssl.from_cache else 'trained'}, final loss {ssl.history[-1]['loss']:.3f}")
+print(f"supervised encoder: {'cache' if sup.from_cache else 'trained'}, final loss {sup.history[-1]['loss']:.3f}")
+layers = ssl.encoder.layer_names
+
+
+def unit_bank(trained, preset=None):
+    aug = Augmentation(preset or trained.config.aug or trained.objective.aug, mean=trained.config.mean,
+                       std=trained.config.std)
+    return ViewBank(aug, unit_views, seed=split_seed + 3)
+
+
+def stats_of(trained, data, idx, keep=(), tag=""):
+    """Unit statistics of ``trained`` on ``data[idx]`` (cached)."""
+    key = {"encoder": trained.key, "points": torch.as_tensor(idx).tolist(), "views": unit_views,
+           "bank": unit_bank(trained).describe(), "keep": sorted(keep), "data": f"{data.name}/{data.split}", "tag": tag}
+    return cache.get_or_compute("unitstats", key, lambda: {
+        l: vars(s) for l, s in unit_stats(trained.encoder, data.images[idx], idx, data.labels[idx], unit_bank(trained),
+                                          keep=keep, num_classes=data.num_classes, device=dev, progress=True).items()},
+        force=force)
+
+
+as_stats = lambda d: {l: UnitStats(**v) for l, v in d.items()}  # noqa: E731
+ssl_stats = as_stats(stats_of(ssl, train_data, D, keep=layers if unit_rest == "median" else [layers[-1], *layers]))
+sup_stats = as_stats(stats_of(sup, train_data, D, keep=layers if unit_rest == "median" else []))
+ssl_table, sup_table = layer_table(ssl_stats, unit_rest), layer_table(sup_stats, unit_rest)
+report.table(ssl_table, "units_ssl")
+report.table(sup_table, "units_supervised")
+for name, st in (("SSL", ssl_stats), ("supervised", sup_stats)):
+    dead = {l: int(s.dead.sum()) for l, s in st.items() if s.dead.any()}
+    print(f"{name}: dead units (reported, excluded): {dead or 'none'}")
+
+# %% [markdown]
+# ## UnitMem per layer, and across datasets
+# Each box is the distribution of UnitMem over the units of one layer. Memorisation is spread over the
+# whole encoder rather than concentrated in the last layer. The second panel compares the last layer of
+# encoders trained with the same recipe on different datasets: the more complex the data, the more units
+# memorise strongly.
+
+# %%
+summ_ssl, summ_sup = layer_summary(ssl_table), layer_summary(sup_table)
+summ = summ_ssl.merge(summ_sup, on="layer", suffixes=("_ssl", "_sup"))
+report.table(summ, "layer_summary")
+display(summ.round(3))
+fig = plots.per_layer_box({"SSL (SimCLR)": {l: ssl_table[ssl_table.layer == l].unitmem for l in layers},
+                           "supervised": {l: sup_table[sup_table.layer == l].unitmem for l in layers}},
+                          "UnitMem per layer", "UnitMem", report.caption(f"{arch} x{width}, K={unit_views} views"))
+report.figure(fig, "unitmem_per_layer")
+
+across = {dataset: ssl_table[ssl_table.layer == layers[-1]].unitmem.to_numpy()}
+if second_epochs > 0:
+    m2, s2 = second_train.stats()
+    cfg2 = replace(cfg, epochs=second_epochs, snapshot_epochs=(), mean=m2, std=s2)
+    ssl2 = train_encoder(cfg2, second_train.images, None, torch.arange(len(second_train)), cache=cache,
+                         data_id=f"{second_dataset}/train", device=dev, force=force)
+    st2 = as_stats(stats_of(ssl2, second_train, torch.arange(len(second_train))))
+    t2 = layer_table(st2, unit_rest)
+    across[second_dataset] = t2[t2.layer == layers[-1]].unitmem.to_numpy()
+    report.table(t2, f"units_ssl_{second_dataset}")
+across_df = pd.DataFrame([{"dataset": k, "mean UnitMem (last layer)": np.nanmean(v), "median": np.nanmedian(v),
+                           "frac > 0.5": float(np.mean(v[np.isfinite(v)] > 0.5))} for k, v in across.items()])
+report.table(across_df, "unitmem_across_datasets")
+display(across_df.round(3))
+fig = plots.subset_distributions({k: v[np.isfinite(v)] for k, v in across.items()},
+                                 f"UnitMem of the last layer ({layers[-1]}) across datasets",
+                                 report.caption("SimCLR encoders, same recipe"), xlabel="UnitMem")
+report.figure(fig, "unitmem_across_datasets")
+
+# %% [markdown]
+# ## ClassMem against UnitMem (SSL: top row, supervised: bottom row)
+# Each dot is a unit. Below the red diagonal a unit is more selective for a single point than for a class.
+# SSL has no labels, so its units should sit mostly below the diagonal, increasingly so with depth; a
+# supervised encoder is trained to separate classes, so more of its units move above it.
+
+# %%
+fig = plots.unit_scatter_grid({"SSL": ssl_table, "supervised": sup_table}, layers,
+                              "ClassMem vs UnitMem per layer", report.caption(f"{arch} x{width}"))
+report.figure(fig, "classmem_vs_unitmem")
+frac = pd.DataFrame({"layer": layers,
+                     "SSL: frac UnitMem > ClassMem": summ_ssl.set_index("layer").loc[layers, "frac_unitmem_gt_classmem"].values,
+                     "supervised: frac UnitMem > ClassMem": summ_sup.set_index("layer").loc[layers, "frac_unitmem_gt_classmem"].values})
+report.table(frac, "fraction_above_diagonal")
+display(frac.round(3))
+
+# %% [markdown]
+# ## UnitMem over training
+# f was snapshotted during training (notebook 02's `snapshot_epochs`). The mean UnitMem of one layer over
+# the snapshots shows when units start to single out points: the paper sees it rise fastest early and keep
+# growing more slowly afterwards.
+
+# %%
+dyn_layer = dynamics_layer or layers[-1]
+choice("dynamics_layer", dyn_layer, layers)
+Dd = D[balanced_subset(train_data.labels[D].numpy(), min(dynamics_points, len(D)), split_seed + 4)]
+dyn = []
+for e in sorted(ssl.snapshots):
+    st = as_stats(stats_of(ssl.at_epoch(e), train_data, Dd, tag=f"epoch{e}"))[dyn_layer]
+    um = unitmem(st, "mean")
+    dyn.append({"epoch": e, "mean UnitMem": float(um[~st.dead].mean()), "dead units": int(st.dead.sum())})
+dyn = pd.DataFrame(dyn)
+report.table(dyn, "unitmem_over_epochs")
+display(dyn.round(4))
+if len(dyn):
+    fig = plots.lines(dyn["epoch"], {dyn_layer: dyn["mean UnitMem"]}, f"Mean UnitMem of {dyn_layer} over training",
+                      "epoch", "mean UnitMem", report.caption(f"{method}, {arch} x{width}, {len(Dd)} points"),
+                      vline=cfg.warmup_epochs)
+    report.figure(fig, "unitmem_over_epochs")
+
+# %% [markdown]
+# ## Memorised points and memorising units
+# For each point x we take its most selective unit in a layer -- the UnitMem that unit would have with x as
+# its top point (exactly UnitMem(u) when x *is* u's top point). If highly memorised points (by SSLMem,
+# notebook 02) are the ones individual units single out, the two are correlated, and the top-k memorised
+# points have higher values than the least-k in every layer.
+
+# %%
+scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
+bank = ViewBank(Augmentation(measure_aug or cfg.aug or ssl.objective.aug, mean=cfg.mean, std=cfg.std),
+                2 * view_pairs, seed=split_seed)
+results = cached_scores(cache, fs, gs, train_data, test_data, scored, bank, n_pairs=view_pairs, rep=representation,
+                        device=dev, force=force)
+m = normalized(results, layers[-1])
+mem = dict(zip(torch.cat([scored["S_C"], scored["S_S"]]).tolist(), torch.cat([m["S_C"], m["S_S"]]).tolist()))
+pos = {int(i): r for r, i in enumerate(D.tolist())}
+link_pts = [i for i in D.tolist() if i in mem]
+link = []
+for l in layers:
+    sel, unit = point_selectivity(ssl_stats[l])
+    s = np.array([float(sel[pos[i]]) for i in link_pts])
+    mm = np.array([mem[i] for i in link_pts])
+    order = np.argsort(mm)
+    top, low = s[order[-top_k:]], s[order[:top_k]]
+    t = welch(top, low)
+    rho = sst.spearmanr(mm, s)
+    link.append({"layer": l, "spearman rho": rho.statistic, "rho p": rho.pvalue, f"top-{top_k}": top.mean(),
+                 f"least-{top_k}": low.mean(), "t": t["t"], "p (top > least)": t["p"]})
+link = pd.DataFrame(link)
+report.table(link, "sslmem_unitmem_link")
+display(link.round(4))
+last = ssl_stats[layers[-1]]
+live_argmax = last.argmax[~last.dead].tolist()
+order = sorted(link_pts, key=lambda i: mem[i])
+hits = pd.DataFrame([{"group": g, "points": top_k,
+                      "points that are some unit's top point": sum(i in set(live_argmax) for i in pts),
+                      "units they top": sum(live_argmax.count(i) for i in pts)}
+                     for g, pts in ((f"top-{top_k} memorised", order[-top_k:]), (f"least-{top_k} memorised", order[:top_k]))])
+report.table(hits, "mu_max_points")
+display(hits)
+sel_last = point_selectivity(last)[0]
+r_last = link.set_index("layer").loc[layers[-1]]
+fig = plots.scatter([mem[i] for i in link_pts], [float(sel_last[pos[i]]) for i in link_pts],
+                    f"SSLMem vs unit selectivity ({layers[-1]})", "SSLMem (normalised, notebook 02)",
+                    "UnitMem of the point's most selective unit", report.caption(f"{len(link_pts)} training points of f"),
+                    note=f"Spearman rho = {r_last['spearman rho']:.3f} (p = {r_last['rho p']:.2g})")
+report.figure(fig, "sslmem_vs_unitmem")
+
+# %% [markdown]
+# ## Pruning by UnitMem
+# We zero 10% and 20% of the units of every layer -- the highest-UnitMem units, the lowest, or random ones
+# -- and measure linear-probe accuracy downstream. Pruning sets the unit's output to zero for the layers
+# after it; no weights are edited, so no BatchNorm row is touched (the public code zeroed rows of every
+# parameter, BatchNorm included). The paper finds that removing the most memorising units hurts most.
+
+# %%
+probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), split_seed + 2)
+norm1 = Augmentation("none", mean=cfg.mean, std=cfg.std).normalize
+m2_, s2_ = second_train.stats()
+norm2 = Augmentation("none", mean=m2_, std=s2_).normalize
+tasks = {dataset: (train_data.images[D], train_data.labels[D], test_data.images[probe_idx], test_data.labels[probe_idx], norm1),
+         second_dataset: (second_train.images, second_train.labels, second_test.images, second_test.labels, norm2)}
+
+
+def probe_all(enc):
+    out = {}
+    for name, (xtr, ytr, xte, yte, nf) in tasks.items():
+        out[name] = linear_probe(extract(enc, xtr, nf, device=dev), ytr, extract(enc, xte, nf, device=dev), yte, device=dev)
+    return out
+
+
+rows = [{"fraction": 0.0, "strategy": "none", "dataset": k, "accuracy": v} for k, v in probe_all(ssl.encoder).items()]
+for frac_ in prune_fracs:
+    for strategy in ("highest", "lowest", "random"):
+        with pruned(ssl.encoder, prune_masks(ssl_table, frac_, strategy, seed=prune_seed)):
+            rows += [{"fraction": frac_, "strategy": strategy, "dataset": k, "accuracy": v}
+                     for k, v in probe_all(ssl.encoder).items()]
+prune = pd.DataFrame(rows)
+report.table(prune, "pruning")
+display(prune.pivot_table(index=["fraction", "strategy"], columns="dataset", values="accuracy").round(4))
+fig = plots.grouped_bars(prune[prune.fraction > 0], "fraction", "strategy", "accuracy", "Probe accuracy after pruning",
+                         "linear probe accuracy", report.caption("units chosen by UnitMem, per layer"), panels="dataset")
+for ax, k in zip(fig.axes, tasks):
+    ax.axhline(prune[(prune.strategy == "none") & (prune.dataset == k)].accuracy.iloc[0], color="k", ls="--", lw=1,
+               label="unpruned")
+report.figure(fig, "pruning")
+
+# %% [markdown]
+# ## Differential privacy
+# DP-SGD bounds how much any single training point can change the encoder, so it should lower unit-level
+# memorisation. Contrastive losses couple the images of a batch and do not admit per-example clipping, so
+# the DP encoders use SimSiam (a per-image loss) with GroupNorm; the non-private reference uses the same
+# recipe without clipping or noise.
+
+# %%
+dp_rows = []
+if dp_epochs > 0:
+    Ddp = D[balanced_subset(train_data.labels[D].numpy(), min(dp_points, len(D)), split_seed + 5)]
+    dp_cfg = TrainConfig(model=arch, model_kw={"width": width, "norm": "group"}, objective="simsiam",
+                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
+                         weight_decay=0.0, mean=cfg.mean, std=cfg.std)
+    runs = {"inf": train_encoder(dp_cfg, train_data.images[Ddp], None, Ddp, cache=cache, device=dev, force=force)}
+    for eps in dp_epsilons:
+        key = {"cfg": vars(dp_cfg), "points": Ddp.tolist(), "epsilon": eps}
+
+        def run_dp(eps=eps):
+            out = train_dp(dp_cfg, train_data.images[Ddp], Ddp, target_epsilon=eps, device=dev)
+            return {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
+                    "history": out["history"], "epsilon": out["epsilon"]}
+
+        res = cache.get_or_compute("dp_encoder", key, run_dp, force=force)
+        enc, obj = build(dp_cfg)
+        enc.load_state_dict(res["encoder"])
+        runs[f"{eps:g}"] = Trained(enc.to(dev).eval(), obj, res["history"], {}, dp_cfg, f"dp-{config_hash(key)}")
+    for name, tr in runs.items():
+        st = as_stats(stats_of(tr, train_data, Ddp))
+        t = layer_table(st, unit_rest)
+        acc = probe_all(tr.encoder)[dataset]
+        for l in layers:
+            d = t[(t.layer == l) & ~t.dead]
+            dp_rows.append({"epsilon": name, "layer": l, "mean UnitMem": d.unitmem.mean(), "probe acc": acc})
+    dp_df = pd.DataFrame(dp_rows)
+    report.table(dp_df, "dp_unitmem")
+    display(dp_df.pivot_table(index="layer", columns="epsilon", values="mean UnitMem", sort=False).round(4))
+    fig = plots.lines(range(len(layers)), {f"epsilon={k}": dp_df[dp_df.epsilon == k]["mean UnitMem"].to_numpy()
+                                           for k in runs}, "Mean UnitMem per layer under DP-SGD", "layer index",
+                      "mean UnitMem", report.caption(f"SimSiam, GroupNorm {arch} x{width}, {dp_epochs} epochs"))
+    report.figure(fig, "dp_unitmem")
+else:
+    print("DP section skipped (dp_epochs = 0 in this profile).")
+
+# %% [markdown]
+# ## The paper's claims, checked on this run
+
+# %%
+deep = layers[-deep_layers:]
+s_ssl = summ_ssl.set_index("layer")
+for l in deep:
+    f_ = s_ssl.loc[l, "frac_unitmem_gt_classmem"]
+    report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem", f_ > 0.5,
+                 f"{f_:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
+cm_gt = lambda t: float((t[~t.dead].classmem > t[~t.dead].unitmem).mean())  # noqa: E731
+report.claim("the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL encoder",
+             cm_gt(sup_table) > cm_gt(ssl_table),
+             f"supervised {cm_gt(sup_table):.1%} vs SSL {cm_gt(ssl_table):.1%} (all layers)")
+lt = link.set_index("layer")
+report.claim(f"top-{top_k} SSLMem points have higher unit selectivity than the least-{top_k} in most layers "
+             f"(Welch p < {alpha})", (lt["p (top > least)"] < alpha).sum() > len(layers) / 2,
+             f"{int((lt['p (top > least)'] < alpha).sum())}/{len(layers)} layers significant")
+if dp_rows:
+    last_dp = dp_df[dp_df.layer == layers[-1]].set_index("epsilon")["mean UnitMem"]
+    report.claim("DP-SGD (every epsilon tried) lowers the mean UnitMem of the last layer below the non-private encoder",
+                 all(last_dp[f"{e:g}"] < last_dp["inf"] for e in dp_epsilons),
+                 ", ".join(f"eps={k}: {v:.4f}" for k, v in last_dp.items()))
+claims = report.claims_table()
+
+# %% [markdown]
+# ## Closing note
+
+# %%
+print(f"profile {profile} | {dataset} | {method}/{arch} x{width}, {epochs} epochs | |D|={len(D)}, K={unit_views} "
+      f"| device {dev} | wall time {time.time() - T0:.0f}s")
+print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass")
+for _, c in claims.iterrows():
+    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
