@@ -62,13 +62,14 @@ representation = "flat"
 snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]
 # -- UnitMem
 unit_views = 10            # K augmentations per point (paper: 10)
+unit_points = 2000         # |D|: a class-balanced part of f's training set (all of it when larger)
 unit_rest = "mean"         # mu_-max: "mean" of the other points (paper) or "median" (reference code)
 deep_layers = 2            # how many of the last layers count as "the deepest" for the claim
 dynamics_layer = ""        # layer followed over training ("" = the last layer)
 dynamics_points = 1000     # points of D used per snapshot
 top_k = 50                 # top-k vs least-k memorised points (by SSLMem)
 # -- supervised encoder (same architecture and training points, true labels, weak augmentation)
-supervised_epochs = 40
+supervised_epochs = 120     # long enough to fit the training set (cross-entropy about 0.01)
 supervised_lr = 0.05
 # -- second dataset: UnitMem across datasets, and the downstream probe after pruning
 second_dataset = "fashion_mnist"   # falls back to synthetic data when it is not available
@@ -117,7 +118,7 @@ choice("dataset", dataset, DATASETS)
 choice("second_dataset", second_dataset, DATASETS)
 choice("arch", arch, MODELS)
 choice("unit_rest", unit_rest, ["mean", "median"])
-positive(unit_views=unit_views, deep_layers=deep_layers, top_k=top_k, dynamics_points=dynamics_points,
+positive(unit_views=unit_views, unit_points=unit_points, deep_layers=deep_layers, top_k=top_k, dynamics_points=dynamics_points,
          supervised_epochs=supervised_epochs, second_n_train=second_n_train, second_n_test=second_n_test)
 if any(not 0 < f < 1 for f in prune_fracs):
     raise ValueError(f"prune_fracs must lie in (0, 1), got {prune_fracs}")
@@ -166,9 +167,10 @@ fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_see
 ssl = fs[0]
 sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", epochs=supervised_epochs,
                   lr=supervised_lr, snapshot_epochs=())
-D = splits.f_train
-sup = train_encoder(sup_cfg, train_data.images[D], train_data.labels[D], D, cache=cache,
+F = splits.f_train
+sup = train_encoder(sup_cfg, train_data.images[F], train_data.labels[F], F, cache=cache,
                     data_id=f"{dataset}/train", device=dev, force=force)
+D = F[balanced_subset(train_data.labels[F].numpy(), min(unit_points, len(F)), split_seed + 6)] if unit_points < len(F) else F
 print(f"SSL encoder: {'cache' if ssl.from_cache else 'trained'}, final loss {ssl.history[-1]['loss']:.3f}")
 print(f"supervised encoder: {'cache' if sup.from_cache else 'trained'}, final loss {sup.history[-1]['loss']:.3f}")
 layers = ssl.encoder.layer_names
@@ -191,7 +193,7 @@ def stats_of(trained, data, idx, keep=(), tag=""):
 
 
 as_stats = lambda d: {l: UnitStats(**v) for l, v in d.items()}  # noqa: E731
-ssl_stats = as_stats(stats_of(ssl, train_data, D, keep=layers if unit_rest == "median" else [layers[-1], *layers]))
+ssl_stats = as_stats(stats_of(ssl, train_data, D, keep=layers))  # per-point values: the SSLMem link
 sup_stats = as_stats(stats_of(sup, train_data, D, keep=layers if unit_rest == "median" else []))
 ssl_table, sup_table = layer_table(ssl_stats, unit_rest), layer_table(sup_stats, unit_rest)
 report.table(ssl_table, "units_ssl")
@@ -336,7 +338,7 @@ probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_d
 norm1 = Augmentation("none", mean=cfg.mean, std=cfg.std).normalize
 m2_, s2_ = second_train.stats()
 norm2 = Augmentation("none", mean=m2_, std=s2_).normalize
-tasks = {dataset: (train_data.images[D], train_data.labels[D], test_data.images[probe_idx], test_data.labels[probe_idx], norm1),
+tasks = {dataset: (train_data.images[F], train_data.labels[F], test_data.images[probe_idx], test_data.labels[probe_idx], norm1),
          second_dataset: (second_train.images, second_train.labels, second_test.images, second_test.labels, norm2)}
 
 
@@ -373,7 +375,7 @@ report.figure(fig, "pruning")
 # %%
 dp_rows = []
 if dp_epochs > 0:
-    Ddp = D[balanced_subset(train_data.labels[D].numpy(), min(dp_points, len(D)), split_seed + 5)]
+    Ddp = F[balanced_subset(train_data.labels[F].numpy(), min(dp_points, len(F)), split_seed + 5)]
     dp_cfg = TrainConfig(model=arch, model_kw={"width": width, "norm": "group"}, objective="simsiam",
                          objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
                          weight_decay=0.0, mean=cfg.mean, std=cfg.std)
@@ -421,6 +423,21 @@ cm_gt = lambda t: float((t[~t.dead].classmem > t[~t.dead].unitmem).mean())  # no
 report.claim("the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL encoder",
              cm_gt(sup_table) > cm_gt(ssl_table),
              f"supervised {cm_gt(sup_table):.1%} vs SSL {cm_gt(ssl_table):.1%} (all layers)")
+s_sup = summ_sup.set_index("layer")
+report.claim("class memorisation is higher in the supervised encoder's deepest layers (mean ClassMem)",
+             all(s_sup.loc[l, "mean_classmem"] > s_ssl.loc[l, "mean_classmem"] for l in deep),
+             "; ".join(f"{l}: supervised {s_sup.loc[l, 'mean_classmem']:.3f} vs SSL {s_ssl.loc[l, 'mean_classmem']:.3f}"
+                       for l in deep))
+if len(dyn) > 1:
+    report.claim(f"mean UnitMem of {dyn_layer} grows during training (last snapshot > first)",
+                 dyn["mean UnitMem"].iloc[-1] > dyn["mean UnitMem"].iloc[0],
+                 f"epoch {dyn.epoch.iloc[0]}: {dyn['mean UnitMem'].iloc[0]:.4f} -> epoch {dyn.epoch.iloc[-1]}: "
+                 f"{dyn['mean UnitMem'].iloc[-1]:.4f}")
+pr = prune[prune.fraction > 0].groupby(["dataset", "strategy"]).accuracy.mean().unstack()
+report.claim("pruning the highest-UnitMem units costs more probe accuracy than pruning random units (mean over "
+             "fractions), on every dataset", bool((pr["highest"] < pr["random"]).all()),
+             "; ".join(f"{k}: highest {r['highest']:.4f}, lowest {r['lowest']:.4f}, random {r['random']:.4f}"
+                       for k, r in pr.iterrows()))
 lt = link.set_index("layer")
 report.claim(f"top-{top_k} SSLMem points have higher unit selectivity than the least-{top_k} in most layers "
              f"(Welch p < {alpha})", (lt["p (top > least)"] < alpha).sum() > len(layers) / 2,
