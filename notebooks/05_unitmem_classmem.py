@@ -110,8 +110,8 @@ from memlab.splits import balanced_subset
 from memlab.sslmem import cached_scores, encoder_config, load_splits, normalized, scored_subsets, train_f_and_g
 from memlab.stats import welch
 from memlab.train import TrainConfig, Trained, build, resolve_device, train_encoder
-from memlab.unitmem import (UnitStats, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
-                            unit_stats, unitmem)
+from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
+                            unitmem)
 
 check_injected()
 choice("dataset", dataset, DATASETS)
@@ -154,8 +154,9 @@ print(f"device {dev} | {dataset}: {len(train_data)} train images | second datase
 # * **SSL:** f of notebook 02 (SimCLR on $S_S \cup S_C$), loaded from the cache when 02 has run.
 # * **Supervised:** the same architecture trained with cross-entropy on the same images and their labels.
 #
-# D, the point set of UnitMem, is f's training set; each point is seen through `unit_views` fixed views
-# of the encoder's own training augmentation.
+# D, the point set of UnitMem, is a class-balanced set of `unit_points` of f's training images (all of
+# them by default); each point is seen through `unit_views` fixed views of the encoder's own training
+# augmentation.
 
 # %%
 mean, std = train_data.stats()
@@ -176,25 +177,16 @@ print(f"supervised encoder: {'cache' if sup.from_cache else 'trained'}, final lo
 layers = ssl.encoder.layer_names
 
 
-def unit_bank(trained, preset=None):
-    aug = Augmentation(preset or trained.config.aug or trained.objective.aug, mean=trained.config.mean,
-                       std=trained.config.std)
-    return ViewBank(aug, unit_views, seed=split_seed + 3)
+def stats_of(trained, data, idx, keep=()):
+    """Unit statistics of ``trained`` on ``data[idx]``, each point seen through ``unit_views`` fixed views of the
+    encoder's own training augmentation (cached)."""
+    aug = Augmentation(trained.config.aug or trained.objective.aug, mean=trained.config.mean, std=trained.config.std)
+    return cached_unit_stats(cache, trained, data, idx, ViewBank(aug, unit_views, seed=split_seed + 3), keep=keep,
+                             device=dev, force=force)
 
 
-def stats_of(trained, data, idx, keep=(), tag=""):
-    """Unit statistics of ``trained`` on ``data[idx]`` (cached)."""
-    key = {"encoder": trained.key, "points": torch.as_tensor(idx).tolist(), "views": unit_views,
-           "bank": unit_bank(trained).describe(), "keep": sorted(keep), "data": f"{data.name}/{data.split}", "tag": tag}
-    return cache.get_or_compute("unitstats", key, lambda: {
-        l: vars(s) for l, s in unit_stats(trained.encoder, data.images[idx], idx, data.labels[idx], unit_bank(trained),
-                                          keep=keep, num_classes=data.num_classes, device=dev, progress=True).items()},
-        force=force)
-
-
-as_stats = lambda d: {l: UnitStats(**v) for l, v in d.items()}  # noqa: E731
-ssl_stats = as_stats(stats_of(ssl, train_data, D, keep=layers))  # per-point values: the SSLMem link
-sup_stats = as_stats(stats_of(sup, train_data, D, keep=layers if unit_rest == "median" else []))
+ssl_stats = stats_of(ssl, train_data, D, keep=layers)  # per-point values: the SSLMem link
+sup_stats = stats_of(sup, train_data, D, keep=layers if unit_rest == "median" else [])
 ssl_table, sup_table = layer_table(ssl_stats, unit_rest), layer_table(sup_stats, unit_rest)
 report.table(ssl_table, "units_ssl")
 report.table(sup_table, "units_supervised")
@@ -225,7 +217,7 @@ if second_epochs > 0:
     cfg2 = replace(cfg, epochs=second_epochs, snapshot_epochs=(), mean=m2, std=s2)
     ssl2 = train_encoder(cfg2, second_train.images, None, torch.arange(len(second_train)), cache=cache,
                          data_id=f"{second_dataset}/train", device=dev, force=force)
-    st2 = as_stats(stats_of(ssl2, second_train, torch.arange(len(second_train))))
+    st2 = stats_of(ssl2, second_train, torch.arange(len(second_train)))
     t2 = layer_table(st2, unit_rest)
     across[second_dataset] = t2[t2.layer == layers[-1]].unitmem.to_numpy()
     report.table(t2, f"units_ssl_{second_dataset}")
@@ -266,7 +258,7 @@ choice("dynamics_layer", dyn_layer, layers)
 Dd = D[balanced_subset(train_data.labels[D].numpy(), min(dynamics_points, len(D)), split_seed + 4)]
 dyn = []
 for e in sorted(ssl.snapshots):
-    st = as_stats(stats_of(ssl.at_epoch(e), train_data, Dd, tag=f"epoch{e}"))[dyn_layer]
+    st = stats_of(ssl.at_epoch(e), train_data, Dd)[dyn_layer]
     um = unitmem(st, "mean")
     dyn.append({"epoch": e, "mean UnitMem": float(um[~st.dead].mean()), "dead units": int(st.dead.sum())})
 dyn = pd.DataFrame(dyn)
@@ -393,7 +385,7 @@ if dp_epochs > 0:
         enc.load_state_dict(res["encoder"])
         runs[f"{eps:g}"] = Trained(enc.to(dev).eval(), obj, res["history"], {}, dp_cfg, f"dp-{config_hash(key)}")
     for name, tr in runs.items():
-        st = as_stats(stats_of(tr, train_data, Ddp))
+        st = stats_of(tr, train_data, Ddp)
         t = layer_table(st, unit_rest)
         acc = probe_all(tr.encoder)[dataset]
         for l in layers:

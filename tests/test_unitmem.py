@@ -140,3 +140,19 @@ def test_prune_masks_pick_by_unitmem_and_pruning_restores():
     with pruned(enc, {"block1": torch.tensor([1.0, 0, 1, 1])}):
         assert enc.forward_features(x, ["block1"])["block1"][:, 1].abs().max() == 0
     assert torch.equal(enc(x), ref)
+
+
+def test_cached_unit_stats_roundtrip(cache):
+    from types import SimpleNamespace
+
+    from memlab.data import load_dataset
+    from memlab.unitmem import cached_unit_stats
+    data = load_dataset("synthetic", "train", n=30, seed=0)
+    torch.manual_seed(0)
+    trained = SimpleNamespace(key="enc-1", encoder=build_model("cnn", channels=(4, 6)).eval())
+    bank = ViewBank(Augmentation("weak"), 2)
+    a = cached_unit_stats(cache, trained, data, torch.arange(30), bank, keep=["block2"], progress=False)
+    b = cached_unit_stats(cache, SimpleNamespace(key="enc-1", encoder=None), data, torch.arange(30), bank,
+                          keep=["block2"], progress=False)  # no encoder needed: served from the cache
+    assert torch.equal(a["block2"].values, b["block2"].values) and a["block1"].n == b["block1"].n == 30
+    assert torch.allclose(unitmem(a["block1"]), unitmem(b["block1"]), equal_nan=True)

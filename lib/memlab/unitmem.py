@@ -220,3 +220,16 @@ class pruned:
     def __exit__(self, *exc):
         for layer in self.masks:
             self.encoder.set_unit_mask(layer, None)
+
+
+def cached_unit_stats(cache, trained, data, idx, bank: ViewBank, *, keep=(), device=None, force: bool = False,
+                      progress: bool = True) -> dict:
+    """``unit_stats`` of a cached encoder (``train.Trained``) on ``data[idx]``, through the result cache."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    key = {"encoder": trained.key, "points": idx.tolist(), "bank": bank.describe(), "keep": sorted(keep),
+           "data": f"{data.name}/{data.split}"}
+    raw = cache.get_or_compute("unitstats", key, lambda: {
+        l: vars(s) for l, s in unit_stats(trained.encoder, data.images[idx], idx, data.labels[idx], bank, keep=keep,
+                                          num_classes=data.num_classes, device=device, progress=progress).items()},
+        force=force)
+    return {l: UnitStats(**v) for l, v in raw.items()}
