@@ -68,3 +68,24 @@ def linear_probe(train_x, train_y, test_x, test_y, *, weight_decay: float = 1e-4
     opt.step(closure)
     with torch.no_grad():
         return float(((xte @ w + b).argmax(1) == yte).float().mean())
+
+
+@torch.no_grad()
+def knn_loo_accuracy(x, y, k: int = 20, batch_size: int = 1024) -> float:
+    """Leave-one-out K-NN accuracy on a labelled set (each point voted on by its K nearest *other* points,
+    cosine similarity of L2-normalised features, ties by summed similarity): how well a representation
+    clusters by ``y`` (e.g. the random training labels, Fig. 3 of the benign-memorization paper)."""
+    xn, y = F.normalize(x.float(), dim=1), y.long()
+    c, k = int(y.max()) + 1, min(k, len(xn) - 1)
+    if k < 1:
+        raise ValueError("leave-one-out K-NN needs at least 2 points")
+    correct = 0
+    for s in range(0, len(xn), batch_size):
+        sim = xn[s:s + batch_size] @ xn.t()
+        rows = torch.arange(sim.shape[0])
+        sim[rows, rows + s] = float("-inf")  # exclude the point itself
+        top, ix = sim.topk(k, dim=1)
+        votes = F.one_hot(y[ix], c).float()
+        score = votes.sum(1) + 1e-3 * (votes * top.unsqueeze(-1)).sum(1)
+        correct += int((score.argmax(1) == y[s:s + batch_size]).sum())
+    return correct / len(xn)
