@@ -54,7 +54,7 @@ def test_run_is_deterministic_and_init_is_shared_across_B():
 def test_accuracy_rises_with_B_at_fixed_n():
     """Appendix E: with n * B beyond what K vectors can fit, fitting the random labels needs invariance to the
     noise coordinates, which helps the K-NN probe; with B = 1 the points are memorised."""
-    cfg = ToyConfig(steps=300, n_test=500)
-    one, many = run(cfg, 200, 1), run(cfg, 200, 20)
+    cfg = ToyConfig(steps=200, n_test=300)
+    one, many = run(cfg, 100, 1), run(cfg, 100, 10)
     assert many["knn"] > one["knn"] + 0.1
     assert many["knn"] > many["knn_init"]

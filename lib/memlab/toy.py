@@ -78,15 +78,26 @@ def augment(cfg: ToyConfig, x: torch.Tensor, B: int, gen: torch.Generator) -> to
 
 def projector(z: torch.Tensor, v: torch.Tensor, l: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """g(z) = sum_i w_i(z) l_i, w_i = (1/||z - v_i||) / sum_j (1/||z - v_j||)."""
-    inv = 1.0 / (torch.cdist(z, v) + eps)
+    sq = ((z * z).sum(1, keepdim=True) + (v * v).sum(1) - 2 * z @ v.T).clamp_min(eps * eps)  # ||z - v_i||^2
+    inv = 1.0 / sq.sqrt()
     return (inv / inv.sum(1, keepdim=True)) @ l
 
 
 def run(cfg: ToyConfig, n: int, B: int) -> dict:
     """Train on n points x B augmentations with random labels; return the K-NN accuracy at init and after
-    training, and the final fit (accuracy of argmax g on the training augmentations)."""
+    training, and the final fit (accuracy of argmax g on the training augmentations). Runs on the CPU in
+    one thread (these small float64 ops are several times slower multi-threaded on a busy machine)."""
     if n < 1 or B < 1:
         raise ValueError(f"n and B must be >= 1, got n={n}, B={B}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(cfg, n, B)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: ToyConfig, n: int, B: int) -> dict:
     # data, random labels and W at init depend on (seed, n) only: at fixed n, only B changes
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + n)
     x, z = sample(cfg, n, gen)
