@@ -1,0 +1,368 @@
+"""Train N networks of one paradigm from different seeds and record, at chosen epochs, the recognition
+indicator of every (image, fixed augmentation) of a subset X (Sadrtdinov et al. 2021, §3; methods.md §1).
+
+- Network n uses ``replace(cfg, seed=seeds[n])``: its own initialisation, data order and training
+  augmentations. The evaluation views come from one ``ViewBank`` shared by every network and epoch.
+- Records are bool ``(E, M, |X|)`` per network, stored as bitsets (``profiles.pack_bits``) in the cache, one
+  entry per network (kind ``profile_net``) with the final weights and the training history.
+- Resumable: the work in progress of a network (weights, optimiser, records so far) is checkpointed
+  atomically after every epoch; a killed run resumes at the last finished network and epoch and gives the
+  same numbers as an uninterrupted one.
+- Speed: ``ensemble_backend`` is the one place that chooses how the N networks are trained -- a sequential
+  loop, or all N at once with ``torch.func`` (stacked weights, ``vmap`` over networks), which pays off on a
+  GPU for small models. ``benchmarks/bench_ensemble.py`` measures both.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, replace
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .augment import ViewBank
+from .cache import Cache, atomic_save
+from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
+from .train import (TrainConfig, _autocast, _epoch_order, _optimizer, build, fingerprint, lr_at,
+                    make_augmentation, resolve_device)
+
+RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
+VMAP_MAX_PARAMS = 5_000_000  # per network; larger models train in a loop (memory, and little to gain)
+
+
+def recognition_kind(cfg: TrainConfig) -> str:
+    if cfg.objective not in RECOGNITION:
+        raise ValueError(f"no recognition indicator for objective {cfg.objective!r}; choose from {sorted(RECOGNITION)}")
+    return RECOGNITION[cfg.objective]
+
+
+def views_needed(cfg: TrainConfig, n_aug: int) -> int:
+    """Views the bank must hold for M augmentations: M (classification) or 2M (SimCLR view pairs)."""
+    return n_aug * (2 if recognition_kind(cfg) == "in_batch" else 1)
+
+
+def ensemble_backend(device, cfg: TrainConfig, backend: str = "auto") -> str:
+    """How to train the N networks: ``"loop"`` (one after another) or ``"vmap"`` (torch.func, all at once).
+    ``auto``: vmap on CUDA for models under ``VMAP_MAX_PARAMS`` parameters, else loop (on a CPU the loop is
+    faster: see benchmarks/bench_ensemble.py)."""
+    if backend not in ("auto", "loop", "vmap"):
+        raise ValueError(f"backend must be 'auto', 'loop' or 'vmap', got {backend!r}")
+    if backend != "auto":
+        return backend
+    if resolve_device(device).type != "cuda":
+        return "loop"
+    enc, obj = build(cfg, 10)
+    n = sum(p.numel() for p in list(enc.parameters()) + list(obj.parameters()))
+    return "vmap" if n <= VMAP_MAX_PARAMS else "loop"
+
+
+@torch.no_grad()
+def record(encoder, objective, cfg: TrainConfig, images: torch.Tensor, labels, index, bank: ViewBank,
+           n_aug: int, eval_batch: int = 256, device="cpu", amp: bool = True) -> np.ndarray:
+    """Recognition indicators, bool (M, |X|), of one network on X (``images`` uint8 = data[index]).
+
+    Classification: I = [argmax logits(view m of x) == label(x)]. SimCLR: view pair m = bank views (2m, 2m+1),
+    scored inside the fixed evaluation batches ``eval_chunks(|X|, eval_batch)``, anchor = first view."""
+    kind = recognition_kind(cfg)
+    if bank.n_views < views_needed(cfg, n_aug):
+        raise ValueError(f"the view bank holds {bank.n_views} views; {views_needed(cfg, n_aug)} are needed")
+    encoder.eval(), objective.eval()
+    device = torch.device(device)
+    out = np.zeros((n_aug, len(index)), dtype=bool)
+    index = torch.as_tensor(index)
+    ctx = lambda: _autocast(device, amp)[0]  # noqa: E731
+    for chunk in eval_chunks(len(index), eval_batch):
+        x, gidx = images[chunk].to(device), index[chunk].numpy()
+        for m in range(n_aug):
+            with ctx():
+                if kind == "classification":
+                    logits = objective.logits(encoder, bank.view(x, gidx, m))
+                    hit = recognized_classification(logits.float(), torch.as_tensor(labels)[chunk])
+                else:
+                    v = torch.cat([bank.view(x, gidx, 2 * m), bank.view(x, gidx, 2 * m + 1)])
+                    z = objective.projector(encoder.embed(v, rep="pooled")).float()
+                    hit = recognized_in_batch(*z.chunk(2))
+            out[m, chunk] = hit.cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------- shared bits
+def _net_key(cfg, seed, data_fp, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes):
+    return {"train": asdict(replace(cfg, seed=int(seed))), "data": data_fp, "X": [int(i) for i in x_pos],
+            "bank": bank.describe(), "n_aug": int(n_aug), "record_epochs": [int(e) for e in record_epochs],
+            "recognition": recognition_kind(cfg), "eval_batch": int(eval_batch), "num_classes": num_classes}
+
+
+def _check(cfg, record_epochs, x_pos, n_images):
+    bad = [e for e in record_epochs if not 1 <= e <= cfg.epochs]
+    if bad or not record_epochs:
+        raise ValueError(f"record_epochs must be a non-empty list within 1..{cfg.epochs}; bad: {bad}")
+    x_pos = np.asarray(x_pos)
+    if x_pos.size == 0 or x_pos.min() < 0 or x_pos.max() >= n_images or len(np.unique(x_pos)) != x_pos.size:
+        raise ValueError(f"X must be distinct positions in the training set (0..{n_images - 1})")
+
+
+def _steps(cfg, n):
+    bs = min(cfg.batch_size, n)
+    spe = max(1, n // bs)
+    return bs, spe, cfg.epochs * spe, int(round(cfg.warmup_epochs * spe))
+
+
+def _result(records, n_points, history, encoder, objective):
+    return {"records": pack_bits(np.stack(records)), "n_points": n_points, "history": history,
+            "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+            "objective": {k: v.detach().cpu() for k, v in objective.state_dict().items()}}
+
+
+# ----------------------------------------------------------------------------- loop backend
+def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, device,
+               amp, ckpt, progress, epoch_callback):
+    encoder, objective = build(cfg, num_classes)
+    encoder.to(device), objective.to(device)
+    aug = make_augmentation(cfg, objective)
+    params = [p for p in list(encoder.parameters()) + list(objective.parameters()) if p.requires_grad]
+    opt = _optimizer(cfg, params)
+    scaler = torch.amp.GradScaler("cuda", enabled=_autocast(device, amp)[1] == torch.float16)
+    n = images.shape[0]
+    bs, spe, total, warmup = _steps(cfg, n)
+    history, records, start = [], [], 0
+    last = ckpt / "last.pt"
+    if last.is_file():
+        st = torch.load(last, map_location="cpu", weights_only=True)
+        encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
+        opt.load_state_dict(st["optimizer"]), scaler.load_state_dict(st["scaler"])
+        history, start = st["history"], st["epoch"]
+        records = list(unpack_bits(st["records"], len(x_pos))) if st["records"].numel() else []
+    dev_images = images.to(device) if device.type == "cuda" else images
+    labels_dev = None if labels is None else labels.to(device)
+    x_imgs, x_lab, x_idx = images[x_pos], None if labels is None else labels[x_pos], index[x_pos]
+    want = set(record_epochs)
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress, leave=False,
+               desc=f"  {cfg.objective} seed {cfg.seed}")
+    for epoch in bar:
+        encoder.train(), objective.train()
+        t0, losses = time.time(), []
+        order = _epoch_order(index, cfg.seed, epoch)
+        for i in range(spe):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * spe + i, total, warmup, cfg.lr)
+            b = order[i * bs:(i + 1) * bs]
+            x = dev_images[b.to(dev_images.device)].to(device, non_blocking=True)
+            gidx = index[b].numpy()
+            views = [aug(x, gidx, cfg.seed, epoch * objective.n_views + v) for v in range(objective.n_views)]
+            y = None if labels_dev is None else labels_dev[b.to(device)]
+            with _autocast(device, amp)[0]:
+                loss = objective.loss(encoder, views, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            objective.after_step(encoder)
+            losses.append(loss.detach())
+        rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "time": time.time() - t0}
+        if not math.isfinite(rec["loss"]):
+            raise FloatingPointError(f"{cfg.objective} seed {cfg.seed} diverged at epoch {epoch + 1}; lower lr ({cfg.lr})")
+        if epoch + 1 in want:
+            r = record(encoder, objective, cfg, x_imgs, x_lab, x_idx, bank, n_aug, eval_batch, device, amp)
+            records.append(r)
+            rec["mean_p"] = float(r.mean())
+        history.append(rec)
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", p=f"{rec.get('mean_p', float('nan')):.2f}")
+        atomic_save({"encoder": encoder.state_dict(), "objective": objective.state_dict(),
+                     "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                     "history": history,
+                     "records": pack_bits(np.stack(records)) if records else torch.zeros(0, dtype=torch.uint8)},
+                    last)
+        if epoch_callback is not None:
+            epoch_callback(cfg.seed, epoch + 1)
+    return _result(records, len(x_pos), history, encoder, objective)
+
+
+# ----------------------------------------------------------------------------- vmap backend
+class _Net(torch.nn.Module):
+    """encoder + objective as one module, so torch.func can stack and call them."""
+
+    def __init__(self, encoder, objective):
+        super().__init__()
+        self.encoder, self.objective = encoder, objective
+
+    def forward(self, views, labels):
+        return self.objective.loss(self.encoder, list(views), labels)
+
+
+def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, device,
+                amp, ckpt, progress, epoch_callback):
+    """All networks of ``cfgs`` (same config, different seeds) at once: weights and BatchNorm buffers stacked
+    along a new first dimension, ``vmap(functional_call)`` over networks, one optimiser over the stacked
+    leaves (SGD/Adam act elementwise, so this equals N independent optimisers)."""
+    from torch.func import functional_call, stack_module_state, vmap
+    nets = [_Net(*build(c, num_classes)) for c in cfgs]
+    for net in nets:
+        net.to(device)
+    params, buffers = stack_module_state(nets)
+    base = copy.deepcopy(nets[0]).to("meta")
+    cfg = cfgs[0]
+    aug = make_augmentation(cfg, nets[0].objective)
+    nv = nets[0].objective.n_views
+    opt = _optimizer(cfg, list(params.values()))
+    scaler = torch.amp.GradScaler("cuda", enabled=_autocast(device, amp)[1] == torch.float16)
+    n = images.shape[0]
+    bs, spe, total, warmup = _steps(cfg, n)
+    N = len(cfgs)
+    history, records, start = [[] for _ in cfgs], [[] for _ in cfgs], 0
+    last = ckpt / "last.pt"
+    if last.is_file():
+        st = torch.load(last, map_location="cpu", weights_only=True)
+        for k in params:
+            params[k].data.copy_(st["params"][k])
+        for k in buffers:
+            buffers[k].copy_(st["buffers"][k])
+        opt.load_state_dict(st["optimizer"]), scaler.load_state_dict(st["scaler"])
+        history, start = st["history"], st["epoch"]
+        records = [list(unpack_bits(r, len(x_pos))) if r.numel() else [] for r in st["records"]]
+    dev_images = images.to(device)
+    labels_dev = None if labels is None else labels.to(device)
+    x_imgs, x_lab, x_idx = images[x_pos], None if labels is None else labels[x_pos], index[x_pos]
+    want = set(record_epochs)
+
+    def loss_fn(p, b, v, y):
+        return functional_call(base, (p, b), (v, y))
+
+    batched = vmap(loss_fn, in_dims=(0, 0, 0, None if labels is None else 0), randomness="different")
+
+    def unstacked(i):
+        net = nets[i]
+        net.load_state_dict({**{k: v[i].detach() for k, v in params.items()},
+                             **{k: v[i] for k, v in buffers.items()}})
+        return net
+
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress, leave=False,
+               desc=f"  {cfg.objective} x{N} (vmap)")
+    for epoch in bar:
+        t0, losses = time.time(), []
+        orders = [_epoch_order(index, c.seed, epoch) for c in cfgs]
+        for i in range(spe):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * spe + i, total, warmup, cfg.lr)
+            vs, ys = [], []
+            for c, order in zip(cfgs, orders):
+                b = order[i * bs:(i + 1) * bs]
+                x = dev_images[b.to(device)]
+                gidx = index[b].numpy()
+                vs.append(torch.stack([aug(x, gidx, c.seed, epoch * nv + v) for v in range(nv)]))
+                ys.append(None if labels_dev is None else labels_dev[b.to(device)])
+            y = None if labels is None else torch.stack(ys)
+            with _autocast(device, amp)[0]:
+                loss = batched(params, buffers, torch.stack(vs), y)  # (N,)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss.sum()).backward()
+            scaler.step(opt)
+            scaler.update()
+            losses.append(loss.detach().float())
+        ep_loss = torch.stack(losses).mean(0).tolist()
+        dt = (time.time() - t0) / N
+        for j in range(N):
+            if not math.isfinite(ep_loss[j]):
+                raise FloatingPointError(f"{cfg.objective} seed {cfgs[j].seed} diverged at epoch {epoch + 1}")
+            rec = {"epoch": epoch + 1, "loss": ep_loss[j], "time": dt}
+            if epoch + 1 in want:
+                net = unstacked(j)
+                r = record(net.encoder, net.objective, cfgs[j], x_imgs, x_lab, x_idx, bank, n_aug, eval_batch,
+                           device, amp)
+                records[j].append(r)
+                rec["mean_p"] = float(r.mean())
+            history[j].append(rec)
+        bar.set_postfix(loss=f"{np.mean(ep_loss):.3f}")
+        atomic_save({"params": {k: v.detach() for k, v in params.items()}, "buffers": dict(buffers),
+                     "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                     "history": history,
+                     "records": [pack_bits(np.stack(r)) if r else torch.zeros(0, dtype=torch.uint8) for r in records]},
+                    last)
+        if epoch_callback is not None:
+            epoch_callback(None, epoch + 1)
+    out = []
+    for j in range(N):
+        net = unstacked(j)
+        out.append(_result(records[j], len(x_pos), history[j], net.encoder, net.objective))
+    return out
+
+
+# ----------------------------------------------------------------------------- public entry point
+def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index, x_pos, bank: ViewBank, n_aug: int,
+                   record_epochs, *, eval_batch: int = 256, cache: Cache | None = None, data_id: str = "",
+                   device="auto", amp: bool = True, backend: str = "auto", force: bool = False,
+                   progress: bool = True, epoch_callback=None) -> list[dict]:
+    """Train (or load) one network per seed and return, per network, ``{"records": bool (E, M, |X|),
+    "history", "encoder", "objective" (state dicts), "from_cache"}``.
+
+    ``images``/``labels``: the training set (labels: true or random; None for SimCLR); ``index``: its global
+    indices (they key the augmentation draws); ``x_pos``: positions of X in the training set;
+    ``record_epochs``: 1-based epochs after which the indicators are recorded."""
+    cache = cache or Cache()
+    device = resolve_device(device)
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
+    if n_aug < 1:
+        raise ValueError(f"n_aug must be >= 1, got {n_aug}")
+    index = torch.arange(images.shape[0]) if index is None else torch.as_tensor(index)
+    record_epochs = sorted(int(e) for e in record_epochs)
+    _check(cfg, record_epochs, x_pos, images.shape[0])
+    kind = recognition_kind(cfg)
+    if kind == "classification" and labels is None:
+        raise ValueError(f"objective {cfg.objective!r} needs labels")
+    if bank.n_views < views_needed(cfg, n_aug):
+        raise ValueError(f"the view bank holds {bank.n_views} views; {views_needed(cfg, n_aug)} are needed")
+    num_classes = None if labels is None else int(labels.max()) + 1
+    x_pos = torch.as_tensor(np.asarray(x_pos), dtype=torch.long)
+    fp = fingerprint(images, labels, index) + data_id
+    keys = {s: _net_key(cfg, s, fp, x_pos.tolist(), bank, n_aug, record_epochs, eval_batch, num_classes) for s in seeds}
+    done = {s: None for s in seeds}
+    for s in seeds:
+        if not force and cache.exists("profile_net", keys[s]):
+            done[s] = cache.load("profile_net", keys[s], "net.pt")
+    todo = [s for s in seeds if done[s] is None]
+    chosen = ensemble_backend(device, cfg, backend)
+    args = (images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, device, amp)
+    if todo and chosen == "vmap" and len(todo) > 1:
+        group_key = {"nets": [keys[s] for s in todo]}
+        ckpt = cache.partial_dir("profile_group", group_key)
+        if force:
+            (ckpt / "last.pt").unlink(missing_ok=True)
+        outs = _train_vmap([replace(cfg, seed=s) for s in todo], *args, ckpt, progress, epoch_callback)
+        for s, o in zip(todo, outs):
+            cache.save("profile_net", keys[s], {"net.pt": o})
+            done[s] = o
+        import shutil
+        shutil.rmtree(ckpt, ignore_errors=True)
+    else:
+        for s in tqdm(todo, disable=not progress or not todo, desc=f"{cfg.objective} networks", leave=False):
+            ckpt = cache.partial_dir("profile_net", keys[s])
+            if force:
+                (ckpt / "last.pt").unlink(missing_ok=True)
+            o = _train_one(replace(cfg, seed=s), *args, ckpt, progress, epoch_callback)
+            cache.save("profile_net", keys[s], {"net.pt": o})
+            done[s] = o
+    out = []
+    for s in seeds:
+        d = dict(done[s])
+        d["records"] = unpack_bits(d["records"], d["n_points"])
+        d["from_cache"] = s not in todo
+        d["seed"] = s
+        out.append(d)
+    return out
+
+
+def stack_records(nets: list[dict]) -> np.ndarray:
+    """Per-network records -> one bool array (N, E, M, |X|)."""
+    return np.stack([n["records"] for n in nets])
+
+
+def load_network(cfg: TrainConfig, net: dict, num_classes: int | None = None, device="cpu"):
+    """(encoder, objective) of one trained network, eval mode, on ``device``."""
+    enc, obj = build(replace(cfg, seed=net["seed"]), num_classes)
+    enc.load_state_dict(net["encoder"]), obj.load_state_dict(net["objective"])
+    return enc.to(device).eval(), obj.to(device).eval()

@@ -1,0 +1,142 @@
+"""Training N networks with recognition records: the SimCLR indicator inside fixed evaluation batches,
+resume after a kill, loop vs vmap, bad input."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from memlab.augment import Augmentation, ViewBank
+from memlab.ensemble import ensemble_backend, load_network, record, stack_records, train_ensemble
+from memlab.profiles import eval_chunks
+from memlab.splits import random_labels
+from memlab.train import TrainConfig, build
+
+CH = {"channels": (4, 8, 8, 8)}
+
+
+def _data(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+
+
+def _cfg(objective="supervised", epochs=2, **kw):
+    okw = {"temperature": 0.07, "hidden": 16, "proj_dim": 8} if objective == "simclr" else {}
+    aug = "weak" if objective == "supervised" else "simclr"
+    return TrainConfig(model="cnn", model_kw=CH, objective=objective, objective_kw=okw, aug=aug, epochs=epochs,
+                       batch_size=16, optimizer="adam", lr=3e-3, weight_decay=1e-4, warmup_epochs=0, **kw)
+
+
+def test_simclr_record_matches_the_definition_on_fixed_batches():
+    """I(x, pair m) = [view 2m+1 of x is the most similar of the other 2B-1 views of x's evaluation batch
+    to view 2m], with the batches = eval_chunks(|X|, B), computed here by brute force."""
+    cfg = _cfg("simclr")
+    enc, obj = build(cfg)
+    enc.eval(), obj.eval()
+    imgs, idx = _data(20), torch.arange(100, 120)
+    bank = ViewBank(Augmentation("simclr"), 4, seed=5)
+    got = record(enc, obj, cfg, imgs, None, idx, bank, 2, eval_batch=8, device="cpu")
+    assert got.shape == (2, 20)
+    want = np.zeros((2, 20), dtype=bool)
+    with torch.no_grad():
+        for chunk in eval_chunks(20, 8):  # 7, 7, 6 images
+            for m in range(2):
+                v1 = bank.view(imgs[chunk], idx[chunk].numpy(), 2 * m)
+                v2 = bank.view(imgs[chunk], idx[chunk].numpy(), 2 * m + 1)
+                z = F.normalize(obj.projector(enc.embed(torch.cat([v1, v2]))), dim=1)
+                b = len(chunk)
+                for i in range(b):
+                    s = z[i] @ z.t()
+                    s[i] = -float("inf")
+                    want[m, chunk[i]] = int(s.argmax()) == i + b
+    np.testing.assert_array_equal(got, want)
+    # the batch matters: the same images scored in one batch of 20 give other indicators in general
+    assert got.shape == record(enc, obj, cfg, imgs, None, idx, bank, 2, eval_batch=20).shape
+
+
+def test_classification_record_is_argmax_equals_training_label():
+    cfg = _cfg()
+    enc, obj = build(cfg, 10)
+    enc.eval(), obj.eval()
+    imgs, lab = _data(10), torch.arange(10) % 10
+    bank = ViewBank(Augmentation("weak"), 3, seed=1)
+    got = record(enc, obj, cfg, imgs, lab, torch.arange(10), bank, 3, device="cpu")
+    with torch.no_grad():
+        for m in range(3):
+            pred = obj.logits(enc, bank.view(imgs, np.arange(10), m)).argmax(1)
+            np.testing.assert_array_equal(got[m], (pred == lab).numpy())
+
+
+def _run(cache, seeds=(0, 1), backend="loop", callback=None, objective="supervised", epochs=2):
+    imgs = _data()
+    labels = random_labels(len(imgs), 10, 3) if objective == "supervised" else None
+    cfg = _cfg(objective, epochs)
+    n_views = 2 if objective == "supervised" else 4
+    bank = ViewBank(Augmentation(cfg.aug), n_views, seed=2)
+    return train_ensemble(cfg, list(seeds), imgs, labels, None, np.arange(0, 32, 2), bank, 2, range(1, epochs + 1),
+                          eval_batch=16, cache=cache, device="cpu", backend=backend, progress=False,
+                          epoch_callback=callback)
+
+
+def test_resume_after_kill_continues_at_last_network_and_epoch_with_identical_numbers(tmp_path):
+    from memlab.cache import Cache
+    ref = _run(Cache(tmp_path / "ref"))
+
+    class Killed(Exception):
+        pass
+
+    def kill(seed, epoch):
+        if seed == 1 and epoch == 1:
+            raise Killed
+
+    cache = Cache(tmp_path / "c")
+    with pytest.raises(Killed):
+        _run(cache, callback=kill)
+    seen = []
+    out = _run(cache, callback=lambda s, e: seen.append((s, e)))
+    assert seen == [(1, 2)]  # network 0 from the cache; network 1 resumes after its epoch 1
+    assert [o["from_cache"] for o in out] == [True, False]
+    for a, b in zip(ref, out):
+        np.testing.assert_array_equal(a["records"], b["records"])
+        assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+        for k in a["encoder"]:
+            assert torch.equal(a["encoder"][k], b["encoder"][k])
+    rec = stack_records(out)
+    assert rec.shape == (2, 2, 2, 16) and rec.dtype == bool
+    again = _run(cache, callback=lambda s, e: seen.append((s, e)))  # all served from the cache
+    assert seen == [(1, 2)] and all(o["from_cache"] for o in again)
+    enc, obj = load_network(_cfg(), out[1], num_classes=10)
+    assert not enc.training
+
+
+def test_vmap_backend_equals_the_loop(tmp_path):
+    from memlab.cache import Cache
+    for objective in ("supervised", "simclr"):
+        loop = _run(Cache(tmp_path / f"l{objective}"), objective=objective, epochs=1)
+        vm = _run(Cache(tmp_path / f"v{objective}"), backend="vmap", objective=objective, epochs=1)
+        for a, b in zip(loop, vm):
+            np.testing.assert_allclose([h["loss"] for h in a["history"]], [h["loss"] for h in b["history"]],
+                                       rtol=1e-4, atol=1e-5)
+            for k in a["encoder"]:
+                torch.testing.assert_close(a["encoder"][k].float(), b["encoder"][k].float(), rtol=1e-3, atol=1e-4)
+            assert (a["records"] != b["records"]).mean() < 0.05
+
+
+def test_bad_input_fails_before_compute(tmp_path):
+    from memlab.cache import Cache
+    cfg, imgs = _cfg(), _data()
+    bank = ViewBank(Augmentation("weak"), 2)
+    kw = dict(cache=Cache(tmp_path), device="cpu", progress=False)
+    lab = torch.zeros(32, dtype=torch.long)
+    with pytest.raises(ValueError, match="record_epochs"):
+        train_ensemble(cfg, [0], imgs, lab, None, np.arange(8), bank, 2, [0, 4], **kw)
+    with pytest.raises(ValueError, match="view bank"):
+        train_ensemble(cfg, [0], imgs, lab, None, np.arange(8), bank, 3, [1], **kw)
+    with pytest.raises(ValueError, match="needs labels"):
+        train_ensemble(cfg, [0], imgs, None, None, np.arange(8), bank, 2, [1], **kw)
+    with pytest.raises(ValueError, match="distinct"):
+        train_ensemble(cfg, [0, 0], imgs, lab, None, np.arange(8), bank, 2, [1], **kw)
+    with pytest.raises(ValueError, match="positions"):
+        train_ensemble(cfg, [0], imgs, lab, None, np.array([3, 3]), bank, 2, [1], **kw)
+    with pytest.raises(ValueError, match="backend"):
+        ensemble_backend("cpu", cfg, "threads")
+    assert ensemble_backend("cpu", cfg) == "loop"
