@@ -75,6 +75,28 @@ probe_test = 2000          # test images for the linear probe
 gallery_k = 10
 alpha = 0.01               # significance level of the printed claims
 force = False              # recompute cached encoders and scores
+# -- cross-method tables. `tables` selects what to build: "table1" (methods x architectures x datasets),
+#    "rankings" (Tables 12-13 and Fig. 9), "table11" (supervised encoders), ablations "table7" (overlap
+#    fraction), "table8" (measuring augmentation), "table9" (training augmentation, MAE mask ratio).
+tables = ["table1", "rankings", "table11", "table8"]
+grid = [                   # Table 1 cells; missing keys take the encoder settings above (dataset, arch, ...)
+    {"method": "simclr"},
+    {"method": "dino", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001},
+    {"method": "vicreg", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001},
+    {"method": "simsiam"},
+    {"method": "mae", "arch": "vit_tiny", "model_kw": {"depth": 4, "embed_dim": 128, "num_heads": 4},
+     "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05},
+]
+grid_seeds = [0]           # f/g seeds per cell (the SimCLR cell reuses the main pair's seed-0 encoders)
+grid_view_pairs = 20       # K view pairs per point in the grid
+grid_points = 1000         # S_C and S_S points scored per cell
+supervised_epochs = [20, 80]  # Table 11: two training lengths; the longest enters the rankings
+supervised_lr = 0.05
+topk = [10, 20, 50, 100, 200]
+overlap_fracs = [0.7, 0.8, 0.85]                       # Table 7: |S_S| as a fraction of the pool
+measure_augs = ["noise", "rotate", "colordrop"]        # Table 8: measured with other augmentations
+simclr_augs = ["croponly", "crop", "noise", "mask"]    # Table 9: SimCLR trained with one augmentation type
+mae_mask_ratios = [0.5, 0.75, 0.8, 0.9]                # Table 9: MAE mask ratio
 
 # %%
 import time
@@ -95,9 +117,12 @@ from memlab.params import check_injected, choice, positive
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
+from memlab.augment import PRESETS
+from memlab.grid import cell_spec, overlap_sizes, probe, run_cell
+from memlab.rankings import agreement, feldman, square
 from memlab.sslmem import (SUBSETS, cached_scores, encoder_config, load_splits, normalized, scored_subsets,
                            train_f_and_g)
-from memlab.stats import subset_table, summary
+from memlab.stats import subset_table, summary, welch
 from memlab.train import resolve_device
 
 # Reject bad parameters before any compute.
@@ -111,6 +136,25 @@ positive(epochs=epochs, batch_size=batch_size, lr=lr, view_pairs=view_pairs, wid
          dynamics_points=dynamics_points, dynamics_pairs=dynamics_pairs)
 if not seeds:
     raise ValueError("seeds must list at least one seed")
+TABLES = ["table1", "rankings", "table11", "table7", "table8", "table9"]
+for t_ in tables:
+    choice("tables", t_, TABLES)
+base_cell = dict(method=method, arch=arch, width=width, dataset=dataset, epochs=epochs, batch_size=batch_size,
+                 optimizer=optimizer, lr=lr, weight_decay=weight_decay, temperature=temperature, seeds=list(grid_seeds))
+cells = [cell_spec(c, base_cell) for c in grid]  # unknown keys fail here, before any compute
+for c in cells:
+    choice("grid method", c["method"], OBJECTIVES), choice("grid arch", c["arch"], MODELS)
+    choice("grid dataset", c["dataset"], DATASETS)
+for a in [*measure_augs, *simclr_augs]:
+    choice("augmentation", a, PRESETS)
+for r in mae_mask_ratios:
+    if not 0 < r < 1:
+        raise ValueError(f"mae_mask_ratios must lie in (0, 1), got {r}")
+for fr in overlap_fracs:
+    overlap_sizes(split_shared + split_candidates + split_independent, fr)
+positive(grid_view_pairs=grid_view_pairs, grid_points=grid_points, supervised_lr=supervised_lr)
+if ("table11" in tables or "rankings" in tables) and not supervised_epochs:
+    raise ValueError("table11 and rankings need at least one supervised_epochs value")
 dev = resolve_device(device)
 T0 = time.time()
 report = Report(output_dir, "02_sslmem", profile, dataset)
@@ -132,6 +176,30 @@ scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
 mean, std = train_data.stats()
 print(f"{dataset}: {len(train_data)} train / {len(test_data)} test images, {train_data.num_classes} classes")
 display(pd.DataFrame([{"subset": k, "size": len(splits[k]), "scored": len(scored[k])} for k in SUBSETS]))
+
+# Other datasets and split sizes of the cross-method tables: loaded (and their sizes checked) now, before
+# any training, so a missing dataset or a split larger than the data fails here.
+_data = {dataset: (train_data, test_data, splits, scored)}
+
+
+def data_for(ds, shared=split_shared, cand=split_candidates, indep=split_independent):
+    """Data, splits and scored subsets for a dataset (and pool sizes), loaded once."""
+    key = (ds, shared, cand, indep)
+    if key not in _data and (ds, shared, cand, indep) != (dataset, split_shared, split_candidates, split_independent):
+        tr, te, sp = load_splits(ds, split_shared=shared, split_candidates=cand, split_independent=indep,
+                                 split_extra=split_extra, split_seed=split_seed, synthetic_n_train=synthetic_n_train,
+                                 synthetic_n_test=synthetic_n_test, atypical_frac=atypical_frac)
+        _data[key] = (tr, te, sp, scored_subsets(sp, tr.labels, score_shared, split_seed))
+    return _data[key if key in _data else ds]
+
+
+if {"table1", "rankings", "table11", "table9"} & set(tables):
+    for ds in sorted({c["dataset"] for c in cells} - {dataset}):
+        data_for(ds)
+if "table7" in tables:
+    for fr in overlap_fracs:
+        sh_, rest_ = overlap_sizes(split_shared + split_candidates + split_independent, fr)
+        data_for(dataset, sh_, rest_, rest_)
 
 # %% [markdown]
 # ## Train f and g
@@ -322,6 +390,169 @@ else:
     print("no planted atypical points in this dataset")
 
 # %% [markdown]
+# ## Table 1: memorisation and downstream accuracy across SSL methods
+# Each cell of the grid is its own f/g pair, trained with the same splits and scored on the same
+# candidates and shared points (measured with the cell's own training augmentation). The paper finds that
+# every method memorises its candidates, and that methods that memorise more also probe better.
+# MAE runs on a small ViT: its encoder keeps the patch order fixed, so SSLMem compares token i of one view
+# with token i of the other (the public reference code shuffles them).
+
+# %%
+def run(spec, measure=""):
+    tr, te, sp, sc = data_for(spec["dataset"])
+    sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
+    pidx = balanced_subset(te.labels.numpy(), min(probe_test, len(te)), split_seed + 2)
+    return run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs,
+                    rep=representation, probe_idx=pidx, bank_seed=split_seed, measure_aug=measure, force=force)
+
+
+def row(res, **extra):
+    t_ = welch(res.m["S_C"], res.m["S_S"])
+    return {**extra, **res.summary(), "p(S_C > S_S)": t_["p"], "d": t_["d"]}
+
+
+grid_res = {}
+if {"table1", "rankings", "table11"} & set(tables):
+    for c in cells:
+        print(f"-- cell {c['label']}")
+        grid_res[c["label"]] = run(c)
+    table1_grid = pd.DataFrame([row(r) for r in grid_res.values()])
+    report.table(table1_grid, "table1_methods")
+    display(table1_grid.round(4))
+    if len(table1_grid) > 1:
+        fig = plots.scatter(table1_grid["mean SSLMem(S_C)"], table1_grid["linear probe acc"],
+                            "Memorisation vs downstream accuracy across methods", "mean SSLMem(S_C)",
+                            "linear probe accuracy", report.caption(f"{grid_view_pairs} view pairs, seeds {list(grid_seeds)}"),
+                            note=", ".join(table1_grid["cell"]))
+        for _, r_ in table1_grid.iterrows():
+            fig.axes[0].annotate(r_["cell"], (r_["mean SSLMem(S_C)"], r_["linear probe acc"]), fontsize=7)
+        report.figure(fig, "table1_memorisation_vs_accuracy")
+
+# %% [markdown]
+# ## Table 11: supervised encoders, scored with SSLMem
+# A supervised network with its classification layer removed is an encoder too. We train it on the same
+# f/g splits with the true labels (weak augmentation), at two training lengths, and score it exactly like the
+# SSL encoders (measured with its own training augmentation).
+
+# %%
+sup_res = {}
+if {"table11", "rankings"} & set(tables):
+    for e_ in sorted(supervised_epochs):
+        spec = cell_spec({"method": "supervised", "epochs": e_, "lr": supervised_lr, "label": f"supervised {e_} ep."},
+                         base_cell)
+        print(f"-- cell {spec['label']}")
+        sup_res[e_] = run(spec)
+    table11 = pd.DataFrame([row(r, kind="supervised") for r in sup_res.values()] +
+                           [row(r, kind="SSL") for r in grid_res.values()])
+    report.table(table11, "table11_supervised_vs_ssl")
+    display(table11.round(4))
+
+# %% [markdown]
+# ## Tables 12-13 and Fig. 9: do the methods memorise the same points?
+# Kendall's tau (with p-values) and the top-k overlap between the SSLMem rankings of the candidates under
+# every method and under the supervised encoder, plus Feldman's label memorisation of the supervised f/g
+# pair, $P_f(y|x) - P_g(y|x)$. The paper: SSL methods agree more with each other (tau about 0.2-0.26) than
+# with the supervised encoder (about 0.07-0.11).
+
+# %%
+agree = None
+if "rankings" in tables and grid_res:
+    same = {k: r for k, r in grid_res.items() if r.spec["dataset"] == dataset}
+    ranks = {k: r.m["S_C"] for k, r in same.items()}
+    sup_long = sup_res[max(sup_res)]
+    ranks[sup_long.spec["label"]] = sup_long.m["S_C"]
+    c_idx = scored["S_C"][:grid_points]
+    ranks["Feldman (supervised)"] = feldman(sup_long.fs, sup_long.gs, train_data.images[c_idx], train_data.labels[c_idx],
+                                            Augmentation("none", mean=mean, std=std).normalize, device=dev)
+    agree = agreement(ranks, [k for k in topk if k <= len(c_idx)])
+    kind = lambda n: "Feldman" if n.startswith("Feldman") else ("supervised" if n.startswith("supervised") else "SSL")  # noqa: E731
+    agree["pair"] = [" - ".join(sorted((kind(a), kind(b)))) for a, b in zip(agree["a"], agree["b"])]
+    report.table(agree, "table12_13_agreement")
+    display(agree.round(3))
+    display(agree.groupby("pair")[["kendall_tau"] + [c for c in agree if c.startswith("top")]].mean().round(3))
+    names = list(ranks)
+    fig = plots.heatmap(square(agree, "kendall_tau", names), "Kendall tau between memorisation rankings (S_C)",
+                        report.caption(f"{len(c_idx)} candidates"), cbar="Kendall tau")
+    report.figure(fig, "table12_kendall_tau")
+    kbig = max(k for k in topk if k <= len(c_idx))
+    fig = plots.heatmap(square(agree, f"top{kbig}", names), f"Top-{kbig} overlap of the most memorised candidates",
+                        report.caption(f"chance level {kbig / len(c_idx):.2f}"), cbar="overlap fraction")
+    report.figure(fig, "table13_topk_overlap")
+    # Fig. 9: the most memorised candidates of each ranking, side by side
+    imgs, titles = [], []
+    for n in names:
+        top = torch.argsort(torch.as_tensor(ranks[n]).float(), descending=True)[:gallery_k]
+        imgs.append(train_data.images[c_idx[top]])
+        titles += [f"{n[:16]} #{i + 1}" for i in range(len(top))]
+    fig = plots.gallery(torch.cat(imgs), titles, "Fig. 9: the most memorised candidates per method (one row each)",
+                        report.caption(), ncols=gallery_k)
+    report.figure(fig, "fig9_top_per_method")
+
+# %% [markdown]
+# ## Ablations (Tables 7, 8, 9)
+# - **Table 7**: the share of points both encoders train on. With |S_S| at 70/80/85% of the pool (the rest
+#   split evenly into S_C and S_I), does the signal persist?
+# - **Table 8**: the main SimCLR pair measured with augmentations it was not trained with.
+# - **Table 9**: SimCLR trained with a single augmentation type, and MAE with different mask ratios.
+
+# %%
+ablation_rows = []
+if "table8" in tables:
+    main = {"label": f"{method}/{arch} (main pair)", "method": method, "arch": arch, "dataset": dataset,
+            "epochs": epochs}
+    for a in measure_augs:
+        bank_a = ViewBank(Augmentation(a, mean=cfg.mean, std=cfg.std), 2 * grid_view_pairs, seed=split_seed)
+        sub = {k: scored[k][:grid_points] for k in ("S_C", "S_S")}
+        n_s = len(grid_seeds)  # the main pair's first seeds, as many as a grid cell has
+        res_a = cached_scores(cache, fs[:n_s], gs[:n_s], train_data, test_data, sub, bank_a, n_pairs=grid_view_pairs,
+                              rep=representation, device=dev, force=force)
+        m_a = normalized(res_a, layer)
+        t_ = welch(m_a["S_C"], m_a["S_S"])
+        ablation_rows.append({"table": "8", "variant": f"measured with {a}", "mean SSLMem(S_C)": float(m_a["S_C"].mean()),
+                              "mean SSLMem(S_S)": float(m_a["S_S"].mean()), "p(S_C > S_S)": t_["p"], "d": t_["d"],
+                              "linear probe acc": float(np.mean(accs))})
+if "table7" in tables:
+    pool = split_shared + split_candidates + split_independent
+    for fr in overlap_fracs:
+        sh, rest = overlap_sizes(pool, fr)
+        data_for(dataset, sh, rest, rest)
+        spec = cell_spec({"label": f"overlap {fr:.0%}"}, base_cell)
+        tr, te, sp, sc = _data[(dataset, sh, rest, rest)]
+        sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
+        res_o = run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs, rep=representation,
+                         probe_idx=probe_idx, bank_seed=split_seed, force=force)
+        ablation_rows.append({"table": "7", "variant": f"|S_S| = {fr:.0%} ({sh}/{rest}/{rest})", **{
+            k: v for k, v in row(res_o).items() if k in ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d",
+                                                         "linear probe acc")}})
+if "table9" in tables:
+    for a in simclr_augs:
+        res_t = run(cell_spec({"label": f"simclr trained with {a}", "aug": a}, base_cell))
+        ablation_rows.append({"table": "9", "variant": res_t.spec["label"], **{
+            k: v for k, v in row(res_t).items() if k in ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d",
+                                                         "linear probe acc")}})
+    mae_cell = next((c for c in grid if c.get("method") == "mae"), {"method": "mae", "arch": "vit_tiny"})
+    for r_ in mae_mask_ratios:
+        c = {**mae_cell, "label": f"mae mask {r_:.0%}", "objective_kw": {**mae_cell.get("objective_kw", {}), "mask_ratio": r_}}
+        res_t = run(cell_spec(c, base_cell))
+        ablation_rows.append({"table": "9", "variant": res_t.spec["label"], **{
+            k: v for k, v in row(res_t).items() if k in ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d",
+                                                         "linear probe acc")}})
+ablations = pd.DataFrame(ablation_rows)
+if len(ablations):
+    report.table(ablations, "tables7_8_9_ablations")
+    display(ablations.round(4))
+    long = ablations.melt(id_vars=["table", "variant"], value_vars=["mean SSLMem(S_C)", "mean SSLMem(S_S)"],
+                          var_name="subset", value_name="mean SSLMem")
+    long["table"] = "Table " + long["table"]
+    fig = plots.grouped_bars(long, "variant", "subset", "mean SSLMem", "Ablation", "mean SSLMem (normalised)",
+                             report.caption(f"K={grid_view_pairs} view pairs"), panels="table")
+    for ax in fig.axes:
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    report.figure(fig, "tables7_8_9_ablations")
+else:
+    print("no ablation selected (add table7, table8 or table9 to `tables`)")
+
+# %% [markdown]
 # ## The paper's claims, checked on this run
 
 # %%
@@ -338,6 +569,18 @@ if auc_rows:
     a = auc_rows[0]
     report.claim("planted atypical candidates score higher than typical ones (ROC AUC > 0.5)", a["ROC AUC"] > 0.5,
                  f"AUC {a['ROC AUC']:.3f} over {a['n atypical']} atypical / {a['n typical']} typical candidates")
+for k, r in grid_res.items():
+    t_ = welch(r.m["S_C"], r.m["S_S"])
+    report.claim(f"{k}: m(S_C) > m(S_S) (one-sided Welch, p < {alpha})", t_["p"] < alpha,
+                 f"means {t_['mean_a']:+.4f} vs {t_['mean_b']:+.4f}, p={t_['p']:.2g}, d={t_['d']:.3f}, "
+                 f"probe {r.probe_acc:.3f}")
+if agree is not None:
+    ssl_ssl = agree.loc[agree["pair"] == "SSL - SSL", "kendall_tau"]
+    ssl_sup = agree.loc[agree["pair"] == "SSL - supervised", "kendall_tau"]
+    if len(ssl_ssl) and len(ssl_sup):
+        report.claim("Kendall tau between SSL methods exceeds tau between SSL and supervised", ssl_ssl.mean() > ssl_sup.mean(),
+                     f"mean tau SSL-SSL {ssl_ssl.mean():.3f} (over {len(ssl_ssl)} pairs) vs SSL-supervised "
+                     f"{ssl_sup.mean():.3f} (over {len(ssl_sup)})")
 claims = report.claims_table()
 
 # %% [markdown]

@@ -71,6 +71,7 @@ PRESETS = {
     "weak": AugConfig(crop="pad", jitter_p=0.0, gray_p=0.0),
     "none": AugConfig(crop="none", flip=False, jitter_p=0.0, gray_p=0.0),
     "crop": AugConfig(jitter_p=0.0, gray_p=0.0),
+    "croponly": AugConfig(crop="pad", flip=False, jitter_p=0.0, gray_p=0.0),  # random crop, no resize
     "noise": AugConfig(crop="none", flip=False, jitter_p=0.0, gray_p=0.0, noise_std=0.1),
     "rotate": AugConfig(crop="none", flip=False, jitter_p=0.0, gray_p=0.0, rotate_deg=30.0),
     "colordrop": AugConfig(crop="none", flip=False, gray_p=1.0),

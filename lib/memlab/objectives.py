@@ -13,6 +13,11 @@ with momentum teachers.
   ``L = D(h(z1), sg(z2)) / 2 + D(h(z2), sg(z1)) / 2`` with D the negative cosine similarity and sg the
   stop-gradient. Each image's loss depends on that image alone (with ``norm != "batch"``), so it admits
   per-example gradients for DP-SGD (``dp.py``).
+- ``dino``, ``vicreg``, ``mae``: see their classes; ``aligned``: the alignment regulariser of SSLMem Eq. 3
+  around any of the others.
+
+``bind(encoder, seed)`` runs once after the encoder is built (before a checkpoint is restored): objectives
+that need a copy of the encoder (DINO's teacher) or its geometry (MAE's patch grid) build those parts there.
 """
 from __future__ import annotations
 
@@ -45,6 +50,13 @@ class Objective(nn.Module):
 
     def loss(self, encoder, views: list[torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    n_local: int = 0          # extra small crops per image (multi-crop), after the n_views global views
+    local_size: int = 16
+    local_scale: tuple = (0.05, 0.4)
+
+    def bind(self, encoder, seed: int = 0) -> None:  # build encoder-dependent parts (teachers, decoders)
+        pass
 
     def after_step(self, encoder) -> None:  # momentum teachers etc.
         pass
@@ -138,3 +150,249 @@ def supervised(encoder_dim: int, **kw) -> Objective:
 @register("simsiam")
 def simsiam(encoder_dim: int, **kw) -> Objective:
     return SimSiam(encoder_dim, **kw)
+
+
+# ----------------------------------------------------------------------------- DINO
+class DINOHead(nn.Module):
+    """MLP -> L2-normalise -> weight-normalised linear layer (g fixed to 1), as Caron et al. 2021."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, bottleneck: int, norm: str = "batch"):
+        super().__init__()
+        self.mlp = mlp([in_dim, hidden, hidden, bottleneck], norm=norm)
+        self.last = nn.Parameter(torch.randn(out_dim, bottleneck) * 0.02)
+
+    def forward(self, x):
+        return F.normalize(self.mlp(x), dim=-1) @ F.normalize(self.last, dim=1).t()
+
+
+class DINO(Objective):
+    """Self-distillation without labels (Caron et al. 2021, Eq. 1-2).
+
+    Student s and teacher t (an EMA of the student: ``theta_t <- m theta_t + (1 - m) theta_s`` after each
+    step) share the architecture (encoder + head). Teacher outputs are *centred* (c <- c_m c + (1 - c_m)
+    mean_batch t) and *sharpened* (temperature tau_t < tau_s):
+
+        L = sum_{i in global} sum_{j != i, j in all views} - softmax((t_i - c) / tau_t) . log_softmax(s_j / tau_s)
+
+    averaged over the pairs. Multi-crop: ``n_local`` extra small crops go through the student only. The head
+    has BatchNorm by default (``head_norm``, as DINO's ResNet-50 setting): at small scale, without it the
+    near-identical initial features let the centred teacher go uniform. The teacher temperature defaults to
+    0.02 (the paper: 0.04 -> 0.07 with 65536 outputs); with 1024 outputs and a few hundred steps, 0.04 still
+    drifts to the uniform solution (loss -> log 1024), which tests/test_objectives.py would catch.
+    SSLMem and the probes use the student encoder.
+    """
+    n_views, aug = 2, "simclr"
+
+    def __init__(self, encoder_dim: int, out_dim: int = 1024, hidden: int = 512, bottleneck: int = 128,
+                 student_temp: float = 0.1, teacher_temp: float = 0.02, center_momentum: float = 0.9,
+                 momentum: float = 0.99, n_local: int = 0, local_size: int = 16, head_norm: str = "batch"):
+        super().__init__()
+        self.student_temp, self.teacher_temp = student_temp, teacher_temp
+        self.center_momentum, self.momentum = center_momentum, momentum
+        self.n_local, self.local_size = n_local, local_size
+        self.head = DINOHead(encoder_dim, out_dim, hidden, bottleneck, head_norm)
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def bind(self, encoder, seed: int = 0) -> None:
+        import copy
+        self.teacher = copy.deepcopy(encoder)
+        self.teacher_head = copy.deepcopy(self.head)
+        for p in list(self.teacher.parameters()) + list(self.teacher_head.parameters()):
+            p.requires_grad_(False)
+
+    def loss(self, encoder, views, labels=None):
+        n_glob = self.n_views
+        with torch.no_grad():
+            self.teacher.train(encoder.training)
+            t = self.teacher_head(self.teacher.embed(torch.cat(views[:n_glob]), rep="pooled")).float()
+            t_prob = F.softmax((t - self.center) / self.teacher_temp, dim=1).chunk(n_glob)
+        s_glob = self.head(encoder.embed(torch.cat(views[:n_glob]), rep="pooled")).float().chunk(n_glob)
+        s_loc = ()
+        if len(views) > n_glob:
+            s_loc = self.head(encoder.embed(torch.cat(views[n_glob:]), rep="pooled")).float().chunk(len(views) - n_glob)
+        s_logp = [F.log_softmax(s / self.student_temp, dim=1) for s in (*s_glob, *s_loc)]
+        total, n = 0.0, 0
+        for i, tp in enumerate(t_prob):
+            for j, sl in enumerate(s_logp):
+                if j != i:
+                    total, n = total + (-(tp * sl).sum(1)).mean(), n + 1
+        if encoder.training:
+            with torch.no_grad():
+                self.center.mul_(self.center_momentum).add_((1 - self.center_momentum) * t.mean(0, keepdim=True))
+        return total / n
+
+    @torch.no_grad()
+    def after_step(self, encoder) -> None:
+        m = self.momentum
+        for src, dst in ((encoder, self.teacher), (self.head, self.teacher_head)):
+            for ps, pt in zip(src.parameters(), dst.parameters()):
+                pt.mul_(m).add_(ps.detach(), alpha=1 - m)
+            for bs, bt in zip(src.buffers(), dst.buffers()):  # BatchNorm running statistics
+                bt.copy_(bs)
+
+
+# ----------------------------------------------------------------------------- VICReg
+def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_w: float = 25.0, var_w: float = 25.0, cov_w: float = 1.0,
+                eps: float = 1e-4) -> torch.Tensor:
+    """VICReg (Bardes et al. 2022, Eq. 1-6) with the paper's weights lambda = mu = 25, nu = 1:
+
+        s = mean ||z1 - z2||^2 / n,  v(Z) = mean_j relu(1 - sqrt(Var(z_j) + eps)),
+        c(Z) = sum_{i != j} Cov(Z)_{ij}^2 / d,   L = lambda s + mu (v(Z1) + v(Z2)) + nu (c(Z1) + c(Z2)).
+    """
+    z1, z2 = z1.float(), z2.float()
+    n, d = z1.shape
+    inv = F.mse_loss(z1, z2)
+    var, cov = 0.0, 0.0
+    for z in (z1, z2):
+        z = z - z.mean(0)
+        var = var + F.relu(1 - torch.sqrt(z.var(0) + eps)).mean()
+        c = (z.t() @ z) / (n - 1)
+        cov = cov + (c.pow(2).sum() - c.diagonal().pow(2).sum()) / d
+    return sim_w * inv + var_w * var + cov_w * cov
+
+
+class VICReg(Objective):
+    """VICReg on an expander MLP of the pooled embedding (``vicreg_loss``)."""
+    n_views, aug = 2, "simclr"
+
+    def __init__(self, encoder_dim: int, expander: int = 512, sim_w: float = 25.0, var_w: float = 25.0,
+                 cov_w: float = 1.0):
+        super().__init__()
+        self.weights = (sim_w, var_w, cov_w)
+        self.expander = mlp([encoder_dim, expander, expander, expander], "batch")
+
+    def loss(self, encoder, views, labels=None):
+        z1, z2 = self.expander(encoder.embed(torch.cat(views), rep="pooled")).chunk(2)
+        return vicreg_loss(z1, z2, *self.weights)
+
+
+# ----------------------------------------------------------------------------- MAE
+class MAE(Objective):
+    """Masked autoencoder (He et al. 2022) for the ``vit_tiny`` encoder.
+
+    A random ``mask_ratio`` of the patches is dropped; the encoder sees the visible patches *in their
+    original order* (the kept indices are sorted, so token i always means patch i: SSLMem then compares
+    matching tokens); a light decoder (``decoder_depth`` blocks) fills in mask tokens and predicts the
+    pixels of every patch. Loss: mean squared error on the masked patches only, against per-patch
+    normalised pixels (``norm_pix``). Masks are drawn from (seed, step), so a resumed run is identical.
+    """
+    n_views, aug = 1, "crop"
+
+    def __init__(self, encoder_dim: int, mask_ratio: float = 0.75, decoder_dim: int = 128, decoder_depth: int = 2,
+                 decoder_heads: int = 4, norm_pix: bool = True):
+        super().__init__()
+        if not 0 < mask_ratio < 1:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        self.mask_ratio, self.norm_pix, self.encoder_dim = mask_ratio, norm_pix, encoder_dim
+        self.decoder_dim, self.decoder_depth, self.decoder_heads = decoder_dim, decoder_depth, decoder_heads
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def bind(self, encoder, seed: int = 0) -> None:
+        from timm.models.vision_transformer import Block
+        if not hasattr(encoder, "vit"):
+            raise ValueError("the MAE objective needs a ViT encoder (arch 'vit_tiny')")
+        pe = encoder.vit.patch_embed
+        self.patch, self.n_patches, self.seed = pe.patch_size[0], pe.num_patches, seed
+        d = self.decoder_dim
+        self.dec_embed = nn.Linear(self.encoder_dim, d)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.dec_pos = nn.Parameter(torch.randn(1, 1 + self.n_patches, d) * 0.02)
+        self.dec_blocks = nn.Sequential(*[Block(d, self.decoder_heads, mlp_ratio=4.0) for _ in range(self.decoder_depth)])
+        self.dec_norm = nn.LayerNorm(d)
+        self.dec_pred = nn.Linear(d, self.patch * self.patch * 3)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def patchify(self, x):
+        p = self.patch
+        b, c, h, w = x.shape
+        return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
+
+    def masks(self, b: int, device) -> torch.Tensor:
+        """Sorted indices of the visible patches (b, n_keep), a function of (seed, step)."""
+        g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.step))
+        n_keep = max(1, int(round(self.n_patches * (1 - self.mask_ratio))))
+        noise = torch.rand(b, self.n_patches, generator=g)
+        return noise.argsort(1)[:, :n_keep].sort(1).values.to(device)
+
+    def loss(self, encoder, views, labels=None):
+        img, v = views[0], encoder.vit
+        b = img.shape[0]
+        keep = self.masks(b, img.device)
+        x = v.patch_embed(img) + v.pos_embed[:, v.num_prefix_tokens:]
+        x = torch.gather(x, 1, keep[..., None].expand(-1, -1, x.shape[-1]))
+        cls = (v.cls_token + v.pos_embed[:, :v.num_prefix_tokens]).expand(b, -1, -1)
+        x = v.norm(v.blocks(torch.cat([cls, x], 1)))
+        y = self.dec_embed(x)
+        full = self.mask_token.expand(b, self.n_patches, -1).to(y.dtype).clone()
+        full = full.scatter(1, keep[..., None].expand(-1, -1, y.shape[-1]), y[:, v.num_prefix_tokens:])
+        y = torch.cat([y[:, :1], full], 1) + self.dec_pos
+        pred = self.dec_pred(self.dec_norm(self.dec_blocks(y)))[:, 1:].float()
+        target = self.patchify(img.float())
+        if self.norm_pix:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        masked = torch.ones(b, self.n_patches, device=img.device)
+        masked.scatter_(1, keep, 0.0)
+        per_patch = (pred - target).pow(2).mean(-1)
+        return (per_patch * masked).sum() / masked.sum()
+
+    def after_step(self, encoder) -> None:
+        self.step += 1
+
+
+# ----------------------------------------------------------------------------- alignment regulariser
+class AlignmentLimited(Objective):
+    """SSLMem Eq. 3 (Wang et al. 2024, §4.3): ``L = (1 - lam) L_base - lam * mean d(h(x'), h(x''))`` with d the
+    L2 distance between the L2-normalised flattened representations of two views (the SSLMem alignment
+    distance). lam > 0 pushes views apart: it limits alignment, hence memorisation. Works around any base
+    objective; the representations of the base's own forward pass are reused when it has one."""
+
+    def __init__(self, encoder_dim: int, base: str = "simclr", lam: float = 0.1, base_kw: dict | None = None):
+        super().__init__()
+        if base == "aligned":
+            raise ValueError("the alignment regulariser cannot wrap itself")
+        if not 0 <= lam <= 1:
+            raise ValueError(f"lam must be in [0, 1], got {lam}")
+        self.base = build_objective(base, encoder_dim, **(base_kw or {}))
+        self.lam = lam
+        self.n_views, self.aug, self.needs_labels = max(2, self.base.n_views), self.base.aug, self.base.needs_labels
+        self.n_local, self.local_size, self.local_scale = self.base.n_local, self.base.local_size, self.base.local_scale
+
+    def bind(self, encoder, seed: int = 0) -> None:
+        self.base.bind(encoder, seed)
+
+    def loss(self, encoder, views, labels=None):
+        b = views[0].shape[0]
+        seen = []
+        hook = encoder.register_forward_hook(lambda mod, inp, out: seen.append(out))
+        try:
+            base_loss = self.base.loss(encoder, views[:self.base.n_views] + views[self.n_views:], labels)
+        finally:
+            hook.remove()
+        h = seen[0] if seen else None  # the first encoder() call holds the global views (multi-crop: more follow)
+        if h is None or h.shape[0] < 2 * b:  # the base never ran both views through encoder(): do it here
+            h = encoder(torch.cat(views[:2]))
+        h1, h2 = F.normalize(h[:b].flatten(1).float(), dim=1), F.normalize(h[b:2 * b].flatten(1).float(), dim=1)
+        return (1 - self.lam) * base_loss - self.lam * (h1 - h2).norm(dim=1).mean()
+
+    def after_step(self, encoder) -> None:
+        self.base.after_step(encoder)
+
+
+@register("dino")
+def dino(encoder_dim: int, **kw) -> Objective:
+    return DINO(encoder_dim, **kw)
+
+
+@register("vicreg")
+def vicreg(encoder_dim: int, **kw) -> Objective:
+    return VICReg(encoder_dim, **kw)
+
+
+@register("mae")
+def mae(encoder_dim: int, **kw) -> Objective:
+    return MAE(encoder_dim, **kw)
+
+
+@register("aligned")
+def aligned(encoder_dim: int, **kw) -> Objective:
+    return AlignmentLimited(encoder_dim, **kw)

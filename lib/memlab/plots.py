@@ -232,3 +232,21 @@ def scatter(x, y, title: str, xlabel: str, ylabel: str, cap: str, note: str = ""
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     caption(fig, cap)
     return fig
+
+
+def heatmap(matrix, title: str, cap: str, fmt: str = "{:.2f}", cmap: str = "viridis", cbar: str = ""):
+    """A labelled matrix (pandas DataFrame) with its values written in the cells (Tables 12-13)."""
+    vals = np.asarray(matrix.values, dtype=float)
+    n_r, n_c = vals.shape
+    fig, ax = plt.subplots(figsize=(1.1 * n_c + 2.5, 0.8 * n_r + 1.8))
+    im = ax.imshow(vals, cmap=cmap)
+    ax.set_xticks(range(n_c), [str(c) for c in matrix.columns], rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(n_r), [str(r) for r in matrix.index], fontsize=8)
+    for i in range(n_r):
+        for j in range(n_c):
+            ax.text(j, i, fmt.format(vals[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if vals[i, j] < np.nanmean(vals) else "black")
+    fig.colorbar(im, ax=ax, label=cbar)
+    ax.set_title(title)
+    caption(fig, cap)
+    return fig

@@ -110,12 +110,15 @@ def load_splits(dataset: str, *, split_shared, split_candidates, split_independe
 
 
 def encoder_config(*, arch: str, width: float, method: str, temperature: float, epochs: int, batch_size: int,
-                   optimizer: str, lr: float, weight_decay: float, snapshot_epochs=(), mean, std, **model_kw):
+                   optimizer: str, lr: float, weight_decay: float, snapshot_epochs=(), mean, std,
+                   objective_kw: dict | None = None, **model_kw):
     """The TrainConfig of the SSLMem encoders from notebook parameters. Notebooks that must share f and g
-    (SSLMem, LayerMem, UnitMem) build it here, so equal parameters give equal cache keys."""
+    (SSLMem, LayerMem, UnitMem) build it here, so equal parameters give equal cache keys. ``temperature``
+    applies to SimCLR; ``objective_kw`` adds any other objective option (DINO temperatures, MAE mask ratio)."""
     from .train import TrainConfig
+    okw = {"temperature": temperature} if method == "simclr" else {}
     return TrainConfig(model=arch, model_kw={**({"width": width} if arch.startswith("resnet") else {}), **model_kw},
-                       objective=method, objective_kw={"temperature": temperature} if method == "simclr" else {},
+                       objective=method, objective_kw={**okw, **(objective_kw or {})},
                        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                        snapshot_epochs=tuple(e for e in snapshot_epochs if e <= epochs), mean=mean, std=std)
 

@@ -92,6 +92,7 @@ def build(cfg: TrainConfig, num_classes: int | None = None):
     if num_classes is not None and cfg.objective == "supervised":
         kw.setdefault("num_classes", num_classes)
     objective = build_objective(cfg.objective, encoder.out_dim, **kw)
+    objective.bind(encoder, cfg.seed)
     return encoder, objective
 
 
@@ -137,6 +138,9 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
         raise ValueError(f"objective {cfg.objective!r} needs labels")
     encoder.to(device), objective.to(device)
     aug = make_augmentation(cfg, objective)
+    n_local = objective.n_local
+    local_aug = Augmentation(aug.cfg, mean=cfg.mean, std=cfg.std, crop="rrc", crop_scale=tuple(objective.local_scale)) \
+        if n_local else None
     params = [p for p in list(encoder.parameters()) + list(objective.parameters()) if p.requires_grad]
     opt = _optimizer(cfg, params)
     ctx_dtype = _autocast(device, amp)[1]
@@ -168,7 +172,12 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
             b = order[i * bs:(i + 1) * bs]
             x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
             gidx = index[b].numpy()
-            views = [aug(x, gidx, cfg.seed, epoch * objective.n_views + v) for v in range(objective.n_views)]
+            n_all = objective.n_views + n_local
+            views = [aug(x, gidx, cfg.seed, epoch * n_all + v) for v in range(objective.n_views)]
+            for v in range(objective.n_views, n_all):  # multi-crop: small crops, resized down
+                views.append(torch.nn.functional.interpolate(local_aug(x, gidx, cfg.seed, epoch * n_all + v),
+                                                             size=objective.local_size, mode="bilinear",
+                                                             align_corners=False, antialias=True))
             y = None if labels_dev is None else labels_dev[b.to(device)]
             ctx, _ = _autocast(device, amp)
             with ctx:

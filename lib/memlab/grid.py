@@ -1,0 +1,107 @@
+"""Cross-method SSLMem (SSLMem paper Table 1 / 15, Tables 7-9, 11): one f/g pair per grid cell.
+
+A cell is a dict naming the method, architecture and dataset, plus any training setting that differs from
+the notebook's defaults (each method has its own optimiser and learning rate). ``run_cell`` trains (or
+loads from the cache) f on S_S u S_C and g on S_S u S_I for each seed, scores the requested subsets with
+SSLMem -- measured with the cell's own training augmentation unless ``measure_aug`` names another -- and
+probes f's representations linearly. Every encoder and score set is a cache entry, so an interrupted grid
+resumes at the first unfinished cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .augment import Augmentation, ViewBank
+from .probes import extract, linear_probe
+from .sslmem import cached_scores, encoder_config, normalized, train_f_and_g
+
+CELL_KEYS = {"label", "method", "arch", "width", "dataset", "epochs", "batch_size", "optimizer", "lr",
+             "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug"}
+TRAIN_KEYS = ("arch", "width", "method", "temperature", "epochs", "batch_size", "optimizer", "lr", "weight_decay")
+
+
+def cell_spec(cell: dict, defaults: dict) -> dict:
+    """Complete a grid cell with ``defaults``; unknown keys are an error (raised before any compute)."""
+    if not isinstance(cell, dict):
+        raise TypeError(f"a grid cell must be a dict, got {type(cell).__name__}: {cell!r}")
+    bad = sorted(set(cell) - CELL_KEYS)
+    if bad:
+        raise ValueError(f"unknown grid-cell key(s) {bad} in {cell}; valid: {sorted(CELL_KEYS)}")
+    spec = {"objective_kw": {}, "model_kw": {}, "measure_aug": "", "aug": "", **defaults, **cell}
+    spec.setdefault("label", f"{spec['method']}/{spec['arch']}")
+    if "label" not in cell:
+        spec["label"] = f"{spec['method']}/{spec['arch']}" + (f"/{spec['dataset']}" if "dataset" in cell else "")
+    if not spec["seeds"]:
+        raise ValueError(f"cell {spec['label']}: seeds must list at least one seed")
+    return spec
+
+
+def cell_config(spec: dict, mean, std, snapshot_epochs=()):
+    from dataclasses import replace
+    cfg = encoder_config(**{k: spec[k] for k in TRAIN_KEYS}, snapshot_epochs=snapshot_epochs, mean=mean, std=std,
+                         objective_kw=spec["objective_kw"], **spec["model_kw"])
+    return replace(cfg, aug=spec["aug"]) if spec["aug"] else cfg
+
+
+@dataclass
+class CellResult:
+    spec: dict
+    fs: list
+    gs: list
+    results: dict      # score_splits output {subset: {layer: {align_f, align_g, raw}}}
+    m: dict            # normalised scores per subset (range over all scored points of the cell)
+    probe_acc: float
+    measure_aug: str
+
+    def summary(self) -> dict:
+        mc = self.m["S_C"]
+        return {"cell": self.spec["label"], "method": self.spec["method"], "arch": self.spec["arch"],
+                "dataset": self.spec["dataset"], "epochs": self.spec["epochs"], "seeds": len(self.fs),
+                "measured with": self.measure_aug, "mean SSLMem(S_C)": float(mc.mean()),
+                **({"mean SSLMem(S_S)": float(self.m["S_S"].mean())} if "S_S" in self.m else {}),
+                "linear probe acc": self.probe_acc}
+
+
+def run_cell(spec: dict, train_data, test_data, splits, subsets: dict, *, cache, device, view_pairs: int,
+             rep: str, probe_idx, bank_seed: int = 0, measure_aug: str = "", force: bool = False,
+             progress: bool = True) -> CellResult:
+    """Train/load the cell's f and g, score ``subsets`` ({name: indices}) and probe f."""
+    mean, std = train_data.stats()
+    cfg = cell_config(spec, mean, std)
+    fs, gs = train_f_and_g(cfg, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache,
+                           device=device, force=force, progress=progress)
+    meas_name = measure_aug or spec["measure_aug"] or cfg.aug or fs[0].objective.aug
+    meas = Augmentation(meas_name, mean=cfg.mean, std=cfg.std)
+    bank = ViewBank(meas, 2 * view_pairs, seed=bank_seed)
+    res = cached_scores(cache, fs, gs, train_data, test_data, subsets, bank, n_pairs=view_pairs, rep=rep,
+                        device=device, force=force)
+    layer = fs[0].encoder.layer_names[-1]
+    m = normalized(res, layer)
+    acc = probe(fs[0], train_data, test_data, splits.f_train, probe_idx, meas.normalize, device)
+    return CellResult(spec, fs, gs, res, m, acc, meas_name)
+
+
+def probe(trained, train_data, test_data, train_idx, test_idx, normalize, device) -> float:
+    """Linear-probe accuracy of an encoder's pooled representation (trained on ``train_idx``)."""
+    tr = extract(trained.encoder, train_data.images[train_idx], normalize, device=device)
+    te = extract(trained.encoder, test_data.images[test_idx], normalize, device=device)
+    return float(linear_probe(tr, train_data.labels[train_idx], te, test_data.labels[test_idx], device=device))
+
+
+def overlap_sizes(total: int, frac: float) -> tuple[int, int]:
+    """Table 7: |S_S| = frac * total and |S_C| = |S_I| = (total - |S_S|) / 2 for a pool of ``total`` points."""
+    if not 0 < frac < 1:
+        raise ValueError(f"overlap fraction must be in (0, 1), got {frac}")
+    shared = int(round(frac * total))
+    rest = (total - shared) // 2
+    if rest < 1:
+        raise ValueError(f"overlap {frac} of {total} points leaves no candidates")
+    return shared, rest
+
+
+def mean_ci(x) -> tuple[float, float]:
+    x = np.asarray(torch.as_tensor(x).float())
+    return float(x.mean()), float(1.96 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0

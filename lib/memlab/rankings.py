@@ -1,0 +1,77 @@
+"""Agreement between memorisation rankings, and Feldman's label memorisation (SSLMem paper §5, Tables 12-13).
+
+- Kendall's tau-b between two score vectors over the same points, with its two-sided p-value.
+- Top-k overlap: ``|top_k(a) ∩ top_k(b)| / k`` (the fraction of a's k most memorised points that are also
+  among b's k most memorised).
+- Feldman memorisation of a supervised f/g pair (Feldman 2020, estimated with one model per side):
+  ``mem(x) = P_f(y_x | x) - P_g(y_x | x)``, the softmax probability of the true label under the model that
+  trained on x minus the one that did not.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import kendalltau
+
+
+def _np(x) -> np.ndarray:
+    return np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=float)
+
+
+def topk_overlap(a, b, k: int) -> float:
+    """Fraction of the k highest-scored points of ``a`` that are among the k highest of ``b``."""
+    a, b = _np(a), _np(b)
+    if a.shape != b.shape:
+        raise ValueError(f"score vectors differ in length: {a.shape} vs {b.shape}")
+    if not 1 <= k <= len(a):
+        raise ValueError(f"k must be in 1..{len(a)}, got {k}")
+    ta, tb = np.argsort(-a, kind="stable")[:k], np.argsort(-b, kind="stable")[:k]
+    return len(np.intersect1d(ta, tb)) / k
+
+
+def agreement(scores: dict, ks=(10, 20, 50, 100, 200)) -> pd.DataFrame:
+    """One row per unordered pair of rankings in ``scores`` ({name: vector over the same points}):
+    Kendall tau-b, its p-value, and the top-k overlap for every k (k larger than the points are skipped)."""
+    rows = []
+    for a, b in itertools.combinations(scores, 2):
+        x, y = _np(scores[a]), _np(scores[b])
+        tau, p = kendalltau(x, y)
+        row = {"a": a, "b": b, "kendall_tau": float(tau), "p": float(p), "n": len(x)}
+        row.update({f"top{k}": topk_overlap(x, y, k) for k in ks if k <= len(x)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def square(table: pd.DataFrame, value: str, names: list) -> pd.DataFrame:
+    """The symmetric matrix of ``value`` (e.g. "kendall_tau") over ``names``, 1 on the diagonal."""
+    m = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    for _, r in table.iterrows():
+        m.loc[r["a"], r["b"]] = m.loc[r["b"], r["a"]] = r[value]
+    return m
+
+
+@torch.no_grad()
+def true_label_prob(trained, images: torch.Tensor, labels, normalize, *, batch_size: int = 512, device=None):
+    """Softmax probability of the true label under a supervised ``Trained`` (encoder + classifier head),
+    on the un-augmented images."""
+    if not hasattr(trained.objective, "logits"):
+        raise ValueError("Feldman memorisation needs a supervised encoder with its classification head")
+    device = device or next(trained.encoder.parameters()).device
+    trained.encoder.eval(), trained.objective.eval()
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = normalize(images[s:s + batch_size].to(device))
+        p = torch.softmax(trained.objective.logits(trained.encoder, x).float(), dim=1)
+        y = torch.as_tensor(labels[s:s + batch_size]).to(device)
+        out.append(p.gather(1, y[:, None])[:, 0].cpu())
+    return torch.cat(out)
+
+
+def feldman(f_list, g_list, images, labels, normalize, **kw) -> torch.Tensor:
+    """``mean_f P_f(y|x) - mean_g P_g(y|x)`` per point (several seeds average the expectations)."""
+    pf = torch.stack([true_label_prob(t, images, labels, normalize, **kw) for t in f_list]).mean(0)
+    pg = torch.stack([true_label_prob(t, images, labels, normalize, **kw) for t in g_list]).mean(0)
+    return pf - pg

@@ -1,0 +1,145 @@
+"""Every SSL objective: a few steps on synthetic data lower its loss and the encoder does not collapse;
+plus the formula-level properties of each method (SSLMem paper §3 / appendix A.1, methods.md §2)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from memlab.data import load_dataset
+from memlab.objectives import build_objective, nt_xent, vicreg_loss
+from memlab.train import TrainConfig, build, train
+
+RESNET = dict(model="resnet9", model_kw={"width": 0.125})
+VIT = dict(model="vit_tiny", model_kw={"depth": 2, "embed_dim": 48, "num_heads": 3})
+CASES = {
+    "simclr": (RESNET, {}, "sgd", 0.06),
+    "dino": (RESNET, {}, "adamw", 1e-3),
+    "vicreg": (RESNET, {}, "sgd", 0.06),
+    "simsiam": (RESNET, {}, "sgd", 0.06),
+    "mae": (VIT, {}, "adamw", 1e-3),
+    "supervised": (RESNET, {}, "sgd", 0.06),
+    "aligned": (RESNET, {"base": "simclr", "lam": 0.3}, "sgd", 0.06),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = load_dataset("synthetic", "train", n=128, seed=0)
+    return d.images, d.labels
+
+
+def rep_std(encoder, x) -> float:
+    """Mean over dimensions of the across-sample std of the L2-normalised representation (0 = collapse)."""
+    encoder.eval()
+    with torch.no_grad():
+        z = F.normalize(encoder.embed((x.float() / 255 - 0.5) / 0.25, rep="pooled"), dim=1)
+    return float(z.std(0).mean())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_objective_lowers_its_loss_without_collapse(name, data):
+    x, y = data
+    model, okw, opt, lr = CASES[name]
+    cfg = TrainConfig(**model, objective=name, objective_kw=okw, epochs=8, batch_size=32, optimizer=opt, lr=lr,
+                      weight_decay=1e-4, warmup_epochs=0.5)
+    out = train(cfg, x, y, device="cpu", progress=False)
+    losses = [h["loss"] for h in out["history"]]
+    first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
+    assert last < first, losses
+    d = out["encoder"].embed(torch.zeros(2, 3, 32, 32)).shape[1]
+    floor = 0.1 / d ** 0.5  # a collapsed encoder maps every image to (nearly) one vector: std ~ 0
+    assert rep_std(out["encoder"], x) > floor
+
+
+def test_vicreg_terms_match_the_formula():
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(64, 8), torch.randn(64, 8)
+    inv = ((z1 - z2) ** 2).sum(1).mean() / 8
+    def var(z):
+        return torch.relu(1 - torch.sqrt(z.var(0) + 1e-4)).mean()
+    def cov(z):
+        c = torch.cov(z.t())
+        return (c ** 2).sum() - (c.diagonal() ** 2).sum()
+    expect = 25 * inv + 25 * (var(z1) + var(z2)) + (cov(z1) + cov(z2)) / 8
+    assert torch.allclose(vicreg_loss(z1, z2), expect, atol=1e-5)
+    # identical, decorrelated unit-variance views: no invariance, variance or covariance penalty left
+    z = torch.linalg.qr(torch.randn(256, 8))[0] * 256 ** 0.5
+    z = z - z.mean(0)
+    assert vicreg_loss(z, z, var_w=25, cov_w=0).item() < 0.1
+
+
+def test_dino_teacher_is_an_ema_of_the_student_and_gets_no_gradient(data):
+    x, _ = data
+    cfg = TrainConfig(**RESNET, objective="dino", objective_kw={"momentum": 0.9}, optimizer="adamw", lr=1e-3)
+    enc, obj = build(cfg)
+    assert all(not p.requires_grad for p in obj.teacher.parameters())
+    before = [p.detach().clone() for p in obj.teacher.parameters()]
+    views = [(x[:16].float() / 255 - 0.5) / 0.25, (x[16:32].float() / 255 - 0.5) / 0.25]
+    enc.train(), obj.train()
+    opt = torch.optim.SGD([p for p in list(enc.parameters()) + list(obj.parameters()) if p.requires_grad], lr=0.1)
+    obj.loss(enc, views, None).backward()
+    assert all(p.grad is None for p in obj.teacher.parameters())
+    opt.step()
+    obj.after_step(enc)
+    for b, t, s in zip(before, obj.teacher.parameters(), enc.parameters()):
+        assert torch.allclose(t, 0.9 * b + 0.1 * s.detach(), atol=1e-6)
+    assert obj.center.abs().sum() > 0  # the centre moved towards the teacher's batch mean
+
+
+def test_dino_multicrop_uses_small_local_views(data):
+    x, _ = data
+    cfg = TrainConfig(**RESNET, objective="dino", objective_kw={"n_local": 2, "local_size": 16}, epochs=1,
+                      batch_size=32, optimizer="adamw", lr=1e-3)
+    seen = []
+    enc, _ = build(cfg)
+    out = train(cfg, x, None, device="cpu", progress=False,
+                epoch_callback=lambda e: seen.append(e))
+    assert seen == [1] and torch.isfinite(torch.tensor(out["history"][0]["loss"]))
+    obj = build_objective("dino", 32, n_local=2, local_size=16)
+    assert obj.n_local == 2 and obj.local_size == 16
+
+
+def test_mae_keeps_token_order_and_scores_masked_patches_only():
+    cfg = TrainConfig(**VIT, objective="mae", objective_kw={"mask_ratio": 0.75}, optimizer="adamw", lr=1e-3)
+    enc, obj = build(cfg)
+    keep = obj.masks(4, "cpu")
+    assert keep.shape == (4, 16) and torch.equal(keep, keep.sort(1).values)  # 64 patches, 25% visible, sorted
+    assert torch.equal(keep, obj.masks(4, "cpu"))  # a function of (seed, step)
+    obj.after_step(enc)
+    assert not torch.equal(keep, obj.masks(4, "cpu"))
+    # the loss only sees masked patches: changing visible pixels' *targets* alone is impossible, so check
+    # that a decoder predicting the target exactly on masked patches gives zero loss whatever it does elsewhere
+    img = torch.randn(4, 3, 32, 32)
+    target = obj.patchify(img)
+    target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    keep = obj.masks(4, "cpu")
+    fake = target.clone()
+    fake.scatter_(1, keep[..., None].expand(-1, -1, fake.shape[-1]), 1e3)  # garbage on visible patches
+    obj.dec_pred.forward = lambda h: torch.cat([torch.zeros(4, 1, fake.shape[-1]), fake], 1)
+    assert obj.loss(enc, [img], None).item() < 1e-8
+
+
+def test_alignment_regulariser_interpolates_between_base_and_alignment(data):
+    x, _ = data
+    views = [(x[:16].float() / 255 - 0.5) / 0.25, (x[:16].flip(3).float() / 255 - 0.5) / 0.25]
+    losses = {}
+    for lam in (0.0, 1.0):
+        cfg = TrainConfig(**RESNET, objective="aligned", objective_kw={"base": "simclr", "lam": lam})
+        enc, obj = build(cfg)
+        enc.eval(), obj.eval()
+        losses[lam] = obj.loss(enc, views, None)
+    enc, base = build(TrainConfig(**RESNET, objective="simclr"))
+    enc.eval(), base.eval()
+    assert torch.allclose(losses[0.0], base.loss(enc, views, None), atol=1e-6)
+    h = [F.normalize(enc(v).flatten(1), dim=1) for v in views]
+    assert torch.allclose(losses[1.0], -(h[0] - h[1]).norm(dim=1).mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="lam"):
+        build_objective("aligned", 32, lam=1.5)
+    with pytest.raises(ValueError, match="unknown objective"):
+        build_objective("byol", 32)
+
+
+def test_supervised_encoder_excludes_the_classification_layer():
+    enc, obj = build(TrainConfig(**RESNET, objective="supervised"), num_classes=10)
+    assert not any(isinstance(m, torch.nn.Linear) for m in enc.modules())
+    assert obj.classifier.out_features == 10
+    assert nt_xent(torch.eye(4), torch.eye(4), 0.5).item() < nt_xent(torch.eye(4), torch.eye(4).flip(0), 0.5).item()
