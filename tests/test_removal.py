@@ -1,0 +1,169 @@
+"""Removal experiments, the alignment regulariser's effect, and the resumable plan of encoders (memlab.removal)."""
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from memlab.augment import Augmentation, ViewBank
+from memlab.cache import Cache
+from memlab.data import load_dataset
+from memlab.removal import (Plan, check_ks, disjoint_halves, dp_unavailable, experiment_size, lambda_config,
+                            removal_gap, removal_set, retained)
+from memlab.sslmem import alignment_losses
+from memlab.train import TrainConfig, train
+
+DATA = load_dataset("synthetic", "train", n=96, seed=0)
+MEAN, STD = DATA.stats()
+TINY = dict(model="resnet9", model_kw={"width": 0.125}, objective="simclr", objective_kw={"temperature": 0.5},
+            batch_size=32, lr=0.05, warmup_epochs=0, mean=MEAN, std=STD)
+
+
+def test_disjoint_halves_are_disjoint_balanced_and_seeded():
+    f, g = disjoint_halves(DATA.labels, 40, seed=3)
+    assert len(f) == len(g) == 40 and not set(f.tolist()) & set(g.tolist())
+    counts = np.bincount(DATA.labels[f].numpy(), minlength=10)
+    assert counts.max() - counts.min() <= 1
+    f2, g2 = disjoint_halves(DATA.labels, 40, seed=3)
+    assert torch.equal(f, f2) and torch.equal(g, g2)
+    assert not torch.equal(f, disjoint_halves(DATA.labels, 40, seed=4)[0])
+    with pytest.raises(ValueError, match="need 98 points"):
+        disjoint_halves(DATA.labels, 49, seed=0)
+
+
+def test_memorised_removal_removes_exactly_the_top_k():
+    pool = torch.tensor([10, 3, 7, 42, 5, 8, 99, 1])
+    scores = torch.tensor([0.1, 0.9, -0.2, 0.5, 0.95, 0.0, 0.3, 0.7])
+    assert removal_set(pool, scores, 3, "memorised").tolist() == [1, 3, 5]     # scores 0.95, 0.9, 0.7
+    assert removal_set(pool, scores, 0, "memorised").tolist() == []
+    # nested in k, and the retraining set is the rest
+    top4 = set(removal_set(pool, scores, 4, "memorised").tolist())
+    assert {1, 3, 5} < top4 and top4 - {1, 3, 5} == {42}
+    keep = retained(pool, removal_set(pool, scores, 3, "memorised"))
+    assert keep.tolist() == sorted({10, 3, 7, 42, 5, 8, 99, 1} - {1, 3, 5})
+
+
+def test_random_removal_is_seeded_sized_and_disjoint_from_the_retained_set():
+    pool = torch.arange(100, 300)
+    a, b = removal_set(pool, None, 50, "random", seed=1), removal_set(pool, None, 50, "random", seed=1)
+    assert torch.equal(a, b) and len(set(a.tolist())) == 50 and set(a.tolist()) <= set(pool.tolist())
+    assert not torch.equal(a, removal_set(pool, None, 50, "random", seed=2))
+    assert set(removal_set(pool, None, 20, "random", seed=1).tolist()) < set(a.tolist())  # nested in k
+    keep = retained(pool, a)
+    assert len(keep) == 150 and not set(keep.tolist()) & set(a.tolist())
+    assert sorted(keep.tolist() + a.tolist()) == pool.tolist()
+
+
+def test_bad_removal_requests_fail_before_compute():
+    pool = torch.arange(10)
+    with pytest.raises(ValueError, match="scored pool of 10"):
+        removal_set(pool, torch.zeros(10), 11, "memorised")
+    with pytest.raises(ValueError, match="one score per pool point"):
+        removal_set(pool, torch.zeros(9), 2, "memorised")
+    with pytest.raises(ValueError, match="strategy"):
+        removal_set(pool, torch.zeros(10), 2, "typical")
+    with pytest.raises(ValueError, match=r"\[1000\] invalid.*0 < k < 500"):
+        check_ks([100, 1000], 500)
+    with pytest.raises(ValueError, match="distinct"):
+        check_ks([10, 10], 500)
+    assert check_ks([40, 10, 20], 500) == [10, 20, 40]
+
+
+def test_lambda_config_wraps_the_objective_and_lambda_zero_is_the_base():
+    cfg = TrainConfig(**TINY)
+    assert lambda_config(cfg, 0.0) is cfg
+    c = lambda_config(cfg, 0.3)
+    assert c.objective == "aligned" and c.objective_kw == {"base": "simclr", "lam": 0.3,
+                                                            "base_kw": {"temperature": 0.5}}
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        lambda_config(cfg, 1.0)
+
+
+def test_larger_lambda_gives_larger_view_distance():
+    """Eq. 3 on a constructed case: one encoder (GroupNorm, so train and eval mode agree) trained with
+    lambda = 0, 0.3, 0.8; the regulariser pushes two views' representations apart, so the SSLMem alignment
+    distance grows with lambda."""
+    imgs = DATA.images[:64]
+    bank = ViewBank(Augmentation("simclr", mean=MEAN, std=STD), 4, seed=0)
+    dist = []
+    for lam in (0.0, 0.3, 0.8):
+        cfg = lambda_config(TrainConfig(epochs=2, **{**TINY, "model_kw": {"width": 0.125, "norm": "group"}}), lam)
+        enc = train(cfg, imgs, None, device="cpu", progress=False)["encoder"]
+        dist.append(float(alignment_losses(enc, imgs, np.arange(64), bank)[enc.layer_names[-1]].mean()))
+    assert dist[0] + 0.05 < dist[1] < dist[2] - 0.05, dist
+
+
+def _killer(at_epoch):
+    def cb(epoch):
+        if epoch == at_epoch:
+            raise KeyboardInterrupt("killed")
+    return cb
+
+
+def test_plan_counts_progress_and_a_killed_plan_resumes_without_retraining(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    cfg = TrainConfig(epochs=2, **{**TINY, "batch_size": 16})
+    sets = [torch.arange(0, 32), torch.arange(32, 64), torch.arange(64, 96)]
+    plan = Plan(3, cache=cache, device="cpu", progress=False)
+    plan.train("a", cfg, DATA, sets[0])
+    assert (plan.done, plan.total, plan.trained) == (1, 3, 1)
+    with pytest.raises(KeyboardInterrupt):
+        plan.train("b", cfg, DATA, sets[1], epoch_callback=_killer(1))   # killed after b's first epoch
+    assert plan.done == 1
+
+    seen = {}
+    plan = Plan(3, cache=cache, device="cpu", progress=False)
+    out = [plan.train(n, cfg, DATA, s, epoch_callback=lambda e, n=n: seen.setdefault(n, []).append(e))
+           for n, s in zip("abc", sets)]
+    plan.close()
+    assert plan.done == plan.total == 3
+    assert plan.table().source.tolist() == ["cache", "trained", "trained"]
+    assert "a" not in seen                  # finished encoder: not retrained
+    assert seen["b"] == [2] and seen["c"] == [1, 2]  # b resumed at its last finished epoch
+    ref = train(cfg, DATA.images[sets[1]], None, sets[1], device="cpu", progress=False)["encoder"].state_dict()
+    got = out[1].encoder.state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)   # resumed == uninterrupted
+
+    with pytest.raises(RuntimeError, match="overrun"):
+        plan.train("d", cfg, DATA, sets[0])
+    short = Plan(2, cache=cache, device="cpu", progress=False)
+    short.train("a", cfg, DATA, sets[0])
+    with pytest.raises(RuntimeError, match="declared 2 encoders but 1"):
+        short.close()
+
+
+def test_experiment_size_counts_every_encoder():
+    assert experiment_size(n_seeds=2, ks=[1, 2, 3], lambdas=[0, .1, .3, .5], lambda_datasets=["a", "b"],
+                           lambda_seeds=1, dp_epsilons=[float("inf"), 20, 8]) == 4 + 12 + 16 + 6
+
+
+def test_removal_gap_is_random_minus_memorised_over_k():
+    df = pd.DataFrame([{"downstream": d, "strategy": s, "k": k, "seed": 0, "accuracy": a}
+                       for d, base in (("x", 0.5), ("y", 0.8))
+                       for k in (0, 10, 20)
+                       for s, a in (("memorised", base - 0.01 * k), ("random", base - 0.005 * k))])
+    g = removal_gap(df).set_index("downstream")
+    assert g.loc["x", "gap"] == pytest.approx(0.075) and g.loc["y", "gap"] == pytest.approx(0.075)
+    assert g.loc["x", "memorised"] == pytest.approx(0.35)   # k = 0 excluded from the average
+
+
+def test_missing_opacus_gives_install_instructions(monkeypatch):
+    monkeypatch.setitem(sys.modules, "opacus", None)    # import opacus -> ImportError
+    msg = dp_unavailable()
+    assert msg is not None and 'pip install -e ".[dp]"' in msg and "skipped" in msg
+
+
+def test_dp_encoders_are_plan_entries_served_from_the_cache(tmp_path):
+    pytest.importorskip("opacus")
+    assert dp_unavailable() is None
+    cfg = TrainConfig(epochs=1, **{**TINY, "objective": "simsiam", "objective_kw": {"norm": "layer"},
+                                   "model_kw": {"width": 0.125, "norm": "group"}})
+    cache = Cache(tmp_path / "cache")
+    a = Plan(1, cache=cache, device="cpu", progress=False).train_dp("dp", cfg, DATA, torch.arange(32), epsilon=8.0)
+    plan = Plan(1, cache=cache, device="cpu", progress=False)
+    b = plan.train_dp("dp", cfg, DATA, torch.arange(32), epsilon=8.0)
+    assert not a.from_cache and b.from_cache and plan.table().source.tolist() == ["cache"]
+    assert a.key == b.key and a.dp["epsilon"] == pytest.approx(8.0, rel=0.05)
+    sa, sb = a.encoder.state_dict(), b.encoder.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
