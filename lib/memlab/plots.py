@@ -250,3 +250,21 @@ def heatmap(matrix, title: str, cap: str, fmt: str = "{:.2f}", cmap: str = "viri
     ax.set_title(title)
     caption(fig, cap)
     return fig
+
+
+def errorbar_panels(df, x: str, y: str, err: str, group: str, panels: str, title: str, xlabel: str, ylabel: str,
+                    cap: str, styles: dict | None = None):
+    """Mean ``y`` +- ``err`` (e.g. the std over seeds) against ``x``, one line per ``group``, one panel per value
+    of ``panels`` (SSLMem Fig. 3/4: accuracy against k or lambda). ``styles``: {group: matplotlib kwargs}."""
+    keys = list(dict.fromkeys(df[panels]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        d = df[df[panels] == k]
+        for g in dict.fromkeys(d[group]):
+            s = d[d[group] == g].sort_values(x)
+            ax.errorbar(s[x], s[y], yerr=s[err], marker="o", ms=4, capsize=3, label=str(g),
+                        **(styles or {}).get(g, {}))
+        ax.set(title=f"{title}: {k}", xlabel=xlabel, ylabel=ylabel)
+        ax.legend(title=group)
+    caption(fig, cap)
+    return fig
