@@ -55,14 +55,14 @@ method = "simclr"
 arch = "resnet9"
 width = 0.25
 objective_kw = {}          # extra objective options (e.g. MAE mask ratio)
-epochs = 30
+epochs = 25
 batch_size = 256
 optimizer = "sgd"
 lr = 0.06
 weight_decay = 5e-4
 temperature = 0.5
 seeds = [0, 1]             # f, g and every retrained encoder, once per seed (error bars)
-view_pairs = 10            # K view pairs per point for SSLMem
+view_pairs = 5             # K view pairs per point for SSLMem (paper: 5)
 representation = "flat"    # "flat" (full output) or "pooled"
 # -- removal (Fig. 3)
 removal_ks = [100, 300, 500]   # paper: 500, 1k, 2k, 4k, 8k, 16k of 25k
@@ -74,11 +74,11 @@ probe_test = 1000
 lambdas = [0.0, 0.1, 0.3, 0.5]
 lambda_datasets = ["cifar10", "fashion_mnist"]
 lambda_n_half = 500        # equal to n_half (with equal epochs) reuses the removal's f and g at lambda = 0
-lambda_epochs = 30
+lambda_epochs = 20
 lambda_seeds = [0]
 # -- differential privacy (Table 5): DP-SGD, SimSiam, GroupNorm ResNet; needs opacus
 dp_epsilons = [20.0, 8.0]  # plus the non-private reference, epsilon = inf
-dp_epochs = 10             # 0 = skip
+dp_epochs = 5              # 0 = skip
 dp_points = 500            # points of f's and of g's half used by the DP encoders
 dp_arch = "resnet9"
 dp_width = 0.25
@@ -155,9 +155,8 @@ def load(name, fallback_seed=0):
             except DatasetNotFound as e:
                 if name == dataset:
                     raise
-                print(f"{name} unavailable ({str(e)[:160]}...); using synthetic data (seed offset {fallback_seed + 1}) "
-                      f"in its place")
                 kw = dict(seed=split_seed + 100 * (fallback_seed + 1), atypical_frac=atypical_frac)
+                print(f"{name} unavailable ({str(e)[:160]}...); synthetic data (seed {kw['seed']}) stands in for it")
                 _loaded[name] = (load_dataset("synthetic", "train", n=synthetic_n_train, **kw),
                                  load_dataset("synthetic", "test", n=synthetic_n_test, **kw),
                                  f"synthetic (for {name})")
