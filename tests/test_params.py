@@ -114,3 +114,17 @@ def test_unitmem_notebook_shares_the_sslmem_encoders(profile):
         d.update(yaml.safe_load((ROOT / "params" / profile / f"{nb}.yaml").read_text()) or {})
         return {k: d[k] for k in ENCODER_KEYS}
     assert resolved("02_sslmem") == resolved("05_unitmem_classmem")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_layermem_notebook_shares_the_sslmem_encoders(profile):
+    """04 reuses 02's cached f and g (every encoder-defining value equal) and 02's grid cells (each method cell
+    of 04 is one of 02's grid entries, trained with some of 02's grid seeds)."""
+    def resolved(nb):
+        d = notebook_defaults(ROOT / "notebooks" / f"{nb}.py")
+        d.update(yaml.safe_load((ROOT / "params" / profile / f"{nb}.yaml").read_text()) or {})
+        return d
+    a, b = resolved("02_sslmem"), resolved("04_layermem")
+    assert {k: a[k] for k in ENCODER_KEYS} == {k: b[k] for k in ENCODER_KEYS}
+    assert set(b["grid_seeds"]) <= set(a["grid_seeds"])
+    assert all(c in a["grid"] for c in b["method_cells"]), [c for c in b["method_cells"] if c not in a["grid"]]

@@ -1,0 +1,525 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # LayerMem and Delta-LayerMem: in which layers does an SSL encoder memorise?
+#
+# *Wang et al., "Localizing Memorization in SSL Vision Encoders", NeurIPS 2024* (`shared/docs/methods.md`
+# section 3). SSLMem (notebook 02) compares how well an encoder f that trained on a point aligns two views of
+# it with how well an encoder g that did not train on it does. **LayerMem** asks the same question of every
+# layer: the encoder is cut after layer $l$ and that layer's output (after any residual addition, flattened,
+# L2-normalised) is the representation.
+#
+# $$\mathrm{LayerMem}_l(x) = \frac{m_l(x)}{\max_{x'} m_l(x') - \min_{x'} m_l(x')},\qquad
+#   m_l(x) = \mathbb{E}_g L_{align}(g_{\le l}, x) - \mathbb{E}_f L_{align}(f_{\le l}, x)$$
+#
+# $$\Delta\mathrm{LayerMem}_l = \mathrm{LayerMem}_l - \mathrm{LayerMem}_{l-1}\quad(\text{first layer: } \mathrm{LayerMem}_1)$$
+#
+# The range is taken over all scored points, per layer (`layer_range = "layer"`: LayerMem$_l$ is exactly the
+# normalised SSLMem of the truncated encoder, section 2's normalisation) or once for all layers (`"shared"`).
+# Scores lie in an interval of width 1 and 0 means no memorisation. The same f/g pair and the same view pairs
+# serve every layer, and all layers come from **one forward pass per view**.
+#
+# The paper's findings: memorisation grows with depth but not monotonically; the most memorised points
+# (atypical ones) are memorised more in every layer; adjacent layers memorise the same points, distant ones
+# do not; in a ViT the MLP sub-layers memorise more than the attention sub-layers; different SSL methods
+# memorise in similar layers; and fine-tuning the most memorising layers beats fine-tuning the last ones.
+
+# %% tags=["parameters"]
+# Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/04_layermem.yaml)
+profile = "laptop"
+output_dir = "outputs/laptop"
+device = "auto"
+# -- the SSL encoder pair of notebook 02 (identical values reuse its cached f and g)
+dataset = "cifar10"
+synthetic_n_train = 5000
+synthetic_n_test = 1000
+atypical_frac = 0.05
+method = "simclr"
+arch = "resnet9"
+width = 0.25
+split_shared = 1000
+split_candidates = 1000
+split_independent = 1000
+split_extra = 1000
+split_seed = 0
+score_shared = 1000
+epochs = 80
+batch_size = 256
+optimizer = "sgd"
+lr = 0.06
+weight_decay = 5e-4
+temperature = 0.5
+seeds = [0, 1]
+pair_seeds = True
+view_pairs = 20
+measure_aug = ""
+representation = "flat"
+snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]
+# -- LayerMem
+layer_view_pairs = 5       # K view pairs per point: the first pairs of the same view bank as SSLMem (paper: 5)
+layer_candidates = 1000    # S_C candidates scored at every layer; top/least are ranked among them
+layer_shared = 200         # S_S points scored as a control (trained by both f and g: LayerMem about 0)
+layer_range = "layer"      # normalising range: "layer" (per layer) or "shared" (one range for all layers)
+random_points = 100        # the paper's "100 random candidates"
+top_k = 50                 # the 50 most / least memorised candidates (by final-layer SSLMem)
+overlap_k = 100            # top-k overlap between layers
+distant_gap = 4            # layer pairs at least this far apart count as "distant"
+# -- other encoders, as grid cells in notebook 02's format (missing keys take the encoder settings above).
+#    method_cells: SSL methods (equal to 02's grid entries, so their cached f/g are reused);
+#    arch_cells: other architectures (SimCLR unless set). Every cell trains one f/g pair per grid seed.
+grid_seeds = [0]           # seeds per cell: a subset of 02's grid_seeds (its cached encoders are reused per seed)
+method_cells = [
+    {"method": "simclr"},  # = the main pair's recipe: its seed-0 f/g come from the cache
+    {"method": "dino", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001, "epochs": 50},
+    {"method": "simsiam", "epochs": 50},
+    {"method": "mae", "arch": "vit_tiny", "model_kw": {"depth": 4, "embed_dim": 128, "num_heads": 4},
+     "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05, "epochs": 50},
+]
+arch_cells = []            # laptop: the larger ResNets are paper-profile only; the ViT comes from the MAE cell
+cell_view_pairs = 5        # K view pairs per point for the other encoders
+cell_candidates = 500      # S_C candidates scored per other encoder
+# -- downstream: a second dataset (STL-10 / CIFAR-100 when available, else Fashion-MNIST, else synthetic)
+second_dataset = "fashion_mnist"
+second_n_train = 2000
+second_n_test = 1000
+second_epochs = 20         # SimCLR epochs of the encoder trained on the second dataset (layer replacement)
+k_layers = 2               # how many layers are fine-tuned / replaced
+random_draws = 2           # random layer choices averaged
+finetune_epochs = 3
+finetune_lr = 0.02
+probe_test = 2000          # CIFAR-10 test images for the probe
+probe_kind = "linear"      # "linear" probe (as in the paper) or "knn" (20-NN, cosine; for quick runs)
+alpha = 0.01
+force = False
+
+# %%
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import display
+from scipy.stats import kendalltau
+
+from memlab import layermem as LM
+from memlab import plots
+from memlab.augment import Augmentation, ViewBank
+from memlab.cache import Cache
+from memlab.data import DATASETS, DatasetNotFound, load_dataset
+from memlab.grid import cell_config, cell_spec
+from memlab.models import MODELS
+from memlab.objectives import OBJECTIVES
+from memlab.params import ParameterError, check_injected, choice, positive
+from memlab.probes import extract, knn_accuracy, linear_probe
+from memlab.rankings import square
+from memlab.report import Report
+from memlab.splits import balanced_subset
+from memlab.sslmem import encoder_config, load_splits, scored_subsets, train_f_and_g
+from memlab.train import resolve_device, train_encoder
+
+# Reject bad parameters before any compute.
+check_injected()
+choice("dataset", dataset, DATASETS)
+choice("second_dataset", second_dataset, DATASETS)
+choice("method", method, OBJECTIVES)
+choice("arch", arch, MODELS)
+choice("representation", representation, ["flat", "pooled"])
+choice("layer_range", layer_range, LM.MODES)
+choice("probe_kind", probe_kind, ["linear", "knn"])
+positive(layer_view_pairs=layer_view_pairs, layer_candidates=layer_candidates, random_points=random_points,
+         top_k=top_k, overlap_k=overlap_k, cell_view_pairs=cell_view_pairs, cell_candidates=cell_candidates,
+         k_layers=k_layers, random_draws=random_draws, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
+         second_n_train=second_n_train, second_n_test=second_n_test, second_epochs=second_epochs, probe_test=probe_test)
+if layer_view_pairs > view_pairs or cell_view_pairs > view_pairs:
+    raise ParameterError(f"layer_view_pairs ({layer_view_pairs}) and cell_view_pairs ({cell_view_pairs}) take the "
+                         f"first pairs of the SSLMem view bank and must not exceed view_pairs ({view_pairs})")
+if max(random_points, 2 * top_k, overlap_k) > min(layer_candidates, cell_candidates):
+    raise ParameterError(f"layer_candidates and cell_candidates ({layer_candidates}, {cell_candidates}) must be at least "
+                         f"random_points, 2 * top_k and overlap_k ({random_points}, {2 * top_k}, {overlap_k})")
+if distant_gap < 2:
+    raise ParameterError(f"distant_gap must be >= 2, got {distant_gap}")
+if not seeds or not grid_seeds:
+    raise ParameterError("seeds and grid_seeds must list at least one seed")
+base_cell = dict(method=method, arch=arch, width=width, dataset=dataset, epochs=epochs, batch_size=batch_size,
+                 optimizer=optimizer, lr=lr, weight_decay=weight_decay, temperature=temperature, seeds=list(grid_seeds))
+m_cells = [cell_spec(c, base_cell) for c in method_cells]  # unknown keys fail here
+a_cells = [cell_spec({"label": f"{c.get('method', method)}/{c.get('arch', arch)}", **c}, base_cell) for c in arch_cells]
+for c in m_cells + a_cells:
+    choice("cell method", c["method"], OBJECTIVES), choice("cell arch", c["arch"], MODELS)
+    if c["dataset"] != dataset:
+        raise ParameterError(f"cell {c['label']}: LayerMem cells must use the main dataset {dataset!r}")
+    if c["method"] == "supervised":
+        raise ParameterError(f"cell {c['label']}: LayerMem cells are SSL encoders")
+dev = resolve_device(device)
+T0 = time.time()
+report = Report(output_dir, "04_layermem", profile, dataset)
+cache = Cache()
+
+# Data first: a missing dataset fails here, before any training.
+train_data, test_data, splits = load_splits(
+    dataset, split_shared=split_shared, split_candidates=split_candidates, split_independent=split_independent,
+    split_extra=split_extra, split_seed=split_seed, synthetic_n_train=synthetic_n_train,
+    synthetic_n_test=synthetic_n_test, atypical_frac=atypical_frac)
+if min(layer_candidates, cell_candidates) > len(splits.candidates):
+    raise ParameterError(f"layer_candidates / cell_candidates exceed |S_C| = {len(splits.candidates)}")
+try:
+    second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=split_seed + 11)
+    second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=split_seed + 11)
+except DatasetNotFound as e:
+    print(f"second dataset {second_dataset!r} unavailable ({e}); using synthetic data instead")
+    second_dataset = "synthetic"
+    second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
+    second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)
+print(f"device {dev} | cache {cache.root} | {dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
+
+# %% [markdown]
+# ## The encoders and the scored points
+# f and g are notebook 02's SimCLR pair (loaded from the cache when 02 has run). We score
+# `layer_candidates` candidates (trained on by f only) and `layer_shared` shared points (trained on by both:
+# their LayerMem should stay near 0 in every layer) with the first `layer_view_pairs` view pairs of
+# notebook 02's view bank. One forward pass per view yields every layer.
+
+# %%
+mean, std = train_data.stats()
+cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
+                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
+fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, device=dev,
+                       force=force)
+print("f/g:", ", ".join(f"{w}{i} {'cache' if t.from_cache else 'trained'}" for w, tr in (("f", fs), ("g", gs))
+                        for i, t in enumerate(tr)))
+scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
+cand_pts = scored["S_C"][:layer_candidates]
+ctrl_pts = scored["S_S"][:layer_shared]
+
+
+def layermem_of(f_list, g_list, n_cand, n_pairs, measure=""):
+    """LayerMem (normalised) and raw scores at every LayerMem layer (plus the final layer, which ranks the
+    points) for n_cand candidates and the control points."""
+    enc = f_list[0].encoder
+    layers = LM.layermem_layers(enc)
+    final = enc.layer_names[-1]
+    meas = Augmentation(measure or f_list[0].config.aug or f_list[0].objective.aug, mean=f_list[0].config.mean,
+                        std=f_list[0].config.std)
+    bank = ViewBank(meas, 2 * view_pairs, seed=split_seed)
+    pts = torch.cat([cand_pts[:n_cand], ctrl_pts])
+    res = LM.cached_layer_scores(cache, f_list, g_list, train_data, pts, bank, layers=list(dict.fromkeys(layers + [final])),
+                                 n_pairs=n_pairs, rep=representation, device=dev, force=force)
+    lm_all = LM.normalise({l: r["raw"] for l, r in res.items()}, mode=layer_range)
+    nc = len(cand_pts[:n_cand])
+    cand = {l: v[:nc] for l, v in lm_all.items()}
+    ctrl = {l: v[nc:] for l, v in lm_all.items()}
+    grp = LM.groups(cand[final], n_random=random_points, k=top_k, seed=split_seed + 7)
+    table = LM.layer_table(cand, layers, grp)
+    table["LayerMem S_S control"] = [float(ctrl[l].mean()) for l in layers] if len(ctrl_pts) else np.nan
+    table["raw m S_C (mean)"] = [float(res[l]["raw"][:nc].mean()) for l in layers]
+    return {"layers": layers, "final": final, "cand": cand, "grp": grp, "table": table, "raw": res}
+
+
+main = layermem_of(fs, gs, layer_candidates, layer_view_pairs, measure_aug)
+layers, tab = main["layers"], main["table"]
+report.table(tab, "layermem_resnet9" if arch == "resnet9" else f"layermem_{arch}")
+cols = ["layer", "LayerMem random", "Delta random", "LayerMem top", "Delta top", "LayerMem least", "Delta least",
+        "LayerMem S_S control"]
+display(tab[cols].round(4))
+
+# %% [markdown]
+# ## The paper's table: LayerMem and Delta-LayerMem per layer
+# Three groups of candidates: 100 random ones, the 50 most and the 50 least memorised by final-layer SSLMem.
+# The control (shared points) shows the level of "no memorisation" at each layer.
+
+# %%
+x_ = np.arange(1, len(layers) + 1)
+fig = plots.lines(x_, {f"{random_points} random candidates": tab["LayerMem random"], f"top-{top_k}": tab["LayerMem top"],
+                       f"least-{top_k}": tab["LayerMem least"], "S_S control": tab["LayerMem S_S control"]},
+                  f"LayerMem per layer ({method}, {arch} x{width})", "layer", "LayerMem (normalised)",
+                  report.caption(f"K={layer_view_pairs} view pairs, {len(fs)} f/g seeds, range: {layer_range}"))
+fig.axes[0].set_xticks(x_, layers, rotation=30, ha="right", fontsize=8)
+fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
+report.figure(fig, "layermem_per_layer")
+long = tab.melt(id_vars=["layer"], value_vars=["Delta random", "Delta top", "Delta least"], var_name="group",
+                value_name="Delta-LayerMem")
+fig = plots.grouped_bars(long, "layer", "group", "Delta-LayerMem", "Delta-LayerMem per layer", "Delta-LayerMem",
+                         report.caption(f"{method}, {arch} x{width}"))
+fig.axes[0].set_ylim(min(0, long["Delta-LayerMem"].min() * 1.1), None)
+fig.axes[0].tick_params(axis="x", labelrotation=30, labelsize=7)
+fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
+report.figure(fig, "delta_layermem_per_layer")
+tvl = LM.top_vs_least(main["cand"], layers, main["grp"])
+report.table(tvl, "top_vs_least")
+display(tvl.round(5))
+
+# %% [markdown]
+# ## Consistency between layers
+# Do the layers memorise the same points? For every pair of layers: the overlap of their `overlap_k` most
+# memorised candidates and Kendall's tau between their rankings. The paper finds high agreement between
+# adjacent layers (especially deep ones) and little between distant ones.
+
+# %%
+cons = LM.consistency(main["cand"], layers, overlap_k)
+report.table(cons, "layer_consistency")
+fig = plots.heatmap(square(cons, f"top{overlap_k}", layers),
+                    f"Top-{overlap_k} overlap of the most memorised candidates between layers",
+                    report.caption(f"{len(main['cand'][layers[0]])} candidates, chance {overlap_k / len(main['cand'][layers[0]]):.2f}"),
+                    cbar="overlap fraction")
+report.figure(fig, "layer_topk_overlap")
+fig = plots.heatmap(square(cons, "kendall_tau", layers), "Kendall tau between the layers' LayerMem rankings",
+                    report.caption(f"{len(main['cand'][layers[0]])} candidates"), cbar="Kendall tau")
+report.figure(fig, "layer_kendall_tau")
+adj = LM.adjacent_vs_distant(cons, overlap_k, distant_gap)
+report.table(adj, "adjacent_vs_distant")
+display(adj.round(4))
+fig = plots.scatter(cons.gap, cons.kendall_tau, "Agreement against distance between layers", "distance (layers apart)",
+                    "Kendall tau", report.caption(f"{len(cons)} layer pairs"))
+report.figure(fig, "tau_vs_distance")
+
+# %% [markdown]
+# ## Other architectures, and attention against MLP in a ViT
+# Each cell is its own f/g pair trained on the same splits. A ViT's layers are the outputs of each block's
+# attention sub-layer and MLP sub-layer (after their residual additions); Delta-LayerMem of a sub-layer is
+# what that sub-layer adds. The paper: the MLP sub-layers memorise more than the attention sub-layers.
+
+
+# %%
+def run_cell_layers(spec):
+    # a cell that repeats the main pair's recipe keeps its snapshot list (as in notebook 02): same cache key
+    same_recipe = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (
+        spec["objective_kw"] or spec["model_kw"] or spec["aug"])
+    cfg_c = cell_config(spec, cfg.mean, cfg.std, snapshot_epochs if same_recipe else ())
+    f_c, g_c = train_f_and_g(cfg_c, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache,
+                             device=dev, force=force)
+    out = layermem_of(f_c, g_c, cell_candidates, cell_view_pairs, spec["measure_aug"])
+    out["table"].insert(0, "cell", spec["label"])
+    return out
+
+
+cell_res = {}
+for c in a_cells + [c for c in m_cells if c["label"] not in {a["label"] for a in a_cells}]:
+    print(f"-- cell {c['label']}")
+    cell_res[c["label"]] = run_cell_layers(c)
+if cell_res:
+    report.table(pd.concat([r["table"] for r in cell_res.values()]), "layermem_cells")
+arch_res = {c["label"]: cell_res[c["label"]] for c in a_cells}
+if arch_res:
+    fig = plots.lines(None, {k: ((np.arange(len(r["layers"])) + 1) / len(r["layers"]), r["table"]["LayerMem random"])
+                             for k, r in arch_res.items()}, "LayerMem over depth, per architecture",
+                      "relative depth (layer / number of layers)", "LayerMem (random candidates)",
+                      report.caption(f"K={cell_view_pairs}, {cell_candidates} candidates"))
+    report.figure(fig, "layermem_architectures")
+    for k, r in arch_res.items():
+        display(r["table"][["cell", "layer", "LayerMem random", "Delta random", "LayerMem top", "LayerMem least"]].round(4))
+vit_rows = []
+for k, r in cell_res.items():
+    if any(l.endswith(".mlp") for l in r["layers"]):
+        sub = LM.vit_sublayers(r["table"].drop(columns=["cell"]))
+        sub.insert(0, "cell", k)
+        vit_rows.append(sub)
+        long = pd.concat([pd.DataFrame({"block": sub.block, "sub-layer": s, "Delta-LayerMem": sub[f"Delta random ({s})"]})
+                          for s in ("attn", "mlp")])
+        fig = plots.grouped_bars(long, "block", "sub-layer", "Delta-LayerMem", f"ViT sub-layers ({k})",
+                                 "Delta-LayerMem (random candidates)", report.caption(f"K={cell_view_pairs}"))
+        fig.axes[0].set_ylim(min(0, long["Delta-LayerMem"].min() * 1.1), None)
+        report.figure(fig, f"vit_attn_vs_mlp_{k.replace('/', '_')}")
+vit_tab = pd.concat(vit_rows) if vit_rows else pd.DataFrame()
+if len(vit_tab):
+    report.table(vit_tab, "vit_attn_vs_mlp")
+    display(vit_tab[["cell", "block", "LayerMem random (attn)", "LayerMem random (mlp)", "Delta random (attn)",
+                     "Delta random (mlp)"]].round(4))
+
+# %% [markdown]
+# ## Several SSL methods on one architecture: do they memorise in the same layers?
+# For the methods trained on the same architecture, we compare their per-layer LayerMem profiles (Kendall tau
+# between the per-layer means) and which layers they rank highest by Delta-LayerMem. Methods on another
+# architecture (MAE on a ViT) appear in the section above.
+
+# %%
+method_labels = [c["label"] for c in m_cells]
+by_arch = {}
+for k in method_labels:
+    by_arch.setdefault(next(c["arch"] for c in m_cells if c["label"] == k), {})[k] = cell_res[k]
+method_rows = []
+for arch_, same in by_arch.items():
+    if len(same) < 2:
+        continue
+    layers_ = next(iter(same.values()))["layers"]
+    xs = np.arange(1, len(layers_) + 1)
+    fig = plots.lines(xs, {k: r["table"]["LayerMem random"] for k, r in same.items()},
+                      f"LayerMem per layer across SSL methods ({arch_})", "layer", "LayerMem (random candidates)",
+                      report.caption(f"K={cell_view_pairs}, {cell_candidates} candidates, seeds {list(grid_seeds)}"))
+    fig.axes[0].set_xticks(xs, layers_, rotation=30, ha="right", fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
+    report.figure(fig, f"layermem_methods_{arch_}")
+    display(pd.DataFrame({k: r["table"].set_index("layer")["Delta random"] for k, r in same.items()}).round(4))
+    names = list(same)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ta, tb = same[a]["table"], same[b]["table"]
+            tau = kendalltau(ta["LayerMem random"], tb["LayerMem random"])
+            tau_d = kendalltau(ta["Delta random"], tb["Delta random"])
+            ka, kb = set(LM.pick_layers(ta, k_layers, "Delta")), set(LM.pick_layers(tb, k_layers, "Delta"))
+            method_rows.append({"arch": arch_, "a": a, "b": b, "tau LayerMem profile": tau.statistic, "p": tau.pvalue,
+                                "tau Delta profile": tau_d.statistic,
+                                f"shared top-{k_layers} Delta layers": len(ka & kb) / k_layers})
+method_tab = pd.DataFrame(method_rows)
+if len(method_tab):
+    report.table(method_tab, "methods_layer_agreement")
+    display(method_tab.round(3))
+else:
+    print("no architecture has two SSL methods among method_cells: no cross-method comparison")
+
+# %% [markdown]
+# ## Downstream use: fine-tuning and replacing layers
+# **Fine-tuning.** Starting from f, only `k_layers` layers are fine-tuned on the second dataset's training
+# images with f's own SSL objective (SimCLR) and augmentation; all other weights and BatchNorm statistics stay
+# frozen. The layers are the most memorising ones (by LayerMem or by Delta-LayerMem of the random
+# candidates), the last ones, or random ones. We report the probe accuracy on the second dataset (linear
+# probe; `probe_kind = "knn"` swaps in a 20-NN probe for quick runs).
+#
+# **Replacement.** An encoder with f's recipe is trained on the second dataset; f's most, least or random
+# memorising layers are replaced by its layers. We report probe accuracy on both datasets. If the most
+# memorising layers hold what f learned about CIFAR-10, replacing them costs the most CIFAR-10 accuracy.
+# Inputs are normalised with f's training statistics throughout.
+
+# %%
+f0 = fs[0]
+norm = Augmentation("none", mean=cfg.mean, std=cfg.std).normalize
+probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), split_seed + 2)
+tasks = {dataset: (train_data.images[splits.f_train], train_data.labels[splits.f_train], test_data.images[probe_idx],
+                   test_data.labels[probe_idx]),
+         f"{second_dataset} (2nd)": (second_train.images, second_train.labels, second_test.images, second_test.labels)}
+
+
+def probe_on(enc, which):
+    xtr, ytr, xte, yte = tasks[which]
+    a_, b_ = extract(enc, xtr, norm, device=dev), extract(enc, xte, norm, device=dev)
+    return linear_probe(a_, ytr, b_, yte, device=dev) if probe_kind == "linear" else knn_accuracy(a_, ytr, b_, yte)
+
+
+choices = {s: LM.pick_layers(tab, k_layers, s) for s in ("LayerMem", "Delta", "last")}
+for d_ in range(random_draws):
+    choices[f"random #{d_ + 1}"] = LM.pick_layers(tab, k_layers, "random", seed=split_seed + 100 + d_)
+second_key = list(tasks)[1]
+ft_rows = [{"strategy": "none (frozen f)", "layers": "", "accuracy": cache.get_or_compute(
+    "layer_probe", {"enc": f0.key, "task": second_key, "n": [second_n_train, second_n_test, split_seed], "probe": probe_kind},
+    lambda: probe_on(f0.encoder, second_key), force=force)}]
+for s, ls in choices.items():
+    key = {"enc": f0.key, "layers": ls, "epochs": finetune_epochs, "lr": finetune_lr, "data": second_dataset,
+           "n": [second_n_train, second_n_test, split_seed], "seed": split_seed, "probe": probe_kind}
+
+    def run_ft(ls=ls):
+        enc, hist = LM.finetune(f0, ls, second_train.images, epochs=finetune_epochs, lr=finetune_lr,
+                                batch_size=batch_size, seed=split_seed, device=dev)
+        return {"acc": probe_on(enc, second_key), "loss": hist[-1]["loss"]}
+
+    r_ = cache.get_or_compute("layer_finetune", key, run_ft, force=force)
+    ft_rows.append({"strategy": s, "layers": ", ".join(ls), "accuracy": r_["acc"], "final loss": r_["loss"]})
+ft = pd.DataFrame(ft_rows)
+ft["group"] = ft.strategy.str.replace(r" #\d+$", "", regex=True)
+report.table(ft, "finetune")
+display(ft.round(4))
+ftg = ft.groupby("group", sort=False).accuracy.mean()
+fig = plots.bars(ftg.to_dict(), f"Fine-tuning {k_layers} chosen layers on {second_dataset}",
+                 f"{probe_kind} probe accuracy ({second_dataset})",
+                 report.caption(f"{finetune_epochs} epochs, lr {finetune_lr}, random: mean of {random_draws} draws"))
+fig.axes[0].set_ylim(max(0, ftg.min() - 0.05), None)
+report.figure(fig, "finetune")
+
+# %%
+m2 = train_encoder(replace(cfg, epochs=second_epochs, snapshot_epochs=()),
+                   second_train.images, None, torch.arange(len(second_train)), cache=cache,
+                   data_id=f"{second_dataset}/train", device=dev, force=force)
+print(f"second-dataset encoder: {'cache' if m2.from_cache else 'trained'}, final loss {m2.history[-1]['loss']:.3f}")
+rep_choices = {"most (LayerMem)": LM.pick_layers(tab, k_layers, "LayerMem"),
+               "most (Delta)": LM.pick_layers(tab, k_layers, "Delta"),
+               "least (LayerMem)": LM.pick_layers(tab, k_layers, "least LayerMem"),
+               "least (Delta)": LM.pick_layers(tab, k_layers, "least Delta")}
+for d_ in range(random_draws):
+    rep_choices[f"random #{d_ + 1}"] = LM.pick_layers(tab, k_layers, "random", seed=split_seed + 200 + d_)
+rep_rows = []
+for s, ls in [("none (f)", []), *rep_choices.items(), ("all (second-dataset encoder)", layers)]:
+    key = {"target": f0.key, "source": m2.key, "layers": list(ls), "probe": [probe_kind, probe_test, second_n_train,
+                                                                             second_n_test, split_seed]}
+
+    def run_rep(ls=ls):
+        enc = LM.replace_layers(f0.encoder, m2.encoder, ls) if ls else f0.encoder
+        return {k: probe_on(enc, k) for k in tasks}
+
+    accs = cache.get_or_compute("layer_replace", key, run_rep, force=force)
+    rep_rows += [{"strategy": s, "layers": ", ".join(ls) if ls != layers else "all", "dataset": k, "accuracy": v}
+                 for k, v in accs.items()]
+rep = pd.DataFrame(rep_rows)
+rep["group"] = rep.strategy.str.replace(r" #\d+$", "", regex=True)
+report.table(rep, "replacement")
+display(rep.pivot_table(index=["group"], columns="dataset", values="accuracy", sort=False).round(4))
+fig = plots.grouped_bars(rep.groupby(["dataset", "group"], sort=False).accuracy.mean().reset_index(), "group",
+                         "dataset", "accuracy", f"Replacing {k_layers} layers of f with the {second_dataset} encoder's",
+                         f"{probe_kind} probe accuracy", report.caption("random: mean over draws"))
+fig.axes[0].tick_params(axis="x", labelrotation=25, labelsize=7)
+fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
+report.figure(fig, "replacement")
+
+# %% [markdown]
+# ## The paper's claims, checked on this run
+
+# %%
+first, last = layers[0], layers[-1]
+r_first, r_last = tab.set_index("layer").loc[first], tab.set_index("layer").loc[last]
+report.claim(f"LayerMem of the last layer exceeds that of the first ({random_points} random candidates)",
+             r_last["LayerMem random"] > r_first["LayerMem random"],
+             f"{first}: {r_first['LayerMem random']:.4f}, {last}: {r_last['LayerMem random']:.4f}")
+others = tvl[tvl.layer != main["final"]]
+n_sig = int((others["p (top > least)"] < alpha).sum())
+report.claim(f"the top-{top_k} points have higher LayerMem than the least-{top_k} in most layers (Welch p < {alpha}; "
+             f"the ranking layer {main['final']} excluded)", n_sig > len(others) / 2,
+             f"{n_sig}/{len(others)} layers; per layer mean top vs least: " +
+             ", ".join(f"{r.layer} {r.top:.3f}/{r.least:.3f}" for r in others.itertuples()))
+neg = tab[tab["Delta random"] < 0].layer.tolist()
+report.claim("memorisation grows with depth, but not monotonically (some layer has Delta-LayerMem < 0)",
+             bool(r_last["LayerMem random"] > r_first["LayerMem random"] and neg),
+             f"layers with negative Delta: {neg or 'none'}")
+a_ = adj.set_index("pairs")["mean kendall tau"]
+report.claim("adjacent layers agree more than distant layers (mean Kendall tau)", a_.iloc[0] > a_.iloc[1],
+             f"adjacent {a_.iloc[0]:.3f} vs distant {a_.iloc[1]:.3f}; top-{overlap_k} overlap "
+             f"{adj.iloc[0, 3]:.2f} vs {adj.iloc[1, 3]:.2f}")
+for k, g_ in (vit_tab.groupby("cell") if len(vit_tab) else []):
+    da, dm = g_["Delta random (attn)"].mean(), g_["Delta random (mlp)"].mean()
+    report.claim(f"{k}: the MLP sub-layers memorise more than the attention sub-layers (mean Delta-LayerMem)",
+                 dm > da, f"MLP {dm:.4f} vs attention {da:.4f} over {len(g_)} blocks")
+if len(method_tab):
+    report.claim("SSL methods on one architecture memorise in similar layers (mean Kendall tau of the per-layer "
+                 "LayerMem profiles > 0)", method_tab["tau LayerMem profile"].mean() > 0,
+                 f"mean tau {method_tab['tau LayerMem profile'].mean():.3f} over {len(method_tab)} method pairs")
+fa = ft.groupby("group", sort=False).accuracy.mean()
+best_mem = max(fa["LayerMem"], fa["Delta"])
+report.claim(f"fine-tuning the {k_layers} most memorising layers beats fine-tuning the last {k_layers} (probe "
+             f"accuracy on {second_dataset})", best_mem > fa["last"],
+             f"LayerMem {fa['LayerMem']:.4f}, Delta {fa['Delta']:.4f}, last {fa['last']:.4f}, random {fa['random']:.4f}")
+ra = rep[rep.dataset == dataset].groupby("group", sort=False).accuracy.mean()
+worst_most = min(ra["most (LayerMem)"], ra["most (Delta)"])
+report.claim(f"replacing the most memorising layers costs the most {dataset} accuracy (vs least and random)",
+             worst_most < min(ra["least (LayerMem)"], ra["least (Delta)"], ra["random"]),
+             ", ".join(f"{k} {v:.4f}" for k, v in ra.items()))
+claims = report.claims_table()
+
+# %% [markdown]
+# ## Closing note
+
+# %%
+print(f"profile {profile} | {dataset} | {method}/{arch} x{width}, {epochs} epochs, seeds {list(seeds)} | "
+      f"K={layer_view_pairs} view pairs | {len(cand_pts)} candidates + {len(ctrl_pts)} controls | range: {layer_range} "
+      f"| device {dev} | wall time {time.time() - T0:.0f}s")
+print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass")
+for _, c in claims.iterrows():
+    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
