@@ -61,7 +61,7 @@ seed = 0
 fit_target = 1.0           # "fitted": this training accuracy on the unaugmented set (Definition 4.1: 1.0)
 eval_every = 5             # epochs between fit checks (training stops once fitted)
 epochs_noaug = 60          # budget: random labels without DA (stops when fitted)
-epochs_aug = 120           # budget: random labels with DA
+epochs_aug = 250           # budget: random labels with DA
 epochs_clean = 30          # budget: clean labels with DA
 probe_every = 10           # K-NN and invariance of the DA run recorded every ... epochs
 knn_k = 20
@@ -575,6 +575,12 @@ claims = report.claims_table()
 print(f"profile {profile} | {dataset} | {arch} x{width} + projector {hidden} -> {num_classes} | {loss}, {optimizer} "
       f"{lr} | {n_train} images | device {dev}")
 print("Table 2 verdicts (Definition 4.1): " + "; ".join(f"{r['run']}: {r['verdict']}" for r in rows[1:]))
+print("Table 4 (i.i.d. augmentations): " + "; ".join(f"{r['labels']} B={r['B']}: K-NN {r['K-NN']:.3f}, fit "
+                                                   f"{r['fit (anchors)']:.2f}" for r in t4[:-1]))
+for fig_name, d in sweeps.groupby("figure", sort=False):
+    print(f"{fig_name}: " + ", ".join(f"{x} ({da}) {k:.3f}" for x, da, k in zip(d["x"], d["DA"], d["K-NN"]))
+          + f"  [init {knn_init:.3f}]")
+print(f"transfer to {sd_tr.name}: " + ", ".join(f"{e} {k:.3f}" for e, k in zip(transfer["encoder"], transfer["K-NN"])))
 print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass; wall time {time.time() - T0:.0f}s")
 for _, c in claims.iterrows():
     print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
