@@ -70,6 +70,7 @@ removal_seed = 0               # random removal with seed removal_seed + trainin
 downstream = ["cifar10", "fashion_mnist"]   # linear-probe datasets; unavailable ones fall back to synthetic
 probe_train = 2000
 probe_test = 1000
+probe_iters = 200          # L-BFGS iterations of the linear probe
 # -- limiting alignment (Eq. 3, Fig. 4)
 lambdas = [0.0, 0.1, 0.3, 0.5]
 lambda_datasets = ["cifar10", "fashion_mnist"]
@@ -121,8 +122,8 @@ for name in list(downstream) + list(lambda_datasets):
 if len(set(downstream)) != len(downstream) or len(set(lambda_datasets)) != len(lambda_datasets):
     raise ParameterError("downstream and lambda_datasets must not repeat a dataset")
 positive(n_half=n_half, epochs=epochs, batch_size=batch_size, lr=lr, view_pairs=view_pairs, probe_train=probe_train,
-         probe_test=probe_test, lambda_n_half=lambda_n_half, lambda_epochs=lambda_epochs, dp_points=dp_points,
-         dp_lr=dp_lr, dp_max_grad_norm=dp_max_grad_norm)
+         probe_test=probe_test, probe_iters=probe_iters, lambda_n_half=lambda_n_half, lambda_epochs=lambda_epochs,
+         dp_points=dp_points, dp_lr=dp_lr, dp_max_grad_norm=dp_max_grad_norm)
 if not seeds or not lambda_seeds or not downstream or not lambdas or not lambda_datasets:
     raise ParameterError("seeds, lambda_seeds, downstream, lambdas and lambda_datasets must not be empty")
 if any(not 0 <= lam < 1 for lam in lambdas) or len(set(lambdas)) != len(lambdas):
@@ -216,15 +217,16 @@ sc = f_scores(cache, fs, gs, train_data, f_pool, bank_for(fs[0]), n_pairs=view_p
 m = sc["m"]
 print(f"SSLMem of f's {len(f_pool)} points: mean {m.mean():.3f} (raw {sc['raw'].mean():.4f}), "
       f"{(m > 0).float().mean():.0%} positive")
-fig = plots.subset_distributions({"f's training points": m}, "SSLMem of f's training points (f and g on disjoint halves)",
+fig = plots.subset_distributions({"f's training points": m},
+                                 "SSLMem of f's training points (f and g on disjoint halves)",
                                  report.caption(f"{method}/{arch}, {len(seeds)} seed(s), K={view_pairs}"))
 report.figure(fig, "sslmem_f_points")
 
 rows, removed_info = [], []
-for s, f in zip(seeds, fs):
-    for strategy in ("memorised", "random"):
-        rows += [{"k": 0, "strategy": strategy, "seed": s, "downstream": d, "accuracy": a}
-                 for d, a in probe_accuracy(cache, f, tasks, device=dev, force=force).items()]
+for s, f in zip(seeds, fs):  # k = 0: f itself, the start of both curves
+    acc = probe_accuracy(cache, f, tasks, device=dev, max_iter=probe_iters, force=force)
+    rows += [{"k": 0, "strategy": strategy, "seed": s, "downstream": d, "accuracy": a}
+             for strategy in ("memorised", "random") for d, a in acc.items()]
 for k in removal_ks:
     for strategy in ("memorised", "random"):
         for s in seeds:
@@ -234,8 +236,8 @@ for k in removal_ks:
                                  **({"planted atypical removed": int(torch.isin(out, train_data.atypical).sum())}
                                     if train_data.atypical is not None else {})})
             tr = plan.train(f"remove {k} {strategy} seed {s}", replace(cfg, seed=s), train_data, retained(f_pool, out))
-            rows += [{"k": k, "strategy": strategy, "seed": s, "downstream": d, "accuracy": a}
-                     for d, a in probe_accuracy(cache, tr, tasks, device=dev, force=force).items()]
+            acc = probe_accuracy(cache, tr, tasks, device=dev, max_iter=probe_iters, force=force)
+            rows += [{"k": k, "strategy": strategy, "seed": s, "downstream": d, "accuracy": a} for d, a in acc.items()]
 removal = pd.DataFrame(rows)
 report.table(removal, "removal_accuracy")
 report.table(pd.DataFrame(removed_info), "removed_points")
@@ -268,7 +270,7 @@ for dname, (dtr, fp, gp, dtask) in lam_data.items():
             g = plan.train(f"lambda {lam} {dname} g seed {s}", c, dtr, gp)
             sc_l = f_scores(cache, [f], [g], dtr, fp, bank_for(f), n_pairs=view_pairs, rep=representation,
                             device=dev, force=force)
-            acc = probe_accuracy(cache, f, {dname: dtask}, device=dev, force=force)[dname]
+            acc = probe_accuracy(cache, f, {dname: dtask}, device=dev, max_iter=probe_iters, force=force)[dname]
             lrows.append({"dataset": dname, "lambda": lam, "seed": s, "mean SSLMem": float(sc_l["m"].mean()),
                           "mean raw SSLMem": float(sc_l["raw"].mean()), "accuracy": acc})
 lam_df = pd.DataFrame(lrows)
@@ -310,7 +312,7 @@ if dp_eps_all:
             spent = f.dp["epsilon"]
         sc_d = f_scores(cache, [f], [g], train_data, fd, bank_for(f), n_pairs=view_pairs, rep=representation,
                         device=dev, force=force)
-        acc = probe_accuracy(cache, f, tasks, device=dev, force=force)
+        acc = probe_accuracy(cache, f, tasks, device=dev, max_iter=probe_iters, force=force)
         dp_rows.append({"epsilon": eps, "epsilon spent (f)": spent, "mean SSLMem": float(sc_d["m"].mean()),
                         "mean raw SSLMem": float(sc_d["raw"].mean()), **{f"acc {k}": v for k, v in acc.items()}})
     dp_df = pd.DataFrame(dp_rows)
@@ -318,7 +320,8 @@ if dp_eps_all:
     display(dp_df.round(4))
     fig = plots.bars({f"eps={e:g}": v for e, v in zip(dp_df.epsilon, dp_df["mean raw SSLMem"])},
                      "Raw SSLMem under DP-SGD (Table 5)", "mean raw SSLMem of f's points",
-                     report.caption(f"SimSiam, GroupNorm {dp_arch} x{dp_width}, {dp_points} points, {dp_epochs} epochs"))
+                     report.caption(f"SimSiam, GroupNorm {dp_arch} x{dp_width}, {dp_points} points, "
+                                    f"{dp_epochs} epochs"))
     report.figure(fig, "dp_sslmem")
 plan.close()
 report.table(plan.table(), "plan")
@@ -340,8 +343,9 @@ lo, hi = min(lambdas), max(lambdas)
 c_lambda = report.claim(
     f"the larger lambda gives the lower SSLMem (lambda = {hi:g} vs {lo:g}), on every dataset of the sweep",
     all(lm.loc[(d, hi), "mean SSLMem"] < lm.loc[(d, lo), "mean SSLMem"] for d in lam_data),
-    "; ".join(f"{d}: " + ", ".join(f"lambda={l:g}: {lm.loc[(d, l), 'mean SSLMem']:.4f} "
-                                   f"(raw {lm.loc[(d, l), 'mean raw SSLMem']:.4f})" for l in lambdas) for d in lam_data))
+    "; ".join(f"{d}: " + ", ".join(f"lambda={v:g}: {lm.loc[(d, v), 'mean SSLMem']:.4f} "
+                                   f"(raw {lm.loc[(d, v), 'mean raw SSLMem']:.4f})" for v in lambdas)
+              for d in lam_data))
 report.claim(f"limiting alignment costs probe accuracy (lambda = {hi:g} vs {lo:g}), on every dataset of the sweep",
              all(lm.loc[(d, hi), "accuracy"] < lm.loc[(d, lo), "accuracy"] for d in lam_data),
              "; ".join(f"{d}: " + ", ".join(f"lambda={l:g}: {lm.loc[(d, l), 'accuracy']:.4f}" for l in lambdas)

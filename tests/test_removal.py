@@ -167,3 +167,24 @@ def test_dp_encoders_are_plan_entries_served_from_the_cache(tmp_path):
     assert a.key == b.key and a.dp["epsilon"] == pytest.approx(8.0, rel=0.05)
     sa, sb = a.encoder.state_dict(), b.encoder.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_probe_accuracy_is_cached_per_encoder_and_task(tmp_path, monkeypatch):
+    import memlab.probes
+    from memlab.removal import probe_accuracy
+    from memlab.train import Trained, build
+    cfg = TrainConfig(epochs=1, **TINY)
+    enc, obj = build(cfg)
+    tr = Trained(enc.eval(), obj, [], {}, cfg, key="enc-a")
+    test = load_dataset("synthetic", "test", n=40, seed=0)
+    tasks = {"syn": (DATA.images[:60], DATA.labels[:60], test.images, test.labels)}
+    cache = Cache(tmp_path / "cache")
+    a = probe_accuracy(cache, tr, tasks, device="cpu", max_iter=20)["syn"]
+    assert 0 <= a <= 1 and a * 40 == pytest.approx(round(a * 40))
+
+    def boom(*args, **kw):
+        raise AssertionError("probe recomputed")
+    monkeypatch.setattr(memlab.probes, "linear_probe", boom)
+    assert probe_accuracy(cache, tr, tasks, device="cpu", max_iter=20)["syn"] == a   # served from the cache
+    with pytest.raises(AssertionError, match="recomputed"):                          # another setting: recomputed
+        probe_accuracy(cache, tr, tasks, device="cpu", max_iter=21)

@@ -205,21 +205,22 @@ def f_scores(cache, fs, gs, data, f_idx, bank, *, n_pairs: int, rep: str, device
     return {"raw": res["S_C"][layer]["raw"], "m": normalized(res, layer)["S_C"]}
 
 
-def probe_accuracy(cache, trained: Trained, tasks: dict, *, device, force: bool = False) -> dict:
+def probe_accuracy(cache, trained: Trained, tasks: dict, *, device, max_iter: int = 200, force: bool = False) -> dict:
     """Linear-probe test accuracy of ``trained``'s pooled representation on each downstream task
     ``{name: (x_train, y_train, x_test, y_test)}`` (uint8 images, normalised with the encoder's own training
-    constants). Cached per (encoder, task)."""
+    constants; ``probes.linear_probe`` with ``max_iter`` L-BFGS iterations). Cached per (encoder, task)."""
     from .augment import Augmentation
     from .probes import extract, linear_probe
     norm = Augmentation("none", mean=trained.config.mean, std=trained.config.std).normalize
     out = {}
     for name, (xtr, ytr, xte, yte) in tasks.items():
-        key = {"encoder": trained.key, "task": name, "data": fingerprint(xtr, ytr, xte, yte), "rep": "pooled"}
+        key = {"encoder": trained.key, "task": name, "data": fingerprint(xtr, ytr, xte, yte), "rep": "pooled",
+               "max_iter": max_iter}
 
         def run(xtr=xtr, ytr=ytr, xte=xte, yte=yte):
             ftr = extract(trained.encoder, xtr, norm, device=device)
             fte = extract(trained.encoder, xte, norm, device=device)
-            return {"accuracy": float(linear_probe(ftr, ytr, fte, yte, device=device))}
+            return {"accuracy": float(linear_probe(ftr, ytr, fte, yte, max_iter=max_iter, device=device))}
 
         out[name] = float(cache.get_or_compute("probe", key, run, force=force)["accuracy"])
     return out
