@@ -166,9 +166,10 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
         if not math.isfinite(rec["loss"]):
             raise FloatingPointError(f"{cfg.objective} seed {cfg.seed} diverged at epoch {epoch + 1}; lower lr ({cfg.lr})")
         if epoch + 1 in want:
+            t1 = time.time()
             r = record(encoder, objective, cfg, x_imgs, x_lab, x_idx, bank, n_aug, eval_batch, device, amp)
             records.append(r)
-            rec["mean_p"] = float(r.mean())
+            rec["mean_p"], rec["record_time"] = float(r.mean()), time.time() - t1
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", p=f"{rec.get('mean_p', float('nan')):.2f}")
         atomic_save({"encoder": encoder.state_dict(), "objective": objective.state_dict(),
