@@ -49,8 +49,6 @@ def test_simclr_record_matches_the_definition_on_fixed_batches():
                     s[i] = -float("inf")
                     want[m, chunk[i]] = int(s.argmax()) == i + b
     np.testing.assert_array_equal(got, want)
-    # the batch matters: the same images scored in one batch of 20 give other indicators in general
-    assert got.shape == record(enc, obj, cfg, imgs, None, idx, bank, 2, eval_batch=20).shape
 
 
 def test_classification_record_is_argmax_equals_training_label():
