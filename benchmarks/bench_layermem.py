@@ -1,7 +1,8 @@
 """Benchmark: LayerMem of every layer from ONE forward pass per view (memlab's ``layermem.layer_scores``)
 against scoring the layers one truncated model at a time (one pass per layer per view, each stopping after its
 layer). Both use the same f/g pair and views; the script checks that they give the same raw scores and prints
-the time of each and their ratio (a benchmark, not a test).
+the time of each and their ratio (a benchmark, not a test). Each truncated model is a separate scoring run, so it
+draws the views again: the ratio counts the augmentation too, and can exceed the number of layers.
 
     python benchmarks/bench_layermem.py [--device auto] [--arch resnet9] [--width 0.25] [--points 256] [--pairs 2]
 """
