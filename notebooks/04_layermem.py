@@ -238,7 +238,9 @@ display(tab[cols].round(4))
 # %% [markdown]
 # ## The paper's table: LayerMem and Delta-LayerMem per layer
 # Three groups of candidates: 100 random ones, the 50 most and the 50 least memorised by final-layer SSLMem.
-# The control (shared points) shows the level of "no memorisation" at each layer.
+# The control (shared points, trained on by both f and g) shows the level of "no memorisation" at each layer:
+# a control away from 0 is an offset between f and g at that layer (as in notebook 02's subset means), and a
+# layer memorises its candidates only insofar as they score above it.
 
 # %%
 x_ = np.arange(1, len(layers) + 1)
