@@ -66,11 +66,12 @@ class CellResult:
 
 
 def run_cell(spec: dict, train_data, test_data, splits, subsets: dict, *, cache, device, view_pairs: int,
-             rep: str, probe_idx, bank_seed: int = 0, measure_aug: str = "", force: bool = False,
-             progress: bool = True) -> CellResult:
-    """Train/load the cell's f and g, score ``subsets`` ({name: indices}) and probe f."""
+             rep: str, probe_idx, bank_seed: int = 0, measure_aug: str = "", snapshot_epochs=(),
+             force: bool = False, progress: bool = True) -> CellResult:
+    """Train/load the cell's f and g, score ``subsets`` ({name: indices}) and probe f. ``snapshot_epochs``
+    are part of the training config (and its cache key): pass the main pair's to reuse its encoders."""
     mean, std = train_data.stats()
-    cfg = cell_config(spec, mean, std)
+    cfg = cell_config(spec, mean, std, snapshot_epochs)
     fs, gs = train_f_and_g(cfg, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache,
                            device=device, force=force, progress=progress)
     meas_name = measure_aug or spec["measure_aug"] or cfg.aug or fs[0].objective.aug
