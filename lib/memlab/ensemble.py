@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import time
 from dataclasses import asdict, replace
 
@@ -337,7 +338,6 @@ def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index,
         for s, o in zip(todo, outs):
             cache.save("profile_net", keys[s], {"net.pt": o})
             done[s] = o
-        import shutil
         shutil.rmtree(ckpt, ignore_errors=True)
     else:
         for s in tqdm(todo, disable=not progress or not todo, desc=f"{cfg.objective} networks", leave=False):
