@@ -302,7 +302,7 @@ for name, net in (("at initialisation", net0), ("random labels, no DA", runs["ra
 fig3 = pd.DataFrame(layer_rows)
 report.table(fig3, "fig3_per_layer_knn")
 display(fig3.pivot(index="layer", columns="network", values="clean K-NN").loc[net0.layer_names].round(3))
-fig, ax = plt.subplots(figsize=(8, 4))
+fig, ax = plt.subplots(figsize=(11, 4))
 colors = {"at initialisation": "#7f7f7f", "random labels, no DA": "#d62728", "random labels, DA": "#1f77b4"}
 for name, d in fig3.groupby("network", sort=False):
     d = d.set_index("layer").loc[net0.layer_names]
@@ -313,7 +313,7 @@ ax.axvline(len(net0.encoder.layer_names) - 0.5, color="k", lw=0.8, ls=":")
 ax.set(title="Fig. 3: K-NN accuracy per layer (flattened outputs)", xlabel="layer (stem → embedding → P → O)",
        ylabel="K-NN accuracy")
 ax.tick_params(axis="x", rotation=35)
-ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.32))
+ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 plots.caption(fig, report.caption(f"{arch} x{width}; dotted line: end of the encoder"))
 report.figure(fig, "fig3_per_layer_knn")
 
