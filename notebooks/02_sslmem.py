@@ -530,7 +530,7 @@ if "table7" in tables:
                                                          "linear probe acc")}})
 if "table9" in tables:
     for a in simclr_augs:
-        res_t = run(cell_spec({"label": f"simclr trained with {a}", "aug": a}, base_cell))
+        res_t = run(cell_spec({"label": f"simclr, {a} augmentation", "aug": a}, base_cell))
         ablation_rows.append({"table": "9", "variant": res_t.spec["label"], **{
             k: v for k, v in row(res_t).items() if k in ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d",
                                                          "linear probe acc")}})
