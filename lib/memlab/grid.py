@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
 from .augment import Augmentation, ViewBank
 from .probes import extract, linear_probe
 from .sslmem import cached_scores, encoder_config, normalized, train_f_and_g
@@ -31,7 +28,6 @@ def cell_spec(cell: dict, defaults: dict) -> dict:
     if bad:
         raise ValueError(f"unknown grid-cell key(s) {bad} in {cell}; valid: {sorted(CELL_KEYS)}")
     spec = {"objective_kw": {}, "model_kw": {}, "measure_aug": "", "aug": "", **defaults, **cell}
-    spec.setdefault("label", f"{spec['method']}/{spec['arch']}")
     if "label" not in cell:
         spec["label"] = f"{spec['method']}/{spec['arch']}" + (f"/{spec['dataset']}" if "dataset" in cell else "")
     if not spec["seeds"]:
@@ -101,8 +97,3 @@ def overlap_sizes(total: int, frac: float) -> tuple[int, int]:
     if rest < 1:
         raise ValueError(f"overlap {frac} of {total} points leaves no candidates")
     return shared, rest
-
-
-def mean_ci(x) -> tuple[float, float]:
-    x = np.asarray(torch.as_tensor(x).float())
-    return float(x.mean()), float(1.96 * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
