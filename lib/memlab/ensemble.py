@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .augment import ViewBank
 from .cache import Cache, atomic_save
 from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
-from .train import (TrainConfig, _autocast, _epoch_order, _optimizer, build, fingerprint, lr_at,
+from .train import (TrainConfig, _autocast, _epoch_order, _optimizer, build, fingerprint, lr_at, optimizer_step,
                     make_augmentation, resolve_device)
 
 RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
@@ -155,14 +155,7 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
             gidx = index[b].numpy()
             views = [aug(x, gidx, cfg.seed, epoch * objective.n_views + v) for v in range(objective.n_views)]
             y = None if labels_dev is None else labels_dev[b.to(device)]
-            with _autocast(device, amp)[0]:
-                loss = objective.loss(encoder, views, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            objective.after_step(encoder)
-            losses.append(loss.detach())
+            losses.append(optimizer_step(encoder, objective, views, y, opt, scaler, device, amp))
         rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "time": time.time() - t0}
         if not math.isfinite(rec["loss"]):
             raise FloatingPointError(f"{cfg.objective} seed {cfg.seed} diverged at epoch {epoch + 1}; lower lr ({cfg.lr})")

@@ -265,7 +265,7 @@ def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, bat
     """Fine-tune only ``layers`` of ``trained`` (a ``train.Trained``) with its own SSL objective and training
     augmentation on ``images`` (uint8, N,3,H,W); every other parameter and BatchNorm statistic stays frozen.
     SGD (momentum 0.9), cosine schedule, AMP on CUDA. Returns ``(encoder, history)``; ``trained`` is untouched."""
-    from .train import _autocast, lr_at, make_augmentation, resolve_device
+    from .train import _autocast, lr_at, make_augmentation, optimizer_step, resolve_device
     if epochs < 1 or lr <= 0:
         raise ValueError(f"epochs must be >= 1 and lr > 0, got {epochs}, {lr}")
     if trained.objective.needs_labels:
@@ -296,15 +296,7 @@ def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, bat
             b = perm[i * bs:(i + 1) * bs]
             x = images[b].to(dev)
             views = [aug(x, index[b.numpy()], seed, e * obj.n_views + v) for v in range(obj.n_views)]
-            ctx, _ = _autocast(dev, amp)
-            with ctx:
-                loss = obj.loss(enc, views, None)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            obj.after_step(enc)
-            losses.append(float(loss.detach()))
+            losses.append(float(optimizer_step(enc, obj, views, None, opt, scaler, dev, amp)))
         hist.append({"epoch": e + 1, "loss": float(np.mean(losses))})
         if not np.isfinite(hist[-1]["loss"]):
             raise FloatingPointError(f"fine-tuning diverged at epoch {e + 1}; lower lr (now {lr})")

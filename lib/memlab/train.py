@@ -118,6 +118,19 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, enabled=False), None
 
 
+def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: bool) -> torch.Tensor:
+    """One step: the objective's loss under autocast, scaled backward, optimiser step, then the objective's
+    after-step hook (EMA teachers). Returns the detached loss."""
+    with _autocast(device, amp)[0]:
+        loss = objective.loss(encoder, views, labels)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    objective.after_step(encoder)
+    return loss.detach()
+
+
 def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None,
           *, num_classes: int | None = None, device="auto", amp: bool = True,
           ckpt_dir=None, probe=None, probe_epochs=(), progress: bool = True, epoch_callback=None) -> dict:
@@ -179,15 +192,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
                                                              size=objective.local_size, mode="bilinear",
                                                              align_corners=False, antialias=True))
             y = None if labels_dev is None else labels_dev[b.to(device)]
-            ctx, _ = _autocast(device, amp)
-            with ctx:
-                loss = objective.loss(encoder, views, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            objective.after_step(encoder)
-            losses.append(loss.detach())
+            losses.append(optimizer_step(encoder, objective, views, y, opt, scaler, device, amp))
         rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "lr": opt.param_groups[0]["lr"],
                "time": time.time() - t0}
         if not math.isfinite(rec["loss"]):
