@@ -100,7 +100,7 @@ from scipy import stats as sst
 
 from memlab import plots
 from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache, config_hash
+from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset
 from memlab.models import MODELS
 from memlab.params import check_injected, choice, positive
@@ -109,7 +109,7 @@ from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.sslmem import cached_scores, encoder_config, load_splits, normalized, scored_subsets, train_f_and_g
 from memlab.stats import welch
-from memlab.train import TrainConfig, Trained, build, resolve_device, train_encoder
+from memlab.train import TrainConfig, resolve_device, train_encoder
 from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
                             unitmem)
 
@@ -141,7 +141,7 @@ except DatasetNotFound as e:
     second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
     second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)
 if dp_epochs > 0:
-    from memlab.dp import require_opacus, train_dp
+    from memlab.dp import cached_dp_encoder, require_opacus
     try:
         require_opacus()
     except ImportError as e:
@@ -373,17 +373,8 @@ if dp_epochs > 0:
                          weight_decay=0.0, mean=cfg.mean, std=cfg.std)
     runs = {"inf": train_encoder(dp_cfg, train_data.images[Ddp], None, Ddp, cache=cache, device=dev, force=force)}
     for eps in dp_epsilons:
-        key = {"cfg": vars(dp_cfg), "points": Ddp.tolist(), "epsilon": eps}
-
-        def run_dp(eps=eps):
-            out = train_dp(dp_cfg, train_data.images[Ddp], Ddp, target_epsilon=eps, device=dev)
-            return {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
-                    "history": out["history"], "epsilon": out["epsilon"]}
-
-        res = cache.get_or_compute("dp_encoder", key, run_dp, force=force)
-        enc, obj = build(dp_cfg)
-        enc.load_state_dict(res["encoder"])
-        runs[f"{eps:g}"] = Trained(enc.to(dev).eval(), obj, res["history"], {}, dp_cfg, f"dp-{config_hash(key)}")
+        runs[f"{eps:g}"] = cached_dp_encoder(cache, dp_cfg, train_data.images[Ddp], Ddp, epsilon=eps,
+                                             data_id=f"{dataset}/train", device=dev, force=force, progress=True)
     for name, tr in runs.items():
         st = stats_of(tr, train_data, Ddp)
         t = layer_table(st, unit_rest)

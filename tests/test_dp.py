@@ -4,7 +4,8 @@ import torch
 opacus = pytest.importorskip("opacus")
 
 from memlab.data import load_dataset  # noqa: E402
-from memlab.dp import _Pair, per_image_gradients, train_dp  # noqa: E402
+from memlab.cache import Cache  # noqa: E402
+from memlab.dp import _Pair, cached_dp_encoder, per_image_gradients, train_dp  # noqa: E402
 from memlab.train import TrainConfig, build  # noqa: E402
 
 DATA = load_dataset("synthetic", "train", n=96, seed=0)
@@ -52,3 +53,16 @@ def test_dp_rejects_batchnorm_and_contrastive_losses():
     with pytest.raises(ValueError, match="per-example"):
         train_dp(TrainConfig(epochs=1, **{**CFG, "objective": "simclr"}), DATA.images, target_epsilon=8,
                  device="cpu", progress=False)
+
+
+def test_cached_dp_encoder_is_served_from_the_cache_with_its_accounting(tmp_path):
+    cfg, idx = TrainConfig(epochs=1, **CFG), torch.arange(96)
+    kw = dict(epsilon=8.0, data_id="synthetic/train", device="cpu")
+    a = cached_dp_encoder(Cache(tmp_path), cfg, DATA.images, idx, **kw)
+    b = cached_dp_encoder(Cache(tmp_path), cfg, DATA.images, idx, **kw)
+    assert not a.from_cache and b.from_cache and a.key == b.key
+    assert b.dp["epsilon"] == pytest.approx(8.0, rel=0.05) and b.dp["delta"] == pytest.approx(1 / 96)
+    sa, sb = a.encoder.state_dict(), b.encoder.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and not b.encoder.training
+    c = cached_dp_encoder(Cache(tmp_path), cfg, DATA.images, idx, **{**kw, "epsilon": 20.0})
+    assert not c.from_cache and c.key != a.key

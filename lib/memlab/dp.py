@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .augment import hash_uniform
-from .train import TrainConfig, _optimizer, build, lr_at, make_augmentation, resolve_device
+from .train import TrainConfig, Trained, _optimizer, build, fingerprint, lr_at, make_augmentation, resolve_device
 
 
 def require_opacus():
@@ -37,6 +37,35 @@ def check_dp_config(cfg: TrainConfig) -> None:
         raise ValueError("DP-SGD needs per-example gradients: build the encoder with model_kw={'norm': 'group', ...}")
     if cfg.objective_kw.get("norm", "batch") == "batch":
         raise ValueError("DP-SGD needs heads without BatchNorm: objective_kw={'norm': 'layer'} (or 'none')")
+
+
+def cached_dp_encoder(cache, cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, data_id: str = "",
+                      max_grad_norm: float = 1.0, device="auto", force: bool = False, progress: bool = False) -> Trained:
+    """``train_dp`` at ``epsilon`` (delta = 1/n) served from / stored in ``cache`` as one entry, returned as a
+    ``Trained`` with ``.dp = {epsilon, delta, noise_multiplier}`` and ``.from_cache``. A DP run is one unit:
+    an interrupted one restarts (the accountant's state is not checkpointed)."""
+    from dataclasses import asdict
+    device = resolve_device(device)
+    index = torch.as_tensor(index, dtype=torch.long)
+    key = {"train": asdict(cfg), "data": fingerprint(images, index), "data_id": data_id, "epsilon": float(epsilon),
+           "max_grad_norm": float(max_grad_norm)}
+    cached = cache.exists("dp_encoder", key) and not force
+
+    def run():
+        out = train_dp(cfg, images, index, target_epsilon=epsilon, max_grad_norm=max_grad_norm, device=device,
+                       progress=progress)
+        return {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
+                "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
+                "history": out["history"], "epsilon": out["epsilon"], "delta": out["delta"],
+                "noise_multiplier": out["noise_multiplier"]}
+
+    res = cache.get_or_compute("dp_encoder", key, run, force=force)
+    enc, obj = build(cfg)
+    enc.load_state_dict(res["encoder"]), obj.load_state_dict(res["objective"])
+    tr = Trained(enc.to(device).eval(), obj.to(device).eval(), res["history"], {}, cfg, cache.key("dp_encoder", key),
+                 from_cache=cached)
+    tr.dp = {"epsilon": res["epsilon"], "delta": res["delta"], "noise_multiplier": res["noise_multiplier"]}
+    return tr
 
 
 def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsilon: float, delta: float | None = None,

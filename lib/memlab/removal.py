@@ -18,7 +18,7 @@ so a killed run resumes at the first unfinished encoder -- and inside it at its 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .splits import balanced_order
-from .train import TrainConfig, Trained, build, fingerprint, train_encoder
+from .train import TrainConfig, Trained, fingerprint, train_encoder
 
 STRATEGIES = ("memorised", "random")
 
@@ -159,30 +159,13 @@ class Plan:
                  max_grad_norm: float = 1.0) -> Trained:
         """``dp.train_dp`` at ``epsilon`` (delta = 1/n) as a cache entry, counted in the plan. A DP run is
         one unit: an interrupted one restarts (the accountant's state is not checkpointed)."""
-        from .dp import train_dp
+        from .dp import cached_dp_encoder
         t0 = self._start(name)
         index = torch.as_tensor(idx, dtype=torch.long)
-        images = data.images[index]
-        key = {"train": asdict(cfg), "data": fingerprint(images, index), "data_id": f"{data.name}/{data.split}",
-               "epsilon": float(epsilon),
-               "max_grad_norm": float(max_grad_norm)}
-        cached = self.cache.exists("dp_encoder", key) and not self.force
-
-        def run():
-            out = train_dp(cfg, images, index, target_epsilon=epsilon, max_grad_norm=max_grad_norm,
-                           device=self.device, progress=False)
-            return {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
-                    "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
-                    "history": out["history"], "epsilon": out["epsilon"], "delta": out["delta"],
-                    "noise_multiplier": out["noise_multiplier"]}
-
-        res = self.cache.get_or_compute("dp_encoder", key, run, force=self.force)
-        enc, obj = build(cfg)
-        enc.load_state_dict(res["encoder"]), obj.load_state_dict(res["objective"])
-        tr = Trained(enc.to(self.device).eval(), obj.to(self.device).eval(), res["history"], {}, cfg,
-                     self.cache.key("dp_encoder", key), from_cache=cached)
-        tr.dp = {"epsilon": res["epsilon"], "delta": res["delta"], "noise_multiplier": res["noise_multiplier"]}
-        self._finish(name, tr.key, cached, t0)
+        tr = cached_dp_encoder(self.cache, cfg, data.images[index], index, epsilon=epsilon,
+                               data_id=f"{data.name}/{data.split}", max_grad_norm=max_grad_norm, device=self.device,
+                               force=self.force)
+        self._finish(name, tr.key, tr.from_cache, t0)
         return tr
 
     def table(self) -> pd.DataFrame:
