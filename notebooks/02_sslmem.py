@@ -501,6 +501,13 @@ if "rankings" in tables and grid_res:
 
 # %%
 ablation_rows = []
+ABLATION_COLUMNS = ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d", "linear probe acc")
+
+
+def ablation_row(table, variant, res_):
+    return {"table": table, "variant": variant, **{k: v for k, v in row(res_).items() if k in ABLATION_COLUMNS}}
+
+
 if "table8" in tables:
     main = {"label": f"{method}/{arch} (main pair)", "method": method, "arch": arch, "dataset": dataset,
             "epochs": epochs}
@@ -525,22 +532,16 @@ if "table7" in tables:
         sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
         res_o = run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs, rep=representation,
                          probe_idx=probe_idx, bank_seed=split_seed, force=force)
-        ablation_rows.append({"table": "7", "variant": f"|S_S| = {fr:.0%} ({sh}/{rest}/{rest})", **{
-            k: v for k, v in row(res_o).items() if k in ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d",
-                                                         "linear probe acc")}})
+        ablation_rows.append(ablation_row("7", f"|S_S| = {fr:.0%} ({sh}/{rest}/{rest})", res_o))
 if "table9" in tables:
     for a in simclr_augs:
         res_t = run(cell_spec({"label": f"simclr, {a} augmentation", "aug": a}, base_cell))
-        ablation_rows.append({"table": "9", "variant": res_t.spec["label"], **{
-            k: v for k, v in row(res_t).items() if k in ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d",
-                                                         "linear probe acc")}})
+        ablation_rows.append(ablation_row("9", res_t.spec["label"], res_t))
     mae_cell = next((c for c in grid if c.get("method") == "mae"), {"method": "mae", "arch": "vit_tiny"})
     for r_ in mae_mask_ratios:
         c = {**mae_cell, "label": f"mae mask {r_:.0%}", "objective_kw": {**mae_cell.get("objective_kw", {}), "mask_ratio": r_}}
         res_t = run(cell_spec(c, base_cell))
-        ablation_rows.append({"table": "9", "variant": res_t.spec["label"], **{
-            k: v for k, v in row(res_t).items() if k in ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d",
-                                                         "linear probe acc")}})
+        ablation_rows.append(ablation_row("9", res_t.spec["label"], res_t))
 ablations = pd.DataFrame(ablation_rows)
 if len(ablations):
     report.table(ablations, "tables7_8_9_ablations")

@@ -55,13 +55,13 @@ method = "simclr"
 arch = "resnet9"
 width = 0.25
 objective_kw = {}          # extra objective options (e.g. MAE mask ratio)
-epochs = 25
+epochs = 40
 batch_size = 256
 optimizer = "sgd"
 lr = 0.06
 weight_decay = 5e-4
 temperature = 0.5
-seeds = [0, 1]             # f, g and every retrained encoder, once per seed (error bars)
+seeds = [0, 1, 2]          # f, g and every retrained encoder, once per seed (error bars)
 view_pairs = 5             # K view pairs per point for SSLMem (paper: 5)
 representation = "flat"    # "flat" (full output) or "pooled"
 # -- removal (Fig. 3)
@@ -75,8 +75,8 @@ probe_iters = 200          # L-BFGS iterations of the linear probe
 lambdas = [0.0, 0.1, 0.3, 0.5]
 lambda_datasets = ["cifar10", "fashion_mnist"]
 lambda_n_half = 500        # equal to n_half (with equal epochs) reuses the removal's f and g at lambda = 0
-lambda_epochs = 20
-lambda_seeds = [0]
+lambda_epochs = 25
+lambda_seeds = [0, 1]
 # -- differential privacy (Table 5): DP-SGD, SimSiam, GroupNorm ResNet; needs opacus
 dp_epsilons = [20.0, 8.0]  # plus the non-private reference, epsilon = inf
 dp_epochs = 5              # 0 = skip
@@ -105,7 +105,7 @@ from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
 from memlab.params import ParameterError, check_injected, choice, positive
 from memlab.removal import (Plan, check_ks, disjoint_halves, dp_unavailable, experiment_size, f_scores,
-                            lambda_config, mean_sd, probe_accuracy, removal_gap, removal_set, retained)
+                            lambda_config, mean_sd, pair_scores, probe_accuracy, removal_gap, removal_set, retained)
 from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.sslmem import encoder_config
@@ -254,9 +254,12 @@ report.figure(fig, "removal_accuracy")
 
 # %% [markdown]
 # ## 2. Limiting alignment (Eq. 3, Fig. 4)
-# For each dataset and $\lambda$, f and g (disjoint halves) are trained with the regulariser and f's points
-# are scored. $\lambda = 0$ is the plain objective. SSLMem is normalised per run (appendix A); the raw mean
-# is kept in the table too.
+# For each dataset and $\lambda$, f and g (disjoint halves) are trained with the regulariser. $\lambda = 0$
+# is the plain objective. Every training point of the pair is scored against the encoder that did not see
+# it (f's half against g, g's half against f; `removal.pair_scores`): two encoders trained on different
+# data differ in how tightly they align *every* image, and on f's half alone that constant gap reads as
+# memorisation of either sign. Over both halves it cancels; the table keeps it as `f-g offset`. SSLMem is
+# normalised per run (appendix A); the raw mean is kept too.
 
 # %%
 lrows = []
@@ -268,11 +271,12 @@ for dname, (dtr, fp, gp, dtask) in lam_data.items():
             c = replace(lambda_config(base, lam), seed=s)
             f = plan.train(f"lambda {lam} {dname} f seed {s}", c, dtr, fp)
             g = plan.train(f"lambda {lam} {dname} g seed {s}", c, dtr, gp)
-            sc_l = f_scores(cache, [f], [g], dtr, fp, bank_for(f), n_pairs=view_pairs, rep=representation,
-                            device=dev, force=force)
+            sc_l = pair_scores(cache, [f], [g], dtr, fp, gp, bank_for(f), n_pairs=view_pairs, rep=representation,
+                               device=dev, force=force)
             acc = probe_accuracy(cache, f, {dname: dtask}, device=dev, max_iter=probe_iters, force=force)[dname]
             lrows.append({"dataset": dname, "lambda": lam, "seed": s, "mean SSLMem": float(sc_l["m"].mean()),
-                          "mean raw SSLMem": float(sc_l["raw"].mean()), "accuracy": acc})
+                          "mean raw SSLMem": float(sc_l["raw"].mean()), "f-g offset": sc_l["offset"],
+                          "accuracy": acc})
 lam_df = pd.DataFrame(lrows)
 report.table(lam_df, "lambda_sweep")
 lsum = pd.concat([mean_sd(lam_df, ["dataset", "lambda"], v).assign(metric=v)
@@ -292,7 +296,8 @@ report.figure(fig, "lambda_sweep")
 # Contrastive losses couple the images of a batch, so per-example clipping does not bound one image's
 # influence; the DP encoders use SimSiam (a per-image loss) on a GroupNorm ResNet, trained with DP-SGD
 # (opacus's optimizer and RDP accountant, delta = 1/n). The epsilon = inf row is the same recipe without
-# clipping or noise. f and g train on `dp_points` points of their halves; SSLMem scores f's points.
+# clipping or noise. f and g train on `dp_points` points of their halves; SSLMem scores both halves, each
+# against the other encoder, as in the lambda sweep.
 
 # %%
 dp_rows = []
@@ -310,11 +315,12 @@ if dp_eps_all:
             f, g = (plan.train_dp(f"DP eps={eps:g} {w}", dp_cfg, train_data, idx, epsilon=eps,
                                   max_grad_norm=dp_max_grad_norm) for w, idx in (("f", fd), ("g", gd)))
             spent = f.dp["epsilon"]
-        sc_d = f_scores(cache, [f], [g], train_data, fd, bank_for(f), n_pairs=view_pairs, rep=representation,
-                        device=dev, force=force)
+        sc_d = pair_scores(cache, [f], [g], train_data, fd, gd, bank_for(f), n_pairs=view_pairs,
+                           rep=representation, device=dev, force=force)
         acc = probe_accuracy(cache, f, tasks, device=dev, max_iter=probe_iters, force=force)
         dp_rows.append({"epsilon": eps, "epsilon spent (f)": spent, "mean SSLMem": float(sc_d["m"].mean()),
-                        "mean raw SSLMem": float(sc_d["raw"].mean()), **{f"acc {k}": v for k, v in acc.items()}})
+                        "mean raw SSLMem": float(sc_d["raw"].mean()), "f-g offset": sc_d["offset"],
+                        **{f"acc {k}": v for k, v in acc.items()}})
     dp_df = pd.DataFrame(dp_rows)
     report.table(dp_df, "dp_table5")
     display(dp_df.round(4))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from memlab.augment import Augmentation, ViewBank
+from memlab import removal
 from memlab.cache import Cache
 from memlab.data import load_dataset
 from memlab.removal import (Plan, check_ks, disjoint_halves, dp_unavailable, experiment_size, lambda_config,
@@ -188,3 +189,21 @@ def test_probe_accuracy_is_cached_per_encoder_and_task(tmp_path, monkeypatch):
     assert probe_accuracy(cache, tr, tasks, device="cpu", max_iter=20)["syn"] == a   # served from the cache
     with pytest.raises(AssertionError, match="recomputed"):                          # another setting: recomputed
         probe_accuracy(cache, tr, tasks, device="cpu", max_iter=21)
+
+
+def test_pair_scores_cancel_a_constant_gap_between_the_encoders(monkeypatch):
+    # alignment loss of encoder e on point i: its own level plus -0.1 on the points it trained on
+    level, seen = {"f": 0.9, "g": 0.4}, {"f": set(range(0, 6)), "g": set(range(6, 10))}
+
+    def fake_f_scores(cache, fs, gs, data, idx, bank, **kw):
+        align = lambda e, i: level[e] - 0.1 * (i in seen[e])  # noqa: E731
+        return {"raw": torch.tensor([align(gs[0], int(i)) - align(fs[0], int(i)) for i in idx])}
+
+    monkeypatch.setattr(removal, "f_scores", fake_f_scores)
+    out = removal.pair_scores(None, ["f"], ["g"], None, torch.arange(0, 6), torch.arange(6, 10), None, n_pairs=1,
+                              rep="flat", device="cpu")
+    # f's half alone reports the gap as memorisation (0.4 - 0.9 + 0.1 < 0); both halves recover it exactly
+    assert out["raw_f"].mean() == pytest.approx(-0.4) and out["raw_g"].mean() == pytest.approx(0.6)
+    assert out["offset"] == pytest.approx(-0.5)
+    assert (out["raw_f"].mean() + out["raw_g"].mean()) / 2 == pytest.approx(0.1)
+    assert out["raw"].shape == (10,) and out["m"].abs().max() <= 1

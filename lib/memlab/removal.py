@@ -10,6 +10,8 @@
   (``objectives.AlignmentLimited``); larger lam should give lower SSLMem and lower probe accuracy.
 - **DP-SGD (Table 5):** f and g trained with DP-SGD (``dp.train_dp``) at several epsilon; SSLMem and probe
   accuracy fall as epsilon falls.
+- Across recipes (lam, epsilon) memorisation is compared with ``pair_scores``: both halves, each point
+  against the encoder that did not see it, so a constant alignment gap between f and g cancels.
 
 Every encoder of a notebook goes through one ``Plan``: a progress bar over all encoders of the plan
 (done / total), each encoder a cache entry (``train.train_encoder``; DP encoders via ``Cache.get_or_compute``),
@@ -186,6 +188,24 @@ def f_scores(cache, fs, gs, data, f_idx, bank, *, n_pairs: int, rep: str, device
                         rep=rep, device=device, force=force)
     layer = fs[0].encoder.layer_names[-1]
     return {"raw": res["S_C"][layer]["raw"], "m": normalized(res, layer)["S_C"]}
+
+
+def pair_scores(cache, fs, gs, data, f_idx, g_idx, bank, *, n_pairs: int, rep: str, device,
+                force: bool = False) -> dict:
+    """SSLMem of every training point of a disjoint-halves pair, each point against the encoder that did not
+    see it: ``m(x) = L_align(g, x) - L_align(f, x)`` on f's half and ``L_align(f, x) - L_align(g, x)`` on g's.
+
+    Returns ``{"raw", "m", "raw_f", "raw_g", "offset"}``; ``m`` is normalised by the range over both halves.
+    A constant gap between the encoders (one aligns *every* image better by c) adds +c to one half and -c
+    to the other, so it cancels in the mean over both halves; f's half alone would report c as memorisation.
+    ``offset`` = (mean raw_f - mean raw_g) / 2 is that gap. Use this mean to compare memorisation across
+    recipes (lambda, epsilon); the removal ranking needs f's half only (``f_scores``)."""
+    from .sslmem import normalize_scores
+    raw_f = f_scores(cache, fs, gs, data, f_idx, bank, n_pairs=n_pairs, rep=rep, device=device, force=force)["raw"]
+    raw_g = f_scores(cache, gs, fs, data, g_idx, bank, n_pairs=n_pairs, rep=rep, device=device, force=force)["raw"]
+    raw = torch.cat([raw_f, raw_g])
+    return {"raw": raw, "m": normalize_scores(raw), "raw_f": raw_f, "raw_g": raw_g,
+            "offset": float(raw_f.mean() - raw_g.mean()) / 2}
 
 
 def probe_accuracy(cache, trained: Trained, tasks: dict, *, device, max_iter: int = 200, force: bool = False) -> dict:
