@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from memlab.train import TrainConfig, lr_at, train, train_encoder
+from memlab.train import TrainConfig, TrainingViews, build, lr_at, make_augmentation, train, train_encoder
 
 
 def tiny_data(n=48, seed=0):
@@ -108,3 +108,22 @@ def test_history_records_probes_at_chosen_epochs():
     assert seen == [1, 3]
     assert [h.get("probe_acc") for h in out["history"]] == [0.1, None, 0.3]
     assert all(h["time"] > 0 and h["lr"] >= 0 for h in out["history"])
+
+
+def test_training_views_are_global_then_small_local_crops_and_reproducible():
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    idx = torch.arange(6).numpy()
+    cfg = TrainConfig(model="cnn", model_kw={"channels": [4, 8]}, objective="dino",
+                      objective_kw={"n_local": 2, "local_size": 16})
+    _, obj = build(cfg)
+    views = TrainingViews(cfg, obj)(x, idx, seed=0, epoch=3)
+    assert [tuple(v.shape) for v in views] == [(6, 3, 32, 32)] * 2 + [(6, 3, 16, 16)] * 2
+    again = TrainingViews(cfg, obj)(x, idx, seed=0, epoch=3)
+    assert all(torch.equal(a, b) for a, b in zip(views, again))
+    assert not torch.equal(views[0], TrainingViews(cfg, obj)(x, idx, seed=0, epoch=4)[0])
+    # without multi-crop, view v of epoch e is the training augmentation's draw e * n_views + v
+    cfg2 = TrainConfig(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr")
+    _, obj2 = build(cfg2)
+    aug = make_augmentation(cfg2, obj2)
+    plain = TrainingViews(cfg2, obj2)(x, idx, seed=1, epoch=5)
+    assert len(plain) == 2 and all(torch.equal(plain[v], aug(x, idx, 1, 5 * 2 + v)) for v in range(2))

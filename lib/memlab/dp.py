@@ -40,7 +40,8 @@ def check_dp_config(cfg: TrainConfig) -> None:
 
 
 def cached_dp_encoder(cache, cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, data_id: str = "",
-                      max_grad_norm: float = 1.0, device="auto", force: bool = False, progress: bool = False) -> Trained:
+                      max_grad_norm: float = 1.0, device="auto", force: bool = False,
+                      progress: bool = False) -> Trained:
     """``train_dp`` at ``epsilon`` (delta = 1/n) served from / stored in ``cache`` as one entry, returned as a
     ``Trained`` with ``.dp = {epsilon, delta, noise_multiplier}`` and ``.from_cache``. A DP run is one unit:
     an interrupted one restarts (the accountant's state is not checkpointed)."""

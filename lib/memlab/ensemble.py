@@ -27,8 +27,8 @@ from tqdm import tqdm
 from .augment import ViewBank
 from .cache import Cache, atomic_save
 from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
-from .train import (TrainConfig, _autocast, _epoch_order, _optimizer, build, fingerprint, lr_at, optimizer_step,
-                    make_augmentation, resolve_device)
+from .train import (TrainConfig, TrainingViews, _autocast, _epoch_order, _optimizer, build, fingerprint, lr_at,
+                    make_augmentation, optimizer_step, resolve_device)
 
 RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
 VMAP_MAX_PARAMS = 5_000_000  # per network; larger models train in a loop (memory, and little to gain)
@@ -123,7 +123,7 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
                amp, ckpt, progress, epoch_callback):
     encoder, objective = build(cfg, num_classes)
     encoder.to(device), objective.to(device)
-    aug = make_augmentation(cfg, objective)
+    make_views = TrainingViews(cfg, objective)
     params = [p for p in list(encoder.parameters()) + list(objective.parameters()) if p.requires_grad]
     opt = _optimizer(cfg, params)
     scaler = torch.amp.GradScaler("cuda", enabled=_autocast(device, amp)[1] == torch.float16)
@@ -153,7 +153,7 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
             b = order[i * bs:(i + 1) * bs]
             x = dev_images[b.to(dev_images.device)].to(device, non_blocking=True)
             gidx = index[b].numpy()
-            views = [aug(x, gidx, cfg.seed, epoch * objective.n_views + v) for v in range(objective.n_views)]
+            views = make_views(x, gidx, cfg.seed, epoch)
             y = None if labels_dev is None else labels_dev[b.to(device)]
             losses.append(optimizer_step(encoder, objective, views, y, opt, scaler, device, amp))
         rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "time": time.time() - t0}
@@ -200,6 +200,9 @@ def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, 
     params, buffers = stack_module_state(nets)
     base = copy.deepcopy(nets[0]).to("meta")
     cfg = cfgs[0]
+    if getattr(nets[0].objective, "n_local", 0):
+        raise ValueError("the vmap ensemble backend stacks equal-sized views; multi-crop (n_local > 0) needs the "
+                         "loop backend")
     aug = make_augmentation(cfg, nets[0].objective)
     nv = nets[0].objective.n_views
     opt = _optimizer(cfg, list(params.values()))

@@ -265,7 +265,7 @@ def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, bat
     """Fine-tune only ``layers`` of ``trained`` (a ``train.Trained``) with its own SSL objective and training
     augmentation on ``images`` (uint8, N,3,H,W); every other parameter and BatchNorm statistic stays frozen.
     SGD (momentum 0.9), cosine schedule, AMP on CUDA. Returns ``(encoder, history)``; ``trained`` is untouched."""
-    from .train import _autocast, lr_at, make_augmentation, optimizer_step, resolve_device
+    from .train import TrainingViews, _autocast, lr_at, optimizer_step, resolve_device
     if epochs < 1 or lr <= 0:
         raise ValueError(f"epochs must be >= 1 and lr > 0, got {epochs}, {lr}")
     if trained.objective.needs_labels:
@@ -277,7 +277,7 @@ def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, bat
         p.requires_grad_(n in keys)
     params = [p for p in [*enc.parameters(), *obj.parameters()] if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    aug = make_augmentation(trained.config, obj)
+    make_views = TrainingViews(trained.config, obj)
     n = len(images)
     index = np.arange(n) if index is None else np.asarray(index)
     bs = min(batch_size, n)
@@ -295,7 +295,7 @@ def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, bat
                 g["lr"] = lr_at(e * steps + i, epochs * steps, 0, lr)
             b = perm[i * bs:(i + 1) * bs]
             x = images[b].to(dev)
-            views = [aug(x, index[b.numpy()], seed, e * obj.n_views + v) for v in range(obj.n_views)]
+            views = make_views(x, index[b.numpy()], seed, e)
             losses.append(float(optimizer_step(enc, obj, views, None, opt, scaler, dev, amp)))
         hist.append({"epoch": e + 1, "loss": float(np.mean(losses))})
         if not np.isfinite(hist[-1]["loss"]):

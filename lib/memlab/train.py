@@ -102,6 +102,29 @@ def make_augmentation(cfg: TrainConfig, objective, preset: str | None = None) ->
                         **(cfg.aug_kw if preset is None else {}))
 
 
+class TrainingViews:
+    """The views of one training step: ``objective.n_views`` global views from the training augmentation,
+    then ``objective.n_local`` small multi-crop views (random-resized crops of ``local_scale``, resized to
+    ``local_size``). View v of epoch e is drawn with counter ``e * (n_views + n_local) + v``, so every
+    trainer (``train``, ``ensemble``, ``layermem.finetune``) sees the same views for the same seed."""
+
+    def __init__(self, cfg: TrainConfig, objective, aug: Augmentation | None = None):
+        self.aug = aug or make_augmentation(cfg, objective)
+        self.n_views, self.n_local = objective.n_views, getattr(objective, "n_local", 0)
+        self.local_size = getattr(objective, "local_size", None)
+        self.local_aug = Augmentation(self.aug.cfg, mean=cfg.mean, std=cfg.std, crop="rrc",
+                                      crop_scale=tuple(objective.local_scale)) if self.n_local else None
+
+    def __call__(self, x: torch.Tensor, idx, seed: int, epoch: int) -> list:
+        n_all = self.n_views + self.n_local
+        views = [self.aug(x, idx, seed, epoch * n_all + v) for v in range(self.n_views)]
+        for v in range(self.n_views, n_all):
+            views.append(torch.nn.functional.interpolate(self.local_aug(x, idx, seed, epoch * n_all + v),
+                                                         size=self.local_size, mode="bilinear",
+                                                         align_corners=False, antialias=True))
+        return views
+
+
 def _optimizer(cfg: TrainConfig, params):
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
@@ -150,10 +173,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
     if objective.needs_labels and labels is None:
         raise ValueError(f"objective {cfg.objective!r} needs labels")
     encoder.to(device), objective.to(device)
-    aug = make_augmentation(cfg, objective)
-    n_local = objective.n_local
-    local_aug = Augmentation(aug.cfg, mean=cfg.mean, std=cfg.std, crop="rrc", crop_scale=tuple(objective.local_scale)) \
-        if n_local else None
+    make_views = TrainingViews(cfg, objective)
     params = [p for p in list(encoder.parameters()) + list(objective.parameters()) if p.requires_grad]
     opt = _optimizer(cfg, params)
     ctx_dtype = _autocast(device, amp)[1]
@@ -185,12 +205,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
             b = order[i * bs:(i + 1) * bs]
             x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
             gidx = index[b].numpy()
-            n_all = objective.n_views + n_local
-            views = [aug(x, gidx, cfg.seed, epoch * n_all + v) for v in range(objective.n_views)]
-            for v in range(objective.n_views, n_all):  # multi-crop: small crops, resized down
-                views.append(torch.nn.functional.interpolate(local_aug(x, gidx, cfg.seed, epoch * n_all + v),
-                                                             size=objective.local_size, mode="bilinear",
-                                                             align_corners=False, antialias=True))
+            views = make_views(x, gidx, cfg.seed, epoch)
             y = None if labels_dev is None else labels_dev[b.to(device)]
             losses.append(optimizer_step(encoder, objective, views, y, opt, scaler, device, amp))
         rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "lr": opt.param_groups[0]["lr"],
