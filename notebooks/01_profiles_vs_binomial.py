@@ -406,9 +406,7 @@ for p in paradigms:
     print(f"  {p:18s} {configs[p].optimizer} lr {configs[p].lr:g}, batch {batch_size[p]}, {epochs[p]} epochs, "
           f"{train_time[p]:.1f}s training per network, mean p reached {reached[p]:.3f}"
           + (f", {speed[p]:.0f} networks/hour with recording" if p in speed else ", from the cache"))
-print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass")
-for _, c in claims.iterrows():
-    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
+report.print_claims()
 if (claims["result"] == "FAIL").any():
     print("Some claims FAIL at these settings (the best that fit this profile's time budget); the numbers above "
           "are what this run measured.")

@@ -586,7 +586,7 @@ if agree is not None:
         report.claim("Kendall tau between SSL methods exceeds tau between SSL and supervised", ssl_ssl.mean() > ssl_sup.mean(),
                      f"mean tau SSL-SSL {ssl_ssl.mean():.3f} (over {len(ssl_ssl)} pairs) vs SSL-supervised "
                      f"{ssl_sup.mean():.3f} (over {len(ssl_sup)})")
-claims = report.claims_table()
+report.claims_table()
 
 # %% [markdown]
 # ## Closing note
@@ -595,6 +595,4 @@ claims = report.claims_table()
 print(f"profile {profile} | {dataset} | {method} / {arch} x{width} | {epochs} epochs | seeds {list(seeds)} | "
       f"K={view_pairs} pairs | {representation} | device {dev}")
 print(f"mean SSLMem(S_C) = {float(m['S_C'].mean()):+.4f}, linear probe accuracy = {np.mean(accs):.3f}")
-print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass; wall time {time.time() - T0:.0f}s")
-for _, c in claims.iterrows():
-    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
+report.print_claims(f"; wall time {time.time() - T0:.0f}s")

@@ -367,7 +367,7 @@ if dp_rows:
                            zip(dp_df.epsilon, dp_df["mean SSLMem"], dp_df["mean raw SSLMem"])))
     report.claim(f"DP-SGD lowers probe accuracy on {first} as epsilon falls", mono(list(dp_df[f"acc {first}"])),
                  ", ".join(f"eps={e:g}: {v:.4f}" for e, v in zip(dp_df.epsilon, dp_df[f"acc {first}"])))
-claims = report.claims_table()
+report.claims_table()
 
 # %% [markdown]
 # ## Closing note
@@ -378,6 +378,4 @@ claims = report.claims_table()
 # %%
 print(f"profile {profile} | pre-training {dataset} | {method}/{arch}, {epochs} epochs | halves of {n_half} | "
       f"k = {removal_ks} | device {dev} | wall time {time.time() - T0:.0f}s")
-print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass")
-for _, c in claims.iterrows():
-    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
+report.print_claims()

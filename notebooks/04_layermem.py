@@ -513,7 +513,7 @@ worst_most = min(ra["most (LayerMem)"], ra["most (Delta)"])
 report.claim(f"replacing the most memorising layers costs the most {dataset} accuracy (vs least and random)",
              worst_most < min(ra["least (LayerMem)"], ra["least (Delta)"], ra["random"]),
              ", ".join(f"{k} {v:.4f}" for k, v in ra.items()))
-claims = report.claims_table()
+report.claims_table()
 
 # %% [markdown]
 # ## Closing note
@@ -522,6 +522,4 @@ claims = report.claims_table()
 print(f"profile {profile} | {dataset} | {method}/{arch} x{width}, {epochs} epochs, seeds {list(seeds)} | "
       f"K={layer_view_pairs} view pairs | {len(cand_pts)} candidates + {len(ctrl_pts)} controls | range: {layer_range} "
       f"| device {dev} | wall time {time.time() - T0:.0f}s")
-print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass")
-for _, c in claims.iterrows():
-    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
+report.print_claims()

@@ -430,7 +430,7 @@ if dp_rows:
     report.claim("DP-SGD (every epsilon tried) lowers the mean UnitMem of the last layer below the non-private encoder",
                  all(last_dp[f"{e:g}"] < last_dp["inf"] for e in dp_epsilons),
                  ", ".join(f"eps={k}: {v:.4f}" for k, v in last_dp.items()))
-claims = report.claims_table()
+report.claims_table()
 
 # %% [markdown]
 # ## Closing note
@@ -438,6 +438,4 @@ claims = report.claims_table()
 # %%
 print(f"profile {profile} | {dataset} | {method}/{arch} x{width}, {epochs} epochs | |D|={len(D)}, K={unit_views} "
       f"| device {dev} | wall time {time.time() - T0:.0f}s")
-print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass")
-for _, c in claims.iterrows():
-    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
+report.print_claims()

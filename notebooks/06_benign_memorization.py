@@ -566,7 +566,7 @@ report.claim(f"toy model: K-NN accuracy rises with B at fixed n = {n_fix}", row.
              ", ".join(f"B={b}: {v:.3f}" for b, v in row.items()))
 report.claim("appendix B: MSE under augmentation equals Inv + Bias on a batch", gap <= 1e-9 * max(1.0, dec["mse"]),
              f"mse {dec['mse']:.6f} = inv {dec['inv']:.6f} + bias {dec['bias']:.6f} (gap {gap:.1e})")
-claims = report.claims_table()
+report.claims_table()
 
 # %% [markdown]
 # ## Closing note
@@ -581,6 +581,4 @@ for fig_name, d in sweeps.groupby("figure", sort=False):
     print(f"{fig_name}: " + ", ".join(f"{x} ({da}) {k:.3f}" for x, da, k in zip(d["x"], d["DA"], d["K-NN"]))
           + f"  [init {knn_init:.3f}]")
 print(f"transfer to {sd_tr.name}: " + ", ".join(f"{e} {k:.3f}" for e, k in zip(transfer["encoder"], transfer["K-NN"])))
-print(f"{(claims['result'] == 'PASS').sum()}/{len(claims)} claims pass; wall time {time.time() - T0:.0f}s")
-for _, c in claims.iterrows():
-    print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
+report.print_claims(f"; wall time {time.time() - T0:.0f}s")

@@ -54,6 +54,13 @@ class Report:
         print(f"[{'PASS' if passed else 'FAIL'}] {text}" + (f" -- {detail}" if detail else ""))
         return passed
 
+    def print_claims(self, suffix: str = "") -> None:
+        """The closing summary: how many claims pass, then one line per claim."""
+        n_pass = sum(c["result"] == "PASS" for c in self.claims)
+        print(f"{n_pass}/{len(self.claims)} claims pass{suffix}")
+        for c in self.claims:
+            print(f"  [{c['result']}] {c['claim']}: {c['detail']}")
+
     def claims_table(self) -> pd.DataFrame:
         df = pd.DataFrame(self.claims, columns=["claim", "result", "detail"])
         self.table(df, "claims")
