@@ -28,7 +28,7 @@ from .augment import ViewBank
 from .cache import Cache, atomic_save
 from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
 from .train import (TrainConfig, TrainingViews, _autocast, _epoch_order, _optimizer, build, fingerprint, lr_at,
-                    make_augmentation, optimizer_step, resolve_device)
+                    optimizer_step, resolve_device)
 
 RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
 VMAP_MAX_PARAMS = 5_000_000  # per network; larger models train in a loop (memory, and little to gain)
@@ -200,11 +200,10 @@ def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, 
     params, buffers = stack_module_state(nets)
     base = copy.deepcopy(nets[0]).to("meta")
     cfg = cfgs[0]
-    if getattr(nets[0].objective, "n_local", 0):
+    make_views = TrainingViews(cfg, nets[0].objective)
+    if make_views.n_local:
         raise ValueError("the vmap ensemble backend stacks equal-sized views; multi-crop (n_local > 0) needs the "
                          "loop backend")
-    aug = make_augmentation(cfg, nets[0].objective)
-    nv = nets[0].objective.n_views
     opt = _optimizer(cfg, list(params.values()))
     scaler = torch.amp.GradScaler("cuda", enabled=_autocast(device, amp)[1] == torch.float16)
     n = images.shape[0]
@@ -250,7 +249,7 @@ def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, 
                 b = order[i * bs:(i + 1) * bs]
                 x = dev_images[b.to(device)]
                 gidx = index[b].numpy()
-                vs.append(torch.stack([aug(x, gidx, c.seed, epoch * nv + v) for v in range(nv)]))
+                vs.append(torch.stack(make_views(x, gidx, c.seed, epoch)))
                 ys.append(None if labels_dev is None else labels_dev[b.to(device)])
             y = None if labels is None else torch.stack(ys)
             with _autocast(device, amp)[0]:

@@ -110,8 +110,7 @@ class TrainingViews:
 
     def __init__(self, cfg: TrainConfig, objective, aug: Augmentation | None = None):
         self.aug = aug or make_augmentation(cfg, objective)
-        self.n_views, self.n_local = objective.n_views, getattr(objective, "n_local", 0)
-        self.local_size = getattr(objective, "local_size", None)
+        self.n_views, self.n_local, self.local_size = objective.n_views, objective.n_local, objective.local_size
         self.local_aug = Augmentation(self.aug.cfg, mean=cfg.mean, std=cfg.std, crop="rrc",
                                       crop_scale=tuple(objective.local_scale)) if self.n_local else None
 
