@@ -96,6 +96,19 @@ def test_view_bank_same_views_for_every_network_and_epoch():
         bank.view(x, np.arange(16), 6)
 
 
+def test_view_bank_memo_is_exact_and_keyed_by_content():
+    x, idx = imgs(), np.arange(16)
+    plain, memo = ViewBank(Augmentation("simclr"), 4, seed=3, memo_mb=0), ViewBank(Augmentation("simclr"), 4, seed=3)
+    first = memo.view(x, idx, 1)
+    first.add_(1.0)                       # a caller mutating its copy must not touch the memo
+    assert torch.equal(memo.view(x, idx, 1), plain.view(x, idx, 1)) and len(memo._memo) == 1
+    other = x.flip(0)                     # same indices, different pixels: augmented afresh, not a stale hit
+    assert torch.equal(memo.view(other, idx, 1), plain.view(other, idx, 1)) and len(memo._memo) == 2
+    assert torch.equal(memo.view(x[:8], idx[:8], 1), plain.view(x, idx, 1)[:8])   # per-example views
+    tiny = ViewBank(Augmentation("simclr"), 4, seed=3, memo_mb=1e-3)   # cap smaller than one batch: no memo
+    assert torch.equal(tiny.view(x, idx, 2), plain.view(x, idx, 2)) and not tiny._memo
+
+
 def test_unknown_preset_and_option_rejected():
     with pytest.raises(ValueError, match="unknown augmentation"):
         Augmentation("simclrr")

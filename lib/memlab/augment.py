@@ -274,13 +274,19 @@ class ViewBank:
     """K fixed views per example index: view k of example i is ``aug(x_i)`` drawn with the counter
     (seed, BANK + k, i). Identical for f and g, every epoch and every network.
 
-    With preset ``none`` every view is the image itself.
+    With preset ``none`` every view is the image itself. Views are pure functions of their counters, so the
+    bank memoises them (up to ``memo_mb`` MiB; 0 turns it off): recording N networks at E epochs, or
+    scoring f and g, augments each (image, view) once instead of N x E times. A memo hit is keyed by the
+    view, the indices and a checksum of the images, and returns a copy.
     """
 
-    def __init__(self, aug: Augmentation, n_views: int, seed: int = 0):
+    def __init__(self, aug: Augmentation, n_views: int, seed: int = 0, memo_mb: float = 512):
         if n_views < 1:
             raise ValueError("n_views must be >= 1")
+        if memo_mb < 0:
+            raise ValueError("memo_mb must be >= 0")
         self.aug, self.n_views, self.seed = aug, int(n_views), int(seed)
+        self.memo_bytes, self._memo, self._used = int(memo_mb * 2**20), {}, 0
 
     def describe(self) -> dict:
         return {"aug": self.aug.describe(), "n_views": self.n_views, "seed": self.seed}
@@ -289,4 +295,18 @@ class ViewBank:
         """View k (0 <= k < n_views) of the examples with global indices ``idx`` (images = data[idx])."""
         if not 0 <= k < self.n_views:
             raise IndexError(f"view {k} outside 0..{self.n_views - 1}")
-        return self.aug(images, idx, self.seed, _BANK_STREAM + k)
+        if not self.memo_bytes:
+            return self.aug(images, idx, self.seed, _BANK_STREAM + k)
+        flat = images.reshape(len(images), -1).to(torch.int64)
+        check = (flat * (torch.arange(flat.shape[1], device=flat.device) % 251 + 1)).sum(1)
+        key = (k, str(images.device), tuple(images.shape), np.asarray(idx, np.int64).tobytes(),
+               check.cpu().numpy().tobytes())
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self.aug(images, idx, self.seed, _BANK_STREAM + k)
+            size = hit.numel() * hit.element_size()
+            if self._used + size <= self.memo_bytes:
+                self._memo[key], self._used = hit, self._used + size
+            else:
+                return hit
+        return hit.clone()

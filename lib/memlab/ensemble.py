@@ -9,15 +9,20 @@ indicator of every (image, fixed augmentation) of a subset X (Sadrtdinov et al. 
   atomically after every epoch; a killed run resumes at the last finished network and epoch and gives the
   same numbers as an uninterrupted one.
 - Speed: ``ensemble_backend`` is the one place that chooses how the N networks are trained -- a sequential
-  loop, or all N at once with ``torch.func`` (stacked weights, ``vmap`` over networks), which pays off on a
-  GPU for small models. ``benchmarks/bench_ensemble.py`` measures both.
+  loop; one single-threaded worker process per CPU core (``procs``: small networks barely use a second
+  thread, so on a CPU whole networks in parallel are the cheap speed-up); or all N at once with
+  ``torch.func`` (stacked weights, ``vmap`` over networks), which pays off on a GPU for small models.
+  ``benchmarks/bench_ensemble.py`` measures them.
 """
 from __future__ import annotations
 
 import copy
 import math
+import multiprocessing as mp
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -45,16 +50,24 @@ def views_needed(cfg: TrainConfig, n_aug: int) -> int:
     return n_aug * (2 if recognition_kind(cfg) == "in_batch" else 1)
 
 
-def ensemble_backend(device, cfg: TrainConfig, backend: str = "auto") -> str:
-    """How to train the N networks: ``"loop"`` (one after another) or ``"vmap"`` (torch.func, all at once).
-    ``auto``: vmap on CUDA for models under ``VMAP_MAX_PARAMS`` parameters, else loop (on a CPU the loop is
-    faster: see benchmarks/bench_ensemble.py)."""
-    if backend not in ("auto", "loop", "vmap"):
-        raise ValueError(f"backend must be 'auto', 'loop' or 'vmap', got {backend!r}")
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def ensemble_backend(device, cfg: TrainConfig, backend: str = "auto", n_networks: int = 2) -> str:
+    """How to train the N networks: ``"loop"`` (one after another), ``"procs"`` (one single-threaded worker
+    process per CPU core, whole networks in parallel; CPU only) or ``"vmap"`` (torch.func, all at once).
+    ``auto``: vmap on CUDA for models under ``VMAP_MAX_PARAMS`` parameters, else loop; on a CPU, procs when
+    there are >= 2 cores and >= 2 networks to train, else loop (see benchmarks/bench_ensemble.py)."""
+    if backend not in ("auto", "loop", "procs", "vmap"):
+        raise ValueError(f"backend must be 'auto', 'loop', 'procs' or 'vmap', got {backend!r}")
+    if backend == "procs" and resolve_device(device).type != "cpu":
+        raise ValueError("backend 'procs' runs on the CPU only; use 'vmap' or 'loop' on a GPU")
     if backend != "auto":
         return backend
     if resolve_device(device).type != "cuda":
-        return "loop"
+        return "procs" if cpu_cores() >= 2 and n_networks >= 2 else "loop"
     enc, obj = build(cfg, 10)
     n = sum(p.numel() for p in list(enc.parameters()) + list(obj.parameters()))
     return "vmap" if n <= VMAP_MAX_PARAMS else "loop"
@@ -174,6 +187,32 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
         if epoch_callback is not None:
             epoch_callback(cfg.seed, epoch + 1)
     return _result(records, len(x_pos), history, encoder, objective)
+
+
+# ----------------------------------------------------------------------------- procs backend
+def _proc_job(job):
+    """One network in a worker process: train (resuming its checkpoint), save it to the cache, return its seed."""
+    cfg, args, ckpt, cache_root, key = job
+    torch.set_num_threads(1)
+    Cache(cache_root).save("profile_net", key, {"net.pt": _train_one(cfg, *args, ckpt, False, None)})
+    return cfg.seed
+
+
+def _train_procs(jobs, workers, progress, desc):
+    """Run ``_proc_job`` over ``jobs`` in ``workers`` processes; yield seeds as networks finish. On any error
+    or interrupt the workers are killed at once, so a rerun never races a leftover worker on a checkpoint."""
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        futs = [ex.submit(_proc_job, j) for j in jobs]
+        for f in tqdm(as_completed(futs), total=len(futs), disable=not progress, desc=desc, leave=False):
+            yield f.result()
+    except BaseException:
+        for proc in list((getattr(ex, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------- vmap backend
@@ -322,7 +361,9 @@ def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index,
         if not force and cache.exists("profile_net", keys[s]):
             done[s] = cache.load("profile_net", keys[s], "net.pt")
     todo = [s for s in seeds if done[s] is None]
-    chosen = ensemble_backend(device, cfg, backend)
+    chosen = ensemble_backend(device, cfg, backend, len(todo))
+    if chosen == "procs" and epoch_callback is not None:  # a callback cannot run in another process
+        chosen = "loop"
     args = (images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, device, amp)
     if todo and chosen == "vmap" and len(todo) > 1:
         group_key = {"nets": [keys[s] for s in todo]}
@@ -334,6 +375,16 @@ def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index,
             cache.save("profile_net", keys[s], {"net.pt": o})
             done[s] = o
         shutil.rmtree(ckpt, ignore_errors=True)
+    elif todo and chosen == "procs" and len(todo) > 1:
+        jobs = []
+        for s in todo:
+            ckpt = cache.partial_dir("profile_net", keys[s])
+            if force:
+                (ckpt / "last.pt").unlink(missing_ok=True)
+            jobs.append((replace(cfg, seed=s), args, ckpt, cache.root, keys[s]))
+        workers = min(cpu_cores(), len(todo))
+        for s in _train_procs(jobs, workers, progress, f"{cfg.objective} networks ({workers} processes)"):
+            done[s] = cache.load("profile_net", keys[s], "net.pt")
     else:
         for s in tqdm(todo, disable=not progress or not todo, desc=f"{cfg.objective} networks", leave=False):
             ckpt = cache.partial_dir("profile_net", keys[s])
