@@ -1,6 +1,6 @@
 """Networks per hour when training an ensemble of N networks with recognition records (notebook 01):
-a sequential loop against torch.func (stacked weights, vmap over networks), and which one
-``memlab.ensemble.ensemble_backend`` picks on this device.
+a sequential loop, one single-threaded worker process per CPU core (``procs``, CPU only) and torch.func
+(stacked weights, vmap over networks), and which one ``memlab.ensemble.ensemble_backend`` picks here.
 
     python benchmarks/bench_ensemble.py --device auto [--objective supervised] [--networks 4] [--epochs 2]
 
@@ -19,7 +19,7 @@ import torch
 
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
-from memlab.ensemble import ensemble_backend, train_ensemble, views_needed
+from memlab.ensemble import cpu_cores, ensemble_backend, train_ensemble, views_needed
 from memlab.splits import random_labels
 from memlab.train import TrainConfig, resolve_device
 
@@ -36,7 +36,7 @@ def main(argv=None):
     ap.add_argument("--channels", default="32,64,128,256")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    ap.add_argument("--backends", default="loop,vmap")
+    ap.add_argument("--backends", default="loop,procs,vmap", help="comma-separated; procs is skipped on a GPU")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -50,11 +50,13 @@ def main(argv=None):
                       epochs=a.epochs, batch_size=a.batch_size, optimizer="adam", lr=1e-3, warmup_epochs=0)
     bank = ViewBank(Augmentation(cfg.aug), views_needed(cfg, a.views), seed=1)
     x_pos = np.arange(a.points)
-    print(f"device {dev} | torch threads {torch.get_num_threads()} | {a.objective} CNN({a.channels}) | "
+    print(f"device {dev} | {cpu_cores()} CPU cores | torch threads {torch.get_num_threads()} | {a.objective} CNN({a.channels}) | "
           f"N={a.networks}, {a.epochs} epochs of {a.images} images, records of {a.points} points x {a.views} views "
           f"every epoch")
     res = {}
     for backend in a.backends.split(","):
+        if backend == "procs" and dev.type != "cpu":
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
@@ -66,10 +68,10 @@ def main(argv=None):
             dt = time.perf_counter() - t0
         res[backend] = dt
         print(f"  {backend:5s}: {dt:7.1f} s  ->  {a.networks / dt * 3600:8.0f} networks/hour ({a.epochs} epochs each)")
-    if len(res) == 2:
+    if len(res) >= 2:
         fast = min(res, key=res.get)
-        print(f"  faster here: {fast} ({max(res.values()) / min(res.values()):.2f}x); "
-              f"ensemble_backend picks: {ensemble_backend(dev, cfg)}")
+        print(f"  fastest here: {fast} ({max(res.values()) / min(res.values()):.2f}x the slowest); "
+              f"ensemble_backend picks: {ensemble_backend(dev, cfg, n_networks=a.networks)}")
 
 
 if __name__ == "__main__":

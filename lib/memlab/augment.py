@@ -280,7 +280,7 @@ class ViewBank:
     view, the indices and a checksum of the images, and returns a copy.
     """
 
-    def __init__(self, aug: Augmentation, n_views: int, seed: int = 0, memo_mb: float = 512):
+    def __init__(self, aug: Augmentation, n_views: int, seed: int = 0, memo_mb: float = 256):
         if n_views < 1:
             raise ValueError("n_views must be >= 1")
         if memo_mb < 0:
