@@ -20,9 +20,10 @@ import copy
 import math
 import multiprocessing as mp
 import os
+import queue
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -190,28 +191,55 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
 
 
 # ----------------------------------------------------------------------------- procs backend
+_PROGRESS = None  # in a worker process: the queue its finished epochs are reported on
+
+
+def _proc_init(reports):
+    global _PROGRESS
+    _PROGRESS = reports
+    torch.set_num_threads(1)
+
+
 def _proc_job(job):
     """One network in a worker process: train (resuming its checkpoint), save it to the cache, return its seed."""
     cfg, args, ckpt, cache_root, key = job
-    torch.set_num_threads(1)
-    Cache(cache_root).save("profile_net", key, {"net.pt": _train_one(cfg, *args, ckpt, False, None)})
+    report = None if _PROGRESS is None else (lambda seed, epoch: _PROGRESS.put((seed, epoch)))
+    Cache(cache_root).save("profile_net", key, {"net.pt": _train_one(cfg, *args, ckpt, False, report)})
     return cfg.seed
 
 
 def _train_procs(jobs, workers, progress, desc):
-    """Run ``_proc_job`` over ``jobs`` in ``workers`` processes; yield seeds as networks finish. On any error
-    or interrupt the workers are killed at once, so a rerun never races a leftover worker on a checkpoint."""
+    """Run ``_proc_job`` over ``jobs`` in ``workers`` processes; yield seeds as networks finish. The bar counts
+    the epochs the workers report. On any error or interrupt the workers are killed at once, so a rerun never
+    races a leftover worker on a checkpoint."""
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    reports = ctx.Queue()
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_proc_init, initargs=(reports,))
+    total = {j[0].seed: j[0].epochs for j in jobs}
+    reached = dict.fromkeys(total, 0)
+    bar = tqdm(total=sum(total.values()), disable=not progress, desc=desc, unit="epoch", leave=False)
     try:
-        futs = [ex.submit(_proc_job, j) for j in jobs]
-        for f in tqdm(as_completed(futs), total=len(futs), disable=not progress, desc=desc, leave=False):
-            yield f.result()
+        pending = {ex.submit(_proc_job, j) for j in jobs}
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while True:
+                try:
+                    seed, epoch = reports.get_nowait()
+                except queue.Empty:
+                    break
+                reached[seed] = max(reached[seed], epoch)
+            for f in finished:
+                seed = f.result()
+                reached[seed] = total[seed]
+                yield seed
+            bar.n = sum(reached.values())
+            bar.set_postfix(networks=f"{sum(reached[s] == total[s] for s in total)}/{len(total)}")
     except BaseException:
         for proc in list((getattr(ex, "_processes", None) or {}).values()):
             proc.terminate()
         raise
     finally:
+        bar.close()
         ex.shutdown(wait=True, cancel_futures=True)
 
 
