@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +107,8 @@ def test_view_bank_memo_is_exact_and_keyed_by_content():
     other = x.flip(0)                     # same indices, different pixels: augmented afresh, not a stale hit
     assert torch.equal(memo.view(other, idx, 1), plain.view(other, idx, 1)) and len(memo._memo) == 2
     assert torch.equal(memo.view(x[:8], idx[:8], 1), plain.view(x, idx, 1)[:8])   # per-example views
+    sent = pickle.loads(pickle.dumps(memo))   # to a worker process: without the memo, same views
+    assert not sent._memo and sent._used == 0 and torch.equal(sent.view(x, idx, 1), plain.view(x, idx, 1))
     tiny = ViewBank(Augmentation("simclr"), 4, seed=3, memo_mb=1e-3)   # cap smaller than one batch: no memo
     assert torch.equal(tiny.view(x, idx, 2), plain.view(x, idx, 2)) and not tiny._memo
 

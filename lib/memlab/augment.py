@@ -291,6 +291,9 @@ class ViewBank:
     def describe(self) -> dict:
         return {"aug": self.aug.describe(), "n_views": self.n_views, "seed": self.seed}
 
+    def __getstate__(self):  # a bank sent to a worker process travels without its memo
+        return {**self.__dict__, "_memo": {}, "_used": 0}
+
     def view(self, images: torch.Tensor, idx, k: int) -> torch.Tensor:
         """View k (0 <= k < n_views) of the examples with global indices ``idx`` (images = data[idx])."""
         if not 0 <= k < self.n_views:

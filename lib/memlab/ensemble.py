@@ -120,6 +120,14 @@ def _check(cfg, record_epochs, x_pos, n_images):
         raise ValueError(f"X must be distinct positions in the training set (0..{n_images - 1})")
 
 
+def _ckpt_dir(cache, kind, key, force):
+    """The folder of an entry's work-in-progress checkpoint; ``force`` discards what a killed run left there."""
+    ckpt = cache.partial_dir(kind, key)
+    if force:
+        (ckpt / "last.pt").unlink(missing_ok=True)
+    return ckpt
+
+
 def _steps(cfg, n):
     bs = min(cfg.batch_size, n)
     spe = max(1, n // bs)
@@ -395,9 +403,7 @@ def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index,
     args = (images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, device, amp)
     if todo and chosen == "vmap" and len(todo) > 1:
         group_key = {"nets": [keys[s] for s in todo]}
-        ckpt = cache.partial_dir("profile_group", group_key)
-        if force:
-            (ckpt / "last.pt").unlink(missing_ok=True)
+        ckpt = _ckpt_dir(cache, "profile_group", group_key, force)
         outs = _train_vmap([replace(cfg, seed=s) for s in todo], *args, ckpt, progress, epoch_callback)
         for s, o in zip(todo, outs):
             cache.save("profile_net", keys[s], {"net.pt": o})
@@ -406,18 +412,14 @@ def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index,
     elif todo and chosen == "procs" and len(todo) > 1:
         jobs = []
         for s in todo:
-            ckpt = cache.partial_dir("profile_net", keys[s])
-            if force:
-                (ckpt / "last.pt").unlink(missing_ok=True)
+            ckpt = _ckpt_dir(cache, "profile_net", keys[s], force)
             jobs.append((replace(cfg, seed=s), args, ckpt, cache.root, keys[s]))
         workers = min(cpu_cores(), len(todo))
         for s in _train_procs(jobs, workers, progress, f"{cfg.objective} networks ({workers} processes)"):
             done[s] = cache.load("profile_net", keys[s], "net.pt")
     else:
         for s in tqdm(todo, disable=not progress or not todo, desc=f"{cfg.objective} networks", leave=False):
-            ckpt = cache.partial_dir("profile_net", keys[s])
-            if force:
-                (ckpt / "last.pt").unlink(missing_ok=True)
+            ckpt = _ckpt_dir(cache, "profile_net", keys[s], force)
             o = _train_one(replace(cfg, seed=s), *args, ckpt, progress, epoch_callback)
             cache.save("profile_net", keys[s], {"net.pt": o})
             done[s] = o
