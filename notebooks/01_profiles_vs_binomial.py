@@ -53,7 +53,8 @@
 profile = "laptop"
 output_dir = "outputs/laptop"
 device = "auto"
-cpu_threads = 1            # torch threads on a CPU (0 = torch's default); 1 is fastest on a busy 2-core machine
+cpu_threads = 1            # torch threads of this process on a CPU (0 = torch's default); the procs backend's
+                           # workers use one thread each
 dataset = "cifar10"
 synthetic_n_train = 1000   # size of the generated training split when dataset == "synthetic"
 n_train = 500              # training images (class-balanced); "a few thousand" does not fit 25 min on 2 cores
