@@ -20,7 +20,9 @@ Training sets (``TrainSet``) cover the paper's four regimes:
 Loss: cross-entropy or MSE on one-hot targets (sum over classes, mean over the batch, as Lsuper of
 appendix B); optional mixup (Beta(alpha, alpha), Zhang et al. 2018). Training stops when the unaugmented
 training items are fitted (accuracy >= ``fit_target``) or the epoch/step budget runs out; the final fit is
-recorded. Runs are cached (config + data fingerprint), checkpointed every epoch and resumable.
+recorded. Training runs on ``engine.fit`` (its own step: labels, mixup, loss outside autocast; the fit check
+and the monitor are an epoch-end callback). Runs are cached (config + data fingerprint), checkpointed every
+epoch and resumable.
 
 Measurements: K-NN / linear probes (``probes.py``), per-layer flattened outputs from stem to projector
 output (``layer_names``, ``extract_layers``), the normalised invariance I(x; q, T) (section 5.2, Eq. 2),
@@ -29,19 +31,18 @@ the decomposition MSE = Inv + Bias (appendix B, Theorem B.2) and the benign/mali
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .augment import Augmentation, hash_uniform
-from .cache import Cache, atomic_save
+from .cache import Cache
+from .engine import Cosine, autocast, backward_step, fit, grad_scaler, order_batches, plan_steps
 from .models import build_model, spatial_mean
-from .train import _autocast, fingerprint, lr_at, resolve_device
+from .train import fingerprint, resolve_device
 
 HEAD_LAYERS = ("embedding", "P", "O")   # pooled encoder output, projector hidden (after ReLU), output
 _FIXED_STREAM = 1 << 41                 # draws of the fixed views (Fig. 5)
@@ -359,89 +360,75 @@ def train_benign(cfg: BenignConfig, ts: TrainSet, *, cache: Cache | None = None,
         net.to(device).eval()
         return BenignRun(net, st["history"], st["fit"], st["epochs"], st["steps"], st["seconds"], st["stopped"],
                          cfg, cache.key(kind, key_cfg), from_cache=True)
-    ckpt = cache.partial_dir(kind, key_cfg) / "last.pt"
+    ckpt = cache.partial_dir(kind, key_cfg)
     if force:
-        ckpt.unlink(missing_ok=True)
+        (ckpt / "last.pt").unlink(missing_ok=True)
     net = build_net(cfg, ts.num_classes).to(device)
     aug = make_aug(cfg)
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    ctx_dtype = _autocast(device, amp)[1]
-    scaler = torch.amp.GradScaler("cuda", enabled=ctx_dtype == torch.float16)
-    n = len(ts)
-    bs = min(cfg.batch_size, n)
-    spe = max(1, n // bs)
+    scaler = grad_scaler(device, amp)
+    bs, spe, _, _ = plan_steps(len(ts), cfg.batch_size, cfg.max_epochs)
     total = cfg.max_epochs * spe if not cfg.max_steps else min(cfg.max_steps, cfg.max_epochs * spe)
-    history, start, step, seconds, fit, stopped = [], 0, 0, 0.0, float("nan"), "budget"
-    if ckpt.is_file():
-        st = torch.load(ckpt, map_location="cpu", weights_only=True)
-        net.load_state_dict(st["net"]), opt.load_state_dict(st["opt"]), scaler.load_state_dict(st["scaler"])
-        history, start, step, seconds, fit, stopped = (st["history"], st["epoch"], st["steps"], st["seconds"],
-                                                       st["fit"], st["stopped"])
-    elif monitor is not None:
-        history.append({"epoch": 0, **monitor(net, 0)})
     labels_dev = ts.labels.to(device)
     eye = torch.eye(ts.num_classes, device=device)
-    bar = tqdm(range(start, cfg.max_epochs), initial=start, total=cfg.max_epochs, leave=False,
-               disable=not progress, desc=desc or f"benign {cfg.aug}/{cfg.loss}")
-    for epoch in bar:
-        if stopped == "fitted" or step >= total:
-            break
-        net.train()
-        t0, losses = time.time(), []
-        order = torch.from_numpy(np.argsort(hash_uniform(cfg.seed, _ORDER_STREAM + epoch, np.arange(n), 1)[:, 0],
-                                            kind="stable"))
-        for i in range(spe):
-            if step >= total:
-                break
-            if cfg.schedule == "cosine":
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total, 0, cfg.lr)
-            items = order[i * bs:(i + 1) * bs]
-            x = batch_inputs(ts, items, aug, cfg.seed, epoch, device)
-            t = eye[labels_dev[items.to(device)]]
-            if cfg.mixup > 0:
-                x, t = mixup(x, t, cfg.mixup, cfg.seed * 1_000_003 + step)
-            ctx, _ = _autocast(device, amp)
-            with ctx:
-                out = net(x.contiguous(memory_format=torch.channels_last))
-            loss = loss_fn(cfg.loss, out, t)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(loss.detach())
-            step += 1
-        rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "lr": opt.param_groups[0]["lr"],
-               "time": time.time() - t0, "steps": step}
-        if not math.isfinite(rec["loss"]):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {rec['loss']}); lower lr "
-                                     f"(now {cfg.lr})")
-        last = step >= total or epoch + 1 == cfg.max_epochs
-        if (epoch + 1) % cfg.eval_every == 0 or last:
-            fit = rec["fit"] = fit_accuracy(net, ts, aug, cfg.seed, device)
-            if fit >= cfg.fit_target:
-                stopped, last = "fitted", True
-        if monitor is not None and ((epoch + 1) % monitor.every == 0 or last):
-            rec.update(monitor(net, epoch + 1))
-        seconds += time.time() - t0
-        history.append(rec)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", fit=f"{fit:.2f}")
-        atomic_save({"net": net.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
-                     "epoch": epoch + 1, "steps": step, "seconds": seconds, "history": history, "fit": fit,
-                     "stopped": stopped}, ckpt)
-        if epoch_callback is not None:
-            epoch_callback(epoch + 1)
-    net.eval()
-    if not math.isfinite(fit):
-        fit = fit_accuracy(net, ts, aug, cfg.seed, device)
+
+    def step(items, epoch, i):
+        x = batch_inputs(ts, items, aug, cfg.seed, epoch, device)
+        t = eye[labels_dev[items.to(device)]]
+        if cfg.mixup > 0:
+            x, t = mixup(x, t, cfg.mixup, cfg.seed * 1_000_003 + i)
+        with autocast(device, amp)[0]:
+            out = net(x.contiguous(memory_format=torch.channels_last))
+        return backward_step(loss_fn(cfg.loss, out, t), opt, scaler)
+
+    check = _FitCheck(net, ts, aug, cfg, total, device, monitor)
+    res = fit(step, order_batches(torch.arange(len(ts)), cfg.seed, bs, spe, stream=_ORDER_STREAM),
+              epochs=cfg.max_epochs, optimizer=opt, schedule=Cosine(cfg.lr, total) if cfg.schedule == "cosine" else None,
+              max_steps=total, modules=(net,), state={"net": net, "optimizer": opt, "scaler": scaler},
+              callbacks=(check,), ckpt_dir=ckpt,
+              first_records=None if monitor is None else (lambda: [{"epoch": 0, **monitor(net, 0)}]),
+              label=f"benign training ({cfg.aug}/{cfg.loss})", desc=desc or f"benign {cfg.aug}/{cfg.loss}",
+              progress=progress, show=("fit",), after_epoch=epoch_callback)
+    fit_acc, history = check.fit, res.history
+    if not math.isfinite(fit_acc):
+        fit_acc = fit_accuracy(net, ts, aug, cfg.seed, device)
+    stopped = "fitted" if res.stopped else "budget"
     epochs_run = history[-1]["epoch"] if history else 0
-    state = {"net": {k: v.cpu() for k, v in net.state_dict().items()}, "history": history, "fit": fit,
-             "epochs": epochs_run, "steps": step, "seconds": seconds, "stopped": stopped}
+    state = {"net": {k: v.cpu() for k, v in net.state_dict().items()}, "history": history, "fit": fit_acc,
+             "epochs": epochs_run, "steps": res.steps, "seconds": res.seconds, "stopped": stopped}
     cache.save(kind, key_cfg, {"run.pt": state})
-    return BenignRun(net, history, fit, epochs_run, step, seconds, stopped, cfg, cache.key(kind, key_cfg))
+    return BenignRun(net, history, fit_acc, epochs_run, res.steps, res.seconds, stopped, cfg, cache.key(kind, key_cfg))
+
+
+class _FitCheck:
+    """Epoch-end callback of ``train_benign``: records ``steps``; every ``eval_every`` epochs and at the last
+    one the fit on the unaugmented items (``fit``; reaching ``fit_target`` stops training); the monitor every
+    ``monitor.every`` epochs and at the last one. The latest fit is checkpointed."""
+
+    def __init__(self, net, ts, aug, cfg, total, device, monitor):
+        self.net, self.ts, self.aug, self.cfg, self.total, self.device = net, ts, aug, cfg, total, device
+        self.monitor, self.fit = monitor, float("nan")
+
+    def __call__(self, epoch, rec, step):
+        cfg, stop = self.cfg, False
+        rec["steps"] = step
+        last = step >= self.total or epoch == cfg.max_epochs
+        if epoch % cfg.eval_every == 0 or last:
+            self.fit = rec["fit"] = fit_accuracy(self.net, self.ts, self.aug, cfg.seed, self.device)
+            if self.fit >= cfg.fit_target:
+                stop = last = True
+        if self.monitor is not None and (epoch % self.monitor.every == 0 or last):
+            rec.update(self.monitor(self.net, epoch))
+        return stop
+
+    def state_dict(self):
+        return {"fit": self.fit}
+
+    def load_state_dict(self, state):
+        self.fit = float(state["fit"])
 
 
 # ----------------------------------------------------------------------------------------- measurements

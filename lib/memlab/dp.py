@@ -4,7 +4,8 @@ Each step samples every training image independently with probability q = batch_
 sampling, as the accountant assumes), computes one gradient per *image* -- both of its views together,
 with ``torch.func.vmap`` -- and hands them to opacus's ``DPOptimizer``, which clips each to norm C,
 sums, adds N(0, (sigma C)^2) noise and averages. sigma is set by opacus for the target (epsilon, delta)
-over the planned epochs; the spent epsilon is reported by the accountant.
+over the planned epochs; the spent epsilon is reported by the accountant. The loop is ``engine.fit`` with a
+DP-SGD step (per-image gradients, ``DPOptimizer``, accountant) and Poisson batches (``poisson_batches``).
 
 Per-image gradients need a loss in which an image's term depends on that image alone. Contrastive losses
 (NT-Xent) couple the images of a batch through their negatives, so changing one image changes every
@@ -14,15 +15,14 @@ objective with ``per_example`` losses -- SimSiam here -- and an encoder without 
 """
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .augment import hash_uniform
-from .train import TrainConfig, Trained, _optimizer, build, fingerprint, lr_at, make_augmentation, resolve_device
+from .engine import Cosine, fit
+from .train import TrainConfig, Trained, build, fingerprint, make_augmentation, make_optimizer, resolve_device
+
+POISSON_STREAM = 1 << 52   # hash stream of the Poisson batch draws, one counter per global step
 
 
 def require_opacus():
@@ -95,45 +95,51 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
     buffers = {k: b for k, b in model.named_buffers()}
     sigma = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=q,
                                  steps=cfg.epochs * steps_per_epoch, accountant="rdp")
-    opt = DPOptimizer(_optimizer(cfg, list(params.values())), noise_multiplier=sigma, max_grad_norm=max_grad_norm,
-                      expected_batch_size=max(1, int(q * n)))
+    opt = DPOptimizer(make_optimizer(cfg, list(params.values())), noise_multiplier=sigma,
+                      max_grad_norm=max_grad_norm, expected_batch_size=max(1, int(q * n)))
     accountant = RDPAccountant()
     aug = make_augmentation(cfg, objective)
 
+    def step(sel, epoch, _step):
+        loss = None
+        if len(sel):
+            x = images[sel].to(device)
+            gidx = index[sel].numpy()
+            v1, v2 = (aug(x, gidx, cfg.seed, 2 * epoch + v) for v in range(2))
+            grads = per_image_gradients(model, params, buffers, v1, v2)
+            for k, p in params.items():
+                p.grad_sample = grads[k].detach()
+            with torch.no_grad():
+                loss = float(model(v1, v2).mean())
+        else:  # an empty batch still gets noise (the accountant counts the step)
+            for p in params.values():
+                p.grad_sample = torch.zeros((0, *p.shape), device=p.device)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        accountant.step(noise_multiplier=sigma, sample_rate=q)
+        return loss
+
+    def spent(epoch, rec, _step):
+        rec["epsilon"] = accountant.get_epsilon(delta)
+
     total, warmup = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
-    history = []
-    bar = tqdm(range(cfg.epochs), disable=not progress, desc=f"DP-SGD eps={target_epsilon}", leave=False)
-    for epoch in bar:
-        model.train()
-        t0, losses = time.time(), []
+    res = fit(step, poisson_batches(index, cfg.seed, steps_per_epoch, q), epochs=cfg.epochs, optimizer=opt,
+              state={}, schedule=Cosine(cfg.lr, total, warmup), modules=(model,), callbacks=(spent,),
+              epoch_loss=lambda losses: float(np.mean(losses)), label=f"DP-SGD training (epsilon {target_epsilon})",
+              desc=f"DP-SGD eps={target_epsilon}", progress=progress, show=("epsilon",))
+    return {"encoder": encoder, "objective": objective, "history": res.history,
+            "epsilon": accountant.get_epsilon(delta), "noise_multiplier": sigma, "delta": delta}
+
+
+def poisson_batches(index: torch.Tensor, seed: int, steps_per_epoch: int, q: float):
+    """The ``batches`` hook of DP-SGD: epoch -> for each of its steps, the positions (long) of the images drawn
+    independently with probability ``q`` (Poisson sampling, as the RDP accountant assumes), from the hash of
+    (seed, POISSON_STREAM + global step, global index ``index``). A batch may be empty."""
+    def batches(epoch: int):
         for i in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + i
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, warmup, cfg.lr)
-            u = hash_uniform(cfg.seed, (1 << 52) + step, index.numpy(), 1)[:, 0]
-            sel = torch.from_numpy(np.flatnonzero(u < q))        # Poisson sampling
-            if len(sel):
-                x = images[sel].to(device)
-                gidx = index[sel].numpy()
-                v1, v2 = (aug(x, gidx, cfg.seed, 2 * epoch + v) for v in range(2))
-                grads = per_image_gradients(model, params, buffers, v1, v2)
-                for k, p in params.items():
-                    p.grad_sample = grads[k].detach()
-                with torch.no_grad():
-                    losses.append(float(model(v1, v2).mean()))
-            else:  # an empty batch still gets noise (the accountant counts the step)
-                for p in params.values():
-                    p.grad_sample = torch.zeros((0, *p.shape), device=p.device)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            accountant.step(noise_multiplier=sigma, sample_rate=q)
-        eps = accountant.get_epsilon(delta)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan,
-                        "epsilon": eps, "time": time.time() - t0})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", eps=f"{eps:.2f}")
-    encoder.eval(), objective.eval()
-    return {"encoder": encoder, "objective": objective, "history": history, "epsilon": accountant.get_epsilon(delta),
-            "noise_multiplier": sigma, "delta": delta}
+            u = hash_uniform(seed, POISSON_STREAM + epoch * steps_per_epoch + i, index.numpy(), 1)[:, 0]
+            yield torch.from_numpy(np.flatnonzero(u < q))
+    return batches
 
 
 def per_image_gradients(model, params: dict, buffers: dict, v1: torch.Tensor, v2: torch.Tensor) -> dict:

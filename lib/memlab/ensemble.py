@@ -5,6 +5,8 @@ indicator of every (image, fixed augmentation) of a subset X (Sadrtdinov et al. 
   augmentations. The evaluation views come from one ``ViewBank`` shared by every network and epoch.
 - Records are bool ``(E, M, |X|)`` per network, stored as bitsets (``profiles.pack_bits``) in the cache, one
   entry per network (kind ``profile_net``) with the final weights and the training history.
+- Training runs on ``engine.fit`` (schedule, AMP, divergence check, checkpoints); the recognition records
+  are its epoch-end callback (``_Records``).
 - Resumable: the work in progress of a network (weights, optimiser, records so far) is checkpointed
   atomically after every epoch; a killed run resumes at the last finished network and epoch and gives the
   same numbers as an uninterrupted one.
@@ -17,7 +19,6 @@ indicator of every (image, fixed augmentation) of a subset X (Sadrtdinov et al. 
 from __future__ import annotations
 
 import copy
-import math
 import multiprocessing as mp
 import os
 import queue
@@ -31,10 +32,10 @@ import torch
 from tqdm import tqdm
 
 from .augment import ViewBank
-from .cache import Cache, atomic_save
+from .cache import Cache
+from .engine import Cosine, amp_step, autocast, fit, grad_scaler, order_batches, plan_steps
 from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
-from .train import (TrainConfig, TrainingViews, _autocast, _epoch_order, _optimizer, build, fingerprint, lr_at,
-                    optimizer_step, resolve_device)
+from .train import TrainConfig, TrainingViews, build, fingerprint, make_optimizer, resolve_device, view_step
 
 RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
 VMAP_MAX_PARAMS = 5_000_000  # per network; larger models train in a loop (memory, and little to gain)
@@ -88,7 +89,7 @@ def record(encoder, objective, cfg: TrainConfig, images: torch.Tensor, labels, i
     device = torch.device(device)
     out = np.zeros((n_aug, len(index)), dtype=bool)
     index = torch.as_tensor(index)
-    ctx = lambda: _autocast(device, amp)[0]  # noqa: E731
+    ctx = lambda: autocast(device, amp)[0]  # noqa: E731
     for chunk in eval_chunks(len(index), eval_batch):
         x, gidx = images[chunk].to(device), index[chunk].numpy()
         for m in range(n_aug):
@@ -128,16 +129,38 @@ def _ckpt_dir(cache, kind, key, force):
     return ckpt
 
 
-def _steps(cfg, n):
-    bs = min(cfg.batch_size, n)
-    spe = max(1, n // bs)
-    return bs, spe, cfg.epochs * spe, int(round(cfg.warmup_epochs * spe))
-
-
 def _result(records, n_points, history, encoder, objective):
     return {"records": pack_bits(np.stack(records)), "n_points": n_points, "history": history,
             "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
             "objective": {k: v.detach().cpu() for k, v in objective.state_dict().items()}}
+
+
+class _Records:
+    """Epoch-end callback of ``engine.fit``: after each epoch in ``record_epochs``, the recognition records
+    (bool (M, |X|), ``record``) of every network of ``nets() -> iterable of (encoder, objective, cfg)``;
+    ``rec["mean_p"]`` gets their means (a float for one network, else a list). Checkpointed as bitsets."""
+
+    def __init__(self, nets, n_nets, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, device,
+                 amp):
+        self.nets, self.n_points, self.want = nets, len(x_pos), set(record_epochs)
+        self.x = (images[x_pos], None if labels is None else labels[x_pos], index[x_pos], bank, n_aug, eval_batch,
+                  device, amp)
+        self.records = [[] for _ in range(n_nets)]
+
+    def __call__(self, epoch, rec, _step):
+        if epoch not in self.want:
+            return
+        t1, p = time.time(), []
+        for j, (encoder, objective, cfg) in enumerate(self.nets()):
+            self.records[j].append(record(encoder, objective, cfg, *self.x))
+            p.append(float(self.records[j][-1].mean()))
+        rec["mean_p"], rec["record_time"] = p[0] if len(p) == 1 else p, time.time() - t1
+
+    def state_dict(self):
+        return {"records": [pack_bits(np.stack(r)) if r else torch.zeros(0, dtype=torch.uint8) for r in self.records]}
+
+    def load_state_dict(self, state):
+        self.records = [list(unpack_bits(r, self.n_points)) if r.numel() else [] for r in state["records"]]
 
 
 # ----------------------------------------------------------------------------- loop backend
@@ -145,57 +168,20 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
                amp, ckpt, progress, epoch_callback):
     encoder, objective = build(cfg, num_classes)
     encoder.to(device), objective.to(device)
-    make_views = TrainingViews(cfg, objective)
     params = [p for p in list(encoder.parameters()) + list(objective.parameters()) if p.requires_grad]
-    opt = _optimizer(cfg, params)
-    scaler = torch.amp.GradScaler("cuda", enabled=_autocast(device, amp)[1] == torch.float16)
-    n = images.shape[0]
-    bs, spe, total, warmup = _steps(cfg, n)
-    history, records, start = [], [], 0
-    last = ckpt / "last.pt"
-    if last.is_file():
-        st = torch.load(last, map_location="cpu", weights_only=True)
-        encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
-        opt.load_state_dict(st["optimizer"]), scaler.load_state_dict(st["scaler"])
-        history, start = st["history"], st["epoch"]
-        records = list(unpack_bits(st["records"], len(x_pos))) if st["records"].numel() else []
-    dev_images = images.to(device) if device.type == "cuda" else images
-    labels_dev = None if labels is None else labels.to(device)
-    x_imgs, x_lab, x_idx = images[x_pos], None if labels is None else labels[x_pos], index[x_pos]
-    want = set(record_epochs)
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress, leave=False,
-               desc=f"  {cfg.objective} seed {cfg.seed}")
-    for epoch in bar:
-        encoder.train(), objective.train()
-        t0, losses = time.time(), []
-        order = _epoch_order(index, cfg.seed, epoch)
-        for i in range(spe):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(epoch * spe + i, total, warmup, cfg.lr)
-            b = order[i * bs:(i + 1) * bs]
-            x = dev_images[b.to(dev_images.device)].to(device, non_blocking=True)
-            gidx = index[b].numpy()
-            views = make_views(x, gidx, cfg.seed, epoch)
-            y = None if labels_dev is None else labels_dev[b.to(device)]
-            losses.append(optimizer_step(encoder, objective, views, y, opt, scaler, device, amp))
-        rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "time": time.time() - t0}
-        if not math.isfinite(rec["loss"]):
-            raise FloatingPointError(f"{cfg.objective} seed {cfg.seed} diverged at epoch {epoch + 1}; lower lr ({cfg.lr})")
-        if epoch + 1 in want:
-            t1 = time.time()
-            r = record(encoder, objective, cfg, x_imgs, x_lab, x_idx, bank, n_aug, eval_batch, device, amp)
-            records.append(r)
-            rec["mean_p"], rec["record_time"] = float(r.mean()), time.time() - t1
-        history.append(rec)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", p=f"{rec.get('mean_p', float('nan')):.2f}")
-        atomic_save({"encoder": encoder.state_dict(), "objective": objective.state_dict(),
-                     "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "history": history,
-                     "records": pack_bits(np.stack(records)) if records else torch.zeros(0, dtype=torch.uint8)},
-                    last)
-        if epoch_callback is not None:
-            epoch_callback(cfg.seed, epoch + 1)
-    return _result(records, len(x_pos), history, encoder, objective)
+    opt = make_optimizer(cfg, params)
+    scaler = grad_scaler(device, amp)
+    bs, spe, total, warmup = plan_steps(images.shape[0], cfg.batch_size, cfg.epochs, cfg.warmup_epochs)
+    records = _Records(lambda: [(encoder, objective, cfg)], 1, images, labels, index, x_pos, bank, n_aug,
+                       record_epochs, eval_batch, device, amp)
+    res = fit(view_step(cfg, encoder, objective, images, labels, index, opt, scaler, device, amp),
+              order_batches(index, cfg.seed, bs, spe), epochs=cfg.epochs, optimizer=opt,
+              schedule=Cosine(cfg.lr, total, warmup), modules=(encoder, objective),
+              state={"encoder": encoder, "objective": objective, "optimizer": opt, "scaler": scaler},
+              callbacks=(records,), ckpt_dir=ckpt, label=f"{cfg.objective} seed {cfg.seed}",
+              desc=f"  {cfg.objective} seed {cfg.seed}", progress=progress, show=("mean_p",),
+              after_epoch=None if epoch_callback is None else (lambda e: epoch_callback(cfg.seed, e)))
+    return _result(records.records[0], len(x_pos), res.history, encoder, objective)
 
 
 # ----------------------------------------------------------------------------- procs backend
@@ -263,11 +249,27 @@ class _Net(torch.nn.Module):
         return self.objective.loss(self.encoder, list(views), labels)
 
 
+class _Leaves:
+    """A dict of stacked tensors (the vmap backend's weights or buffers) as a checkpointable state."""
+
+    def __init__(self, tensors: dict):
+        self.tensors = tensors
+
+    def state_dict(self):
+        return {k: v.detach() for k, v in self.tensors.items()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state):
+        for k, v in self.tensors.items():
+            v.copy_(state[k])
+
+
 def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, device,
                 amp, ckpt, progress, epoch_callback):
     """All networks of ``cfgs`` (same config, different seeds) at once: weights and BatchNorm buffers stacked
     along a new first dimension, ``vmap(functional_call)`` over networks, one optimiser over the stacked
-    leaves (SGD/Adam act elementwise, so this equals N independent optimisers)."""
+    leaves (SGD/Adam act elementwise, so this equals N independent optimisers). Runs on ``engine.fit`` with
+    per-network losses (N,) and the sum of them as the backward objective."""
     from torch.func import functional_call, stack_module_state, vmap
     nets = [_Net(*build(c, num_classes)) for c in cfgs]
     for net in nets:
@@ -279,26 +281,12 @@ def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, 
     if make_views.n_local:
         raise ValueError("the vmap ensemble backend stacks equal-sized views; multi-crop (n_local > 0) needs the "
                          "loop backend")
-    opt = _optimizer(cfg, list(params.values()))
-    scaler = torch.amp.GradScaler("cuda", enabled=_autocast(device, amp)[1] == torch.float16)
-    n = images.shape[0]
-    bs, spe, total, warmup = _steps(cfg, n)
+    opt = make_optimizer(cfg, list(params.values()))
+    scaler = grad_scaler(device, amp)
+    bs, spe, total, warmup = plan_steps(images.shape[0], cfg.batch_size, cfg.epochs, cfg.warmup_epochs)
     N = len(cfgs)
-    history, records, start = [[] for _ in cfgs], [[] for _ in cfgs], 0
-    last = ckpt / "last.pt"
-    if last.is_file():
-        st = torch.load(last, map_location="cpu", weights_only=True)
-        for k in params:
-            params[k].data.copy_(st["params"][k])
-        for k in buffers:
-            buffers[k].copy_(st["buffers"][k])
-        opt.load_state_dict(st["optimizer"]), scaler.load_state_dict(st["scaler"])
-        history, start = st["history"], st["epoch"]
-        records = [list(unpack_bits(r, len(x_pos))) if r.numel() else [] for r in st["records"]]
     dev_images = images.to(device)
     labels_dev = None if labels is None else labels.to(device)
-    x_imgs, x_lab, x_idx = images[x_pos], None if labels is None else labels[x_pos], index[x_pos]
-    want = set(record_epochs)
 
     def loss_fn(p, b, v, y):
         return functional_call(base, (p, b), (v, y))
@@ -311,54 +299,39 @@ def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, 
                              **{k: v[i] for k, v in buffers.items()}})
         return net
 
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress, leave=False,
-               desc=f"  {cfg.objective} x{N} (vmap)")
-    for epoch in bar:
-        t0, losses = time.time(), []
-        orders = [_epoch_order(index, c.seed, epoch) for c in cfgs]
-        for i in range(spe):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(epoch * spe + i, total, warmup, cfg.lr)
-            vs, ys = [], []
-            for c, order in zip(cfgs, orders):
-                b = order[i * bs:(i + 1) * bs]
-                x = dev_images[b.to(device)]
-                gidx = index[b].numpy()
-                vs.append(torch.stack(make_views(x, gidx, c.seed, epoch)))
-                ys.append(None if labels_dev is None else labels_dev[b.to(device)])
-            y = None if labels is None else torch.stack(ys)
-            with _autocast(device, amp)[0]:
-                loss = batched(params, buffers, torch.stack(vs), y)  # (N,)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss.sum()).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(loss.detach().float())
-        ep_loss = torch.stack(losses).mean(0).tolist()
-        dt = (time.time() - t0) / N
+    orders = [order_batches(index, c.seed, bs, spe) for c in cfgs]
+
+    def batches(epoch):  # step i: one batch of positions per network
+        return zip(*[o(epoch) for o in orders])
+
+    def step(batch, epoch, _step):
+        vs, ys = [], []
+        for c, b in zip(cfgs, batch):
+            x = dev_images[b.to(device)]
+            vs.append(torch.stack(make_views(x, index[b].numpy(), c.seed, epoch)))
+            ys.append(None if labels_dev is None else labels_dev[b.to(device)])
+        y = None if labels is None else torch.stack(ys)
+        return amp_step(lambda: batched(params, buffers, torch.stack(vs), y), opt, scaler, device, amp).float()
+
+    def current_nets():  # unstacked one at a time, when the records need them
         for j in range(N):
-            if not math.isfinite(ep_loss[j]):
-                raise FloatingPointError(f"{cfg.objective} seed {cfgs[j].seed} diverged at epoch {epoch + 1}")
-            rec = {"epoch": epoch + 1, "loss": ep_loss[j], "time": dt}
-            if epoch + 1 in want:
-                net = unstacked(j)
-                r = record(net.encoder, net.objective, cfgs[j], x_imgs, x_lab, x_idx, bank, n_aug, eval_batch,
-                           device, amp)
-                records[j].append(r)
-                rec["mean_p"] = float(r.mean())
-            history[j].append(rec)
-        bar.set_postfix(loss=f"{np.mean(ep_loss):.3f}")
-        atomic_save({"params": {k: v.detach() for k, v in params.items()}, "buffers": dict(buffers),
-                     "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "history": history,
-                     "records": [pack_bits(np.stack(r)) if r else torch.zeros(0, dtype=torch.uint8) for r in records]},
-                    last)
-        if epoch_callback is not None:
-            epoch_callback(None, epoch + 1)
+            net = unstacked(j)
+            yield net.encoder, net.objective, cfgs[j]
+
+    records = _Records(current_nets, N, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, device, amp)
+    res = fit(step, batches, epochs=cfg.epochs, optimizer=opt, schedule=Cosine(cfg.lr, total, warmup),
+              state={"params": _Leaves(params), "buffers": _Leaves(buffers), "optimizer": opt, "scaler": scaler},
+              callbacks=(records,), ckpt_dir=ckpt, epoch_loss=lambda ls: torch.stack(ls).mean(0).tolist(),
+              label=[f"{cfg.objective} seed {c.seed}" for c in cfgs], desc=f"  {cfg.objective} x{N} (vmap)",
+              progress=progress, after_epoch=None if epoch_callback is None else (lambda e: epoch_callback(None, e)))
     out = []
-    for j in range(N):
+    for j in range(N):  # per-network histories from the stacked records (loss and mean_p lists of N)
+        hist = [{**r, "loss": r["loss"][j], "time": r["time"] / N} for r in res.history]
+        for h in hist:
+            if isinstance(h.get("mean_p"), list):
+                h["mean_p"] = h["mean_p"][j]
         net = unstacked(j)
-        out.append(_result(records[j], len(x_pos), history[j], net.encoder, net.objective))
+        out.append(_result(records.records[j], len(x_pos), hist, net.encoder, net.objective))
     return out
 
 

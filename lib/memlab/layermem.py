@@ -16,18 +16,19 @@
 Layers: every block output after its residual addition (ResNet-9: 8 layers; CIFAR ResNets: stem and every
 block); for a ViT each block after its attention and after its MLP sub-layer (``layermem_layers``).
 Downstream uses (§5 of the paper): fine-tuning only chosen layers (``finetune``) and swapping layers between
-encoders (``replace_layers``); ``layer_keys`` maps a layer to its parameters and buffers.
+encoders (``replace_layers``); ``layer_keys`` maps a layer to its parameters and buffers. Fine-tuning runs on
+``engine.fit`` (``train.view_step`` as its step, a seeded permutation as its batches).
 """
 from __future__ import annotations
 
 import copy
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from .rankings import agreement
 from .sslmem import score
@@ -265,7 +266,8 @@ def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, bat
     """Fine-tune only ``layers`` of ``trained`` (a ``train.Trained``) with its own SSL objective and training
     augmentation on ``images`` (uint8, N,3,H,W); every other parameter and BatchNorm statistic stays frozen.
     SGD (momentum 0.9), cosine schedule, AMP on CUDA. Returns ``(encoder, history)``; ``trained`` is untouched."""
-    from .train import TrainingViews, _autocast, lr_at, optimizer_step, resolve_device
+    from .engine import Cosine, fit, grad_scaler
+    from .train import resolve_device, view_step
     if epochs < 1 or lr <= 0:
         raise ValueError(f"epochs must be >= 1 and lr > 0, got {epochs}, {lr}")
     if trained.objective.needs_labels:
@@ -277,32 +279,25 @@ def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, bat
         p.requires_grad_(n in keys)
     params = [p for p in [*enc.parameters(), *obj.parameters()] if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    make_views = TrainingViews(trained.config, obj)
     n = len(images)
-    index = np.arange(n) if index is None else np.asarray(index)
+    index = torch.arange(n) if index is None else torch.as_tensor(index)
     bs = min(batch_size, n)
     steps = max(1, n // bs)
     gen = torch.Generator().manual_seed(seed)
-    _, dtype = _autocast(dev, amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    hist = []
-    for e in tqdm(range(epochs), disable=not progress, desc=f"fine-tune {','.join(layers)}", leave=False):
-        enc.train(), obj.train()
-        _freeze_bn(enc)
-        perm, losses = torch.randperm(n, generator=gen), []
-        for i in range(steps):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(e * steps + i, epochs * steps, 0, lr)
-            b = perm[i * bs:(i + 1) * bs]
-            x = images[b].to(dev)
-            views = make_views(x, index[b.numpy()], seed, e)
-            losses.append(float(optimizer_step(enc, obj, views, None, opt, scaler, dev, amp)))
-        hist.append({"epoch": e + 1, "loss": float(np.mean(losses))})
-        if not np.isfinite(hist[-1]["loss"]):
-            raise FloatingPointError(f"fine-tuning diverged at epoch {e + 1}; lower lr (now {lr})")
+    scaler = grad_scaler(dev, amp)
+    cfg = replace(trained.config, seed=seed)  # view_step draws the views of (seed, epoch)
+
+    def batches(epoch):
+        perm = torch.randperm(n, generator=gen)
+        return [perm[i * bs:(i + 1) * bs] for i in range(steps)]
+
+    res = fit(view_step(cfg, enc, obj, images, None, index, opt, scaler, dev, amp), batches, epochs=epochs,
+              optimizer=opt, state={}, schedule=Cosine(lr, epochs * steps), modules=(enc, obj),
+              epoch_start=lambda epoch: _freeze_bn(enc), epoch_loss=lambda ls: float(np.mean([float(v) for v in ls])),
+              label=f"fine-tuning {','.join(layers)}", desc=f"fine-tune {','.join(layers)}", progress=progress)
     for p in enc.parameters():
         p.requires_grad_(True)
-    return enc.eval(), hist
+    return enc.eval(), res.history
 
 
 def replace_layers(target, source, layers):

@@ -1,29 +1,27 @@
-"""One training loop for every paradigm (SSL objectives, supervised, random labels).
+"""Training with a ``TrainConfig`` (SSL objectives, supervised, random labels) on ``engine.fit``.
 
-- ``device`` is a parameter; AMP (bf16, else fp16 with a GradScaler) on CUDA.
-- Linear warm-up then cosine decay to zero, computed from the global step (nothing to restore).
-- Seeded and deterministic: weights from ``seed``; data order from (seed, epoch); augmentations from the
-  counter-based hash (seed, epoch * n_views + v, example index), see ``augment.py``. A run interrupted
-  after any epoch and resumed gives the same weights as an uninterrupted one.
-- A checkpoint every epoch (atomic), per-epoch history (loss, lr, time, optional probes), snapshots of
-  the encoder at chosen epochs (Fig. 2b of SSLMem, UnitMem over training).
+- ``device`` is a parameter; AMP (bf16, else fp16 with a GradScaler) on CUDA (``engine.autocast``).
+- Linear warm-up then cosine decay to zero, computed from the global step (``engine.lr_at``; nothing to restore).
+- Seeded and deterministic: weights from ``seed``; data order from (seed, epoch) (``engine.epoch_order``);
+  augmentations from the counter-based hash (seed, epoch * n_views + v, example index), see ``augment.py``.
+  A run interrupted after any epoch and resumed gives the same weights as an uninterrupted one.
+- A checkpoint every epoch (atomic, written by ``engine.fit``), per-epoch history (loss, lr, time, optional
+  probes), snapshots of the encoder at chosen epochs (Fig. 2b of SSLMem, UnitMem over training).
 
+``view_step`` is the step hook every ``TrainConfig`` trainer shares (``train``, ``ensemble``, ``layermem``).
 ``train_encoder`` wraps ``train`` with the result cache: the key is the full config plus a fingerprint of
 the training images and labels, so f and g (and every notebook that needs the same encoder) share it.
 """
 from __future__ import annotations
 
 import hashlib
-import math
-import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from .augment import Augmentation, hash_uniform
-from .cache import Cache, atomic_save
+from .augment import Augmentation
+from .cache import Cache
+from .engine import Cosine, Snapshots, amp_step, fit, grad_scaler, lr_at, order_batches, plan_steps  # noqa: F401
 from .models import build_model
 from .objectives import build_objective
 
@@ -69,21 +67,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if warmup > 0 and step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def _epoch_order(index: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
-    """Positions sorted by a hash of (seed, epoch, global example index): points shared by two training
-    sets keep the same relative order in both."""
-    u = hash_uniform(seed, (1 << 50) + epoch, index.numpy(), 1)[:, 0]
-    return torch.from_numpy(np.argsort(u, kind="stable"))
-
-
 def build(cfg: TrainConfig, num_classes: int | None = None):
     """Seeded model + objective (heads) for a config."""
     torch.manual_seed(cfg.seed)
@@ -124,7 +107,8 @@ class TrainingViews:
         return views
 
 
-def _optimizer(cfg: TrainConfig, params):
+def make_optimizer(cfg: TrainConfig, params):
+    """The optimiser of ``cfg`` (sgd with Nesterov momentum when momentum > 0, adam or adamw) over ``params``."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                nesterov=cfg.momentum > 0)
@@ -133,24 +117,28 @@ def _optimizer(cfg: TrainConfig, params):
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype), dtype
-    return torch.autocast(device.type, enabled=False), None
-
-
 def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: bool) -> torch.Tensor:
-    """One step: the objective's loss under autocast, scaled backward, optimiser step, then the objective's
-    after-step hook (EMA teachers). Returns the detached loss."""
-    with _autocast(device, amp)[0]:
-        loss = objective.loss(encoder, views, labels)
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(opt)
-    scaler.update()
-    objective.after_step(encoder)
-    return loss.detach()
+    """One step (``engine.amp_step``): the objective's loss under autocast, scaled backward, optimiser step,
+    then the objective's after-step hook (EMA teachers). Returns the detached loss."""
+    return amp_step(lambda: objective.loss(encoder, views, labels), opt, scaler, device, amp,
+                    after_step=lambda: objective.after_step(encoder))
+
+
+def view_step(cfg: TrainConfig, encoder, objective, images: torch.Tensor, labels, index: torch.Tensor, opt, scaler,
+              device: torch.device, amp: bool):
+    """The ``step`` hook of ``engine.fit`` for ``TrainConfig`` training: batch positions ``b`` (long) -> the
+    ``TrainingViews`` of ``images[b]`` (uint8 N,3,H,W; moved to a CUDA device once) for (cfg.seed, epoch),
+    keyed by the global indices ``index[b]`` -> ``optimizer_step`` with ``labels[b]`` (or None)."""
+    make_views = TrainingViews(cfg, objective)
+    images_dev = images.to(device) if device.type == "cuda" else images
+    labels_dev = None if labels is None else labels.to(device)
+
+    def step(b: torch.Tensor, epoch: int, _step: int) -> torch.Tensor:
+        x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
+        views = make_views(x, index[b].numpy(), cfg.seed, epoch)
+        y = None if labels_dev is None else labels_dev[b.to(device)]
+        return optimizer_step(encoder, objective, views, y, opt, scaler, device, amp)
+    return step
 
 
 def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor | None = None,
@@ -162,7 +150,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
     ``index``: global example indices of ``images`` (they key the augmentation draws, so a shared point
     gets the same augmentations in f's and g's training); default ``arange(N)``.
     ``probe(encoder, epoch) -> dict`` is called after the epochs in ``probe_epochs``.
-    ``ckpt_dir``: resume from / write ``last.pt`` there every epoch.
+    ``ckpt_dir``: resume from / write ``last.pt`` there every epoch (``engine.fit``; a damaged one is
+    warned about, deleted, and training restarts from scratch).
     ``epoch_callback(epoch)`` runs after each checkpoint (tests use it to simulate an interruption).
     """
     device = resolve_device(device)
@@ -172,61 +161,26 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
     if objective.needs_labels and labels is None:
         raise ValueError(f"objective {cfg.objective!r} needs labels")
     encoder.to(device), objective.to(device)
-    make_views = TrainingViews(cfg, objective)
     params = [p for p in list(encoder.parameters()) + list(objective.parameters()) if p.requires_grad]
-    opt = _optimizer(cfg, params)
-    ctx_dtype = _autocast(device, amp)[1]
-    scaler = torch.amp.GradScaler("cuda", enabled=ctx_dtype == torch.float16)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)
-    total, warmup = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
-    history, snapshots, start = [], {}, 0
+    opt = make_optimizer(cfg, params)
+    scaler = grad_scaler(device, amp)
+    bs, spe, total, warmup = plan_steps(n, cfg.batch_size, cfg.epochs, cfg.warmup_epochs)
+    step = view_step(cfg, encoder, objective, images, labels, index, opt, scaler, device, amp)
+    probe_at = set(probe_epochs) if probe is not None else set()
 
-    last = None if ckpt_dir is None else (ckpt_dir / "last.pt")
-    if last is not None and last.is_file():
-        st = torch.load(last, map_location="cpu", weights_only=True)
-        encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
-        opt.load_state_dict(st["optimizer"]), scaler.load_state_dict(st["scaler"])
-        history, snapshots, start = st["history"], st["snapshots"], st["epoch"]
-
-    images_dev = images.to(device) if device.type == "cuda" else images
-    labels_dev = None if labels is None else labels.to(device)
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress,
-               desc=f"train {cfg.objective}/{cfg.model} seed {cfg.seed}", leave=False)
-    for epoch in bar:
-        encoder.train(), objective.train()
-        t0, losses = time.time(), []
-        order = _epoch_order(index, cfg.seed, epoch)
-        for i in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + i
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, warmup, cfg.lr)
-            b = order[i * bs:(i + 1) * bs]
-            x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
-            gidx = index[b].numpy()
-            views = make_views(x, gidx, cfg.seed, epoch)
-            y = None if labels_dev is None else labels_dev[b.to(device)]
-            losses.append(optimizer_step(encoder, objective, views, y, opt, scaler, device, amp))
-        rec = {"epoch": epoch + 1, "loss": float(torch.stack(losses).mean()), "lr": opt.param_groups[0]["lr"],
-               "time": time.time() - t0}
-        if not math.isfinite(rec["loss"]):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {rec['loss']}); lower lr "
-                                     f"(now {cfg.lr}) or check the data")
-        if probe is not None and (epoch + 1) in set(probe_epochs):
+    def run_probe(epoch, rec, _step):
+        if epoch in probe_at:
             encoder.eval()
-            rec.update(probe(encoder, epoch + 1))
-        history.append(rec)
-        if (epoch + 1) in cfg.snapshot_epochs:
-            snapshots[epoch + 1] = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
-        bar.set_postfix(loss=f"{rec['loss']:.3f}")
-        if last is not None:
-            atomic_save({"encoder": encoder.state_dict(), "objective": objective.state_dict(),
-                         "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                         "history": history, "snapshots": snapshots}, last)
-        if epoch_callback is not None:
-            epoch_callback(epoch + 1)
-    encoder.eval(), objective.eval()
-    return {"encoder": encoder, "objective": objective, "history": history, "snapshots": snapshots}
+            rec.update(probe(encoder, epoch))
+
+    snapshots = Snapshots(encoder, cfg.snapshot_epochs)
+    res = fit(step, order_batches(index, cfg.seed, bs, spe), epochs=cfg.epochs, optimizer=opt,
+              schedule=Cosine(cfg.lr, total, warmup), modules=(encoder, objective),
+              state={"encoder": encoder, "objective": objective, "optimizer": opt, "scaler": scaler},
+              callbacks=(run_probe, snapshots), ckpt_dir=ckpt_dir, label=f"training {cfg.objective}/{cfg.model}",
+              desc=f"train {cfg.objective}/{cfg.model} seed {cfg.seed}", progress=progress,
+              after_epoch=epoch_callback)
+    return {"encoder": encoder, "objective": objective, "history": res.history, "snapshots": snapshots.saved}
 
 
 def fingerprint(*tensors) -> str:

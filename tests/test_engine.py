@@ -1,0 +1,176 @@
+"""engine.fit, the one training loop: schedule, non-finite loss, checkpoint/resume (also from a damaged
+checkpoint), stateful epoch-end callbacks, the step budget."""
+import math
+import re
+
+import pytest
+import torch
+
+from memlab.engine import Cosine, amp_step, check_finite, fit, grad_scaler, order_batches, plan_steps
+from memlab.train import TrainConfig, train
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _toy(seed=0):
+    """A linear regression on 24 fixed points: model, optimiser, scaler, step and batches hooks."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = grad_scaler(torch.device("cpu"), True)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(24, 4, generator=g), torch.randn(24, 1, generator=g)
+    lrs = []
+
+    def step(b, epoch, i):
+        lrs.append(opt.param_groups[0]["lr"])
+        return amp_step(lambda: ((model(x[b]) - y[b]) ** 2).mean(), opt, scaler, "cpu", True)
+
+    bs, spe, total, warmup = plan_steps(24, 8, 4, 1.0)
+    return dict(model=model, opt=opt, scaler=scaler, step=step, lrs=lrs,
+                batches=order_batches(torch.arange(24), seed, bs, spe), total=total, warmup=warmup)
+
+
+def _fit(t, epochs=4, **kw):
+    return fit(t["step"], t["batches"], epochs=epochs, optimizer=t["opt"], modules=(t["model"],),
+               state={"model": t["model"], "optimizer": t["opt"], "scaler": t["scaler"]},
+               schedule=Cosine(0.1, t["total"], t["warmup"]), progress=False, **kw)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+class Collect:
+    """A stateful epoch-end callback: the running sum of the epoch losses and the epochs it saw."""
+
+    def __init__(self, stop_at=None):
+        self.total, self.seen, self.stop_at = 0.0, [], stop_at
+
+    def __call__(self, epoch, rec, step):
+        self.total += rec["loss"]
+        self.seen.append(epoch)
+        rec["running"] = self.total
+        return epoch == self.stop_at
+
+    def state_dict(self):
+        return {"total": self.total, "seen": list(self.seen)}
+
+    def load_state_dict(self, state):
+        self.total, self.seen = state["total"], list(state["seen"])
+
+
+def test_schedule_is_linear_warmup_then_cosine_to_zero():
+    s = Cosine(1.0, total=100, warmup=10)
+    assert [s(0), s(4), s(9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert s(10) == pytest.approx(1.0)        # cosine starts at the base lr
+    assert s(55) == pytest.approx(0.5)        # half-way through the decay
+    assert s(100) == pytest.approx(0.0) and s(250) == pytest.approx(0.0)
+    c = Cosine(0.2, total=4)                  # no warm-up
+    assert [c(0), c(1), c(2), c(3)] == pytest.approx([0.2, 0.1 * (1 + math.cos(math.pi / 4)), 0.1,
+                                                      0.1 * (1 + math.cos(3 * math.pi / 4))])
+
+
+def test_fit_sets_the_scheduled_lr_before_every_step():
+    t = _toy()
+    out = _fit(t)
+    assert t["total"] == 12 and t["warmup"] == 3     # 24 points, batches of 8, 4 epochs, 1 warm-up epoch
+    assert t["lrs"] == pytest.approx([Cosine(0.1, 12, 3)(i) for i in range(12)])
+    assert t["lrs"][:3] == pytest.approx([0.1 / 3, 0.2 / 3, 0.1])
+    assert [h["epoch"] for h in out.history] == [1, 2, 3, 4] and out.steps == 12 and not out.stopped
+    assert [h["lr"] for h in out.history] == pytest.approx([t["lrs"][i] for i in (2, 5, 8, 11)])
+    assert not t["model"].training                   # modules are left in eval mode
+
+
+def test_non_finite_loss_raises_naming_the_epoch():
+    t = _toy()
+
+    def step(b, epoch, i):
+        loss = t["step"](b, epoch, i)
+        return loss * float("nan") if epoch == 1 else loss
+
+    with pytest.raises(FloatingPointError, match=r"diverged at epoch 2 .*learning rate"):
+        fit(step, t["batches"], epochs=4, optimizer=t["opt"], state={}, progress=False)
+    with pytest.raises(FloatingPointError, match="seed 7 diverged at epoch 3"):   # per-network losses
+        check_finite([0.5, math.inf], 3, ["seed 3", "seed 7"], 0.1)
+    check_finite([0.5, 0.25], 3, ["seed 3", "seed 7"], 0.1)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted_and_callback_state_survives(tmp_path):
+    full_t, full_cb = _toy(), Collect()
+    full = _fit(full_t, callbacks=(full_cb,))
+
+    def stop_after_2(epoch):
+        if epoch == 2:
+            raise Interrupt
+
+    t = _toy()
+    with pytest.raises(Interrupt):
+        _fit(t, callbacks=(Collect(),), ckpt_dir=tmp_path, after_epoch=stop_after_2)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
+    t, cb = _toy(), Collect()                        # a fresh process: new model, new callback
+    resumed = _fit(t, callbacks=(cb,), ckpt_dir=tmp_path)
+    assert _same_weights(full_t["model"], t["model"])
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert cb.seen == [1, 2, 3, 4] and cb.total == full_cb.total      # restored, then continued
+    assert [h["running"] for h in resumed.history] == [h["running"] for h in full.history]
+    assert resumed.steps == full.steps == 12
+    assert len(t["lrs"]) == 6                        # only epochs 3 and 4 were trained again
+
+
+def test_a_callback_stop_and_the_step_budget_end_training_and_survive_resume(tmp_path):
+    t = _toy()
+    out = _fit(t, callbacks=(Collect(stop_at=2),), ckpt_dir=tmp_path)
+    assert out.stopped and out.epochs == 2 and len(t["lrs"]) == 6
+    t2 = _toy()
+    again = _fit(t2, callbacks=(Collect(stop_at=2),), ckpt_dir=tmp_path)   # resumes a finished, stopped run
+    assert again.stopped and again.epochs == 2 and t2["lrs"] == [] and _same_weights(t["model"], t2["model"])
+    t3 = _toy()
+    budget = _fit(t3, max_steps=5)                   # stops inside epoch 2
+    assert budget.steps == 5 and len(t3["lrs"]) == 5 and [h["epoch"] for h in budget.history] == [1, 2]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "missing_keys", "partly_loadable"])
+def test_damaged_checkpoint_is_reported_deleted_and_training_restarts(tmp_path, damage):
+    ref_t, ref_cb = _toy(), Collect()
+    ref = _fit(ref_t, callbacks=(ref_cb,))
+    _fit(_toy(), epochs=2, callbacks=(Collect(),), ckpt_dir=tmp_path)      # "interrupted" after 2 of 4 epochs
+    last = tmp_path / "last.pt"
+    data = last.read_bytes()
+    if damage == "truncate":
+        last.write_bytes(data[:len(data) // 2])
+    elif damage == "empty":
+        last.write_bytes(b"")
+    elif damage == "garbage":
+        last.write_bytes(b"not a checkpoint at all" * 10)
+    elif damage == "missing_keys":
+        torch.save({"epoch": 2, "history": []}, last)
+    else:  # the model state loads, the optimiser's is missing: the loaded weights must be undone
+        st = torch.load(last, weights_only=True)
+        del st["state"]["optimizer"]
+        torch.save(st, last)
+    t, cb = _toy(), Collect()
+    with pytest.warns(RuntimeWarning, match=re.escape(str(last)) + ".*restarts from scratch"):
+        out = _fit(t, callbacks=(cb,), ckpt_dir=tmp_path)
+    assert _same_weights(ref_t["model"], t["model"]) and cb.seen == [1, 2, 3, 4] and cb.total == ref_cb.total
+    assert [h["loss"] for h in out.history] == [h["loss"] for h in ref.history]
+    assert torch.load(last, weights_only=True)["epoch"] == 4   # a new, valid checkpoint replaced the damaged one
+
+
+def test_train_recovers_from_a_truncated_checkpoint(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (48, 3, 16, 16), generator=g, dtype=torch.uint8)
+    cfg = TrainConfig(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr", epochs=2, batch_size=16,
+                      lr=0.05, warmup_epochs=1, snapshot_epochs=(1,))
+    fresh = train(cfg, x, None, device="cpu", progress=False)
+    train(cfg, x, None, device="cpu", progress=False, ckpt_dir=tmp_path)
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[:last.stat().st_size // 2])
+    with pytest.warns(RuntimeWarning, match=re.escape(str(last)) + ".*restarts from scratch"):
+        again = train(cfg, x, None, device="cpu", progress=False, ckpt_dir=tmp_path)
+    for a, b in ((fresh["encoder"], again["encoder"]), (fresh["objective"], again["objective"])):
+        assert _same_weights(a, b)
+    assert [h["loss"] for h in fresh["history"]] == [h["loss"] for h in again["history"]]
+    assert all(torch.equal(v, again["snapshots"][1][k]) for k, v in fresh["snapshots"][1].items())
