@@ -4,8 +4,9 @@
 #   ./run_all.sh [--profile smoke|laptop|paper] [--list] [NOTEBOOK ...]
 #
 # NOTEBOOK: a name (02_sslmem), a prefix (02) or a path (notebooks/02_sslmem.py); default: all.
-# Writes outputs/<profile>/<name>.ipynb and .html, figures/ and tables/, logs/<name>.log and
-# manifest.json (git commit, package versions, device, parameter hashes, timings).
+# Writes outputs/<profile>/<name>.ipynb and .html, figures/ and tables/, logs/<name>.log, results.tsv and
+# manifest.json (git commit, package versions, device, parameter hashes, timings). results.tsv and the
+# manifest keep the entries of notebooks not run this time (one line / entry per notebook).
 # Parameters are validated against each notebook's parameters cell before anything runs.
 # Keeps going past a failing notebook; exits non-zero with a summary if any failed.
 set -uo pipefail
@@ -61,8 +62,14 @@ fi
 
 OUT="outputs/$PROFILE"
 mkdir -p "$OUT/logs" "$OUT/build"
-RESULTS="$OUT/results.tsv"
-: > "$RESULTS"
+RESULTS="$OUT/results.tsv"          # one line per notebook, across runs
+RUN_RESULTS="$OUT/build/results.this-run.tsv"
+: > "$RUN_RESULTS"
+record() {  # $1 = name, $2 = this run's line: append it to this run's list, replace the notebook's line in results.tsv
+  printf '%s\n' "$2" >> "$RUN_RESULTS"
+  { if [ -f "$RESULTS" ]; then awk -F'\t' -v n="$1" '$1 != n' "$RESULTS"; fi; printf '%s\n' "$2"; } \
+    | LC_ALL=C sort > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
+}
 FAILED=0
 T_ALL=$(date +%s)
 echo "memlab run_all: profile=$PROFILE, ${#NOTEBOOKS[@]} notebook(s), outputs in $OUT/"
@@ -86,18 +93,19 @@ for nb in "${NOTEBOOKS[@]}"; do
   dt=$(( $(date +%s) - t0 ))
   if [ $rc -eq 0 ]; then status=OK; else status=FAIL; FAILED=$((FAILED + 1)); fi
   printf '%-5s %6ss  log: %s\n' "$status" "$dt" "$log"
-  printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$dt" "$params" >> "$RESULTS"
+  record "$name" "$(printf '%s\t%s\t%s\t%s' "$name" "$status" "$dt" "$params")"
   if [ $rc -ne 0 ]; then
     grep -E "Error|error|Exception" "$log" | tail -n 3 | sed 's/^/    /'
   fi
 done
 
-python -m memlab.runner manifest "$OUT" --profile "$PROFILE" --results "$RESULTS" > /dev/null \
+python -m memlab.runner manifest "$OUT" --profile "$PROFILE" --results "$RUN_RESULTS" > /dev/null \
   || echo "warning: could not write $OUT/manifest.json"
 
 echo
 echo "Summary ($PROFILE, $(( $(date +%s) - T_ALL ))s total):"
-awk -F'\t' '{ printf "  %-28s %-5s %6ss\n", $1, $2, $3 }' "$RESULTS"
+awk -F'\t' '{ printf "  %-28s %-5s %6ss\n", $1, $2, $3 }' "$RUN_RESULTS"
+echo "($RESULTS and $OUT/manifest.json list all $(wc -l < "$RESULTS") notebook(s) run with this profile.)"
 if [ $FAILED -gt 0 ]; then
   echo "$FAILED notebook(s) failed; see the logs above."
   exit 1

@@ -1,7 +1,9 @@
 """Helpers for ``run_all.sh``: validate a parameter file against a notebook, and write the run manifest.
 
     python -m memlab.runner check notebooks/02_sslmem.py params/laptop/02_sslmem.yaml [-p name value ...]
-    python -m memlab.runner manifest outputs/laptop --profile laptop --results outputs/laptop/results.tsv
+    python -m memlab.runner manifest outputs/laptop --profile laptop --results outputs/laptop/build/results.this-run.tsv
+
+``manifest`` merges with the manifest.json already there, so running one notebook keeps the others' entries.
 """
 from __future__ import annotations
 
@@ -58,27 +60,44 @@ def _device() -> dict:
 
 
 def manifest(out_dir: str, profile: str, results: str | None) -> Path:
+    """Write ``<out_dir>/manifest.json`` for this run, merged with the one already there: a notebook this run
+    did not execute keeps its entry, including the ``git_commit`` and ``finished`` time of the run that made it.
+    ``results``: this run's lines (notebook, status, seconds, params file; tab-separated)."""
     versions = {}
     for p in PACKAGES:
         try:
             versions[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
             versions[p] = None
-    runs = []
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain")
+    dirty = bool(dirty and dirty != "unknown")
+    path = Path(out_dir) / "manifest.json"
+    entries = {}
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        old = {}
+    for e in old.get("notebooks", []):  # earlier runs; manifests before per-notebook commits: the run's commit
+        entries[e["notebook"]] = {"git_commit": old.get("git_commit"), "git_dirty": old.get("git_dirty"),
+                                  "finished": old.get("created"), **e}
     if results and Path(results).is_file():
         for line in Path(results).read_text().splitlines():
+            if not line.strip():
+                continue
             name, status, seconds, params_file = line.split("\t")
             pf = Path(params_file)
-            runs.append({"notebook": name, "status": status, "seconds": float(seconds), "params": params_file,
-                         "params_sha256": hashlib.sha256(pf.read_bytes()).hexdigest() if pf.is_file() else None})
-    dirty = _git("status", "--porcelain")
-    doc = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile,
-           "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(dirty and dirty != "unknown"),
+            entries[name] = {"notebook": name, "status": status, "seconds": float(seconds), "params": params_file,
+                             "params_sha256": hashlib.sha256(pf.read_bytes()).hexdigest() if pf.is_file() else None,
+                             "git_commit": commit, "git_dirty": dirty, "finished": now}
+    doc = {"created": now, "profile": profile, "git_commit": commit, "git_dirty": dirty,
            "python": sys.version.split()[0], "platform": platform.platform(), "device": _device(),
-           "packages": versions, "notebooks": runs}
-    path = Path(out_dir) / "manifest.json"
+           "packages": versions, "notebooks": [entries[n] for n in sorted(entries)]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
     return path
 
 
