@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from memlab.augment import Augmentation, ViewBank
-from memlab.ensemble import cpu_cores, ensemble_backend, load_network, record, stack_records, train_ensemble
+from memlab.ensemble import ensemble_backend, load_network, record, stack_records, train_ensemble
 from memlab.profiles import eval_chunks
 from memlab.splits import random_labels
 from memlab.train import TrainConfig, build
@@ -64,15 +64,15 @@ def test_classification_record_is_argmax_equals_training_label():
             np.testing.assert_array_equal(got[m], (pred == lab).numpy())
 
 
-def _run(cache, seeds=(0, 1), backend="loop", callback=None, objective="supervised", epochs=2):
+def _run(cache, seeds=(0, 1), backend="jobs", callback=None, objective="supervised", epochs=2, executor="inline"):
     imgs = _data()
     labels = random_labels(len(imgs), 10, 3) if objective == "supervised" else None
     cfg = _cfg(objective, epochs)
     n_views = 2 if objective == "supervised" else 4
     bank = ViewBank(Augmentation(cfg.aug), n_views, seed=2)
     return train_ensemble(cfg, list(seeds), imgs, labels, None, np.arange(0, 32, 2), bank, 2, range(1, epochs + 1),
-                          eval_batch=16, cache=cache, device="cpu", backend=backend, progress=False,
-                          epoch_callback=callback)
+                          eval_batch=16, cache=cache, device="cpu", backend=backend, executor=executor,
+                          progress=False, epoch_callback=callback)
 
 
 def test_resume_after_kill_continues_at_last_network_and_epoch_with_identical_numbers(tmp_path):
@@ -119,20 +119,11 @@ def test_vmap_backend_equals_the_loop(tmp_path):
             assert (a["records"] != b["records"]).mean() < 0.05
 
 
-def test_procs_backend_equals_the_loop_and_resumes(tmp_path):
-    """Worker processes give bit-identical networks to the single-threaded loop, and a network whose
-    checkpoint a killed run left behind resumes from it."""
+def test_local_executor_equals_inline_and_resumes(tmp_path):
+    """Worker processes give bit-identical networks to the inline executor, and a network whose checkpoint a
+    killed run left behind resumes from it."""
     from memlab.cache import Cache
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)       # the workers are single-threaded; bit-equality needs the same here
-    try:
-        _procs_vs_loop(tmp_path, Cache)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _procs_vs_loop(tmp_path, Cache):
-    loop = _run(Cache(tmp_path / "l"), seeds=(0, 1, 2))
+    inline = _run(Cache(tmp_path / "l"), seeds=(0, 1, 2))
     cache = Cache(tmp_path / "p")
 
     class Killed(Exception):
@@ -142,25 +133,25 @@ def _procs_vs_loop(tmp_path, Cache):
         if seed == 1 and epoch == 1:
             raise Killed
 
-    with pytest.raises(Killed):      # a callback forces the loop: seed 0 done, seed 1 stopped after epoch 1
+    with pytest.raises(Killed):      # a callback runs inline: seed 0 done, seed 1 stopped after epoch 1
         _run(cache, seeds=(0, 1, 2), callback=kill)
     (part,) = (tmp_path / "p" / "profile_net").glob("*.partial/last.pt")
     first_epoch = torch.load(part, weights_only=True)["history"][0]
-    procs = _run(cache, seeds=(0, 1, 2), backend="procs")
-    assert [o["from_cache"] for o in procs] == [True, False, False]
-    for a, b in zip(loop, procs):
+    local = _run(cache, seeds=(0, 1, 2), executor="local")
+    assert [o["from_cache"] for o in local] == [True, False, False]
+    for a, b in zip(inline, local):
         np.testing.assert_array_equal(a["records"], b["records"])
         assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
         assert all(torch.equal(a["encoder"][k], b["encoder"][k]) for k in a["encoder"])
-    assert procs[1]["history"][0] == first_epoch   # resumed: epoch 1 (with its wall time) came from the checkpoint
+    assert local[1]["history"][0] == first_epoch   # resumed: epoch 1 (with its wall time) came from the checkpoint
     assert all(o["from_cache"] for o in _run(cache, seeds=(0, 1, 2)))
 
 
 def test_backend_choice():
     cfg = _cfg()
-    assert ensemble_backend("cpu", cfg, "loop") == "loop"
-    assert ensemble_backend("cpu", cfg, "auto", n_networks=1) == "loop"
-    assert ensemble_backend("cpu", cfg, "auto", n_networks=4) == ("procs" if cpu_cores() >= 2 else "loop")
+    assert ensemble_backend("cpu", cfg, "jobs") == "jobs"
+    assert ensemble_backend("cpu", cfg, "auto", n_networks=4) == "jobs"  # vmap only pays off on a GPU
+    assert ensemble_backend("cpu", cfg, "vmap") == "vmap"
 
 
 def test_bad_input_fails_before_compute(tmp_path):
@@ -181,5 +172,5 @@ def test_bad_input_fails_before_compute(tmp_path):
         train_ensemble(cfg, [0], imgs, lab, None, np.array([3, 3]), bank, 2, [1], **kw)
     with pytest.raises(ValueError, match="backend"):
         ensemble_backend("cpu", cfg, "threads")
-    with pytest.raises(ValueError, match="CPU only"):
-        ensemble_backend("meta", cfg, "procs")
+    with pytest.raises(ValueError, match="local executor"):
+        ensemble_backend("cpu", cfg, "procs")

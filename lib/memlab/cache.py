@@ -153,7 +153,9 @@ def atomic_save(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-_LOCKS: dict[str, filelock.FileLock] = {}  # one FileLock per lock file in this process, so that it is reentrant
+# One FileLock per lock file and process, so that it is reentrant; keyed by pid too, because a forked worker
+# must not reuse its parent's instance (filelock refuses a lock inherited across fork).
+_LOCKS: dict[tuple[int, str], filelock.FileLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -185,9 +187,9 @@ class Cache:
             path.parent.mkdir(parents=True, exist_ok=True)
         name = str(path.absolute())
         with _LOCKS_GUARD:
-            if name not in _LOCKS:
-                _LOCKS[name] = filelock.FileLock(name)
-            return _LOCKS[name]
+            if (os.getpid(), name) not in _LOCKS:
+                _LOCKS[os.getpid(), name] = filelock.FileLock(name)
+            return _LOCKS[os.getpid(), name]
 
     def check_writable(self) -> Path:
         """Raise CacheWriteError unless the cache folder can be created and written to (call before computing)."""

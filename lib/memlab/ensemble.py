@@ -10,32 +10,29 @@ indicator of every (image, fixed augmentation) of a subset X (Sadrtdinov et al. 
 - Resumable: the work in progress of a network (weights, optimiser, records so far) is checkpointed
   atomically after every epoch; a killed run resumes at the last finished network and epoch and gives the
   same numbers as an uninterrupted one.
-- Speed: ``ensemble_backend`` is the one place that chooses how the N networks are trained -- a sequential
-  loop; one single-threaded worker process per CPU core (``procs``: small networks barely use a second
-  thread, so on a CPU whole networks in parallel are the cheap speed-up); or all N at once with
+- Every network is a job (``network_jobs``, ``jobs.py``), so a notebook's plan lists them and an executor
+  trains them: one after another, one single-threaded worker per CPU core (small networks barely use a
+  second thread, so whole networks in parallel are the cheap speed-up), one per GPU, or a SLURM array.
+  ``ensemble_backend`` chooses between those jobs and training all pending networks at once with
   ``torch.func`` (stacked weights, ``vmap`` over networks), which pays off on a GPU for small models.
   ``benchmarks/bench_ensemble.py`` measures them.
 """
 from __future__ import annotations
 
 import copy
-import multiprocessing as mp
-import os
-import queue
 import shutil
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, replace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .augment import ViewBank
 from .cache import Cache
 from .engine import Cosine, amp_step, autocast, fit, grad_scaler, order_batches, plan_steps
 from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
-from .train import TrainConfig, TrainingViews, build, fingerprint, make_optimizer, resolve_device, view_step
+from .train import (TrainConfig, TrainingViews, build, fingerprint, make_optimizer, resolve_device, view_step,
+                    views_per_image)
 
 RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
 VMAP_MAX_PARAMS = 5_000_000  # per network; larger models train in a loop (memory, and little to gain)
@@ -52,27 +49,23 @@ def views_needed(cfg: TrainConfig, n_aug: int) -> int:
     return n_aug * (2 if recognition_kind(cfg) == "in_batch" else 1)
 
 
-def cpu_cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def ensemble_backend(device, cfg: TrainConfig, backend: str = "auto", n_networks: int = 2) -> str:
-    """How to train the N networks: ``"loop"`` (one after another), ``"procs"`` (one single-threaded worker
-    process per CPU core, whole networks in parallel; CPU only) or ``"vmap"`` (torch.func, all at once).
-    ``auto``: vmap on CUDA for models under ``VMAP_MAX_PARAMS`` parameters, else loop; on a CPU, procs when
-    there are >= 2 cores and >= 2 networks to train, else loop (see benchmarks/bench_ensemble.py)."""
-    if backend not in ("auto", "loop", "procs", "vmap"):
-        raise ValueError(f"backend must be 'auto', 'loop', 'procs' or 'vmap', got {backend!r}")
-    if backend == "procs" and resolve_device(device).type != "cpu":
-        raise ValueError("backend 'procs' runs on the CPU only; use 'vmap' or 'loop' on a GPU")
+    """How to train the N networks: ``"jobs"`` (one job per network, run by an executor: one after another,
+    or one single-threaded worker per CPU core / one per GPU with ``executor="local"``) or ``"vmap"``
+    (torch.func, all pending networks at once in this process). ``auto``: vmap on CUDA for models under
+    ``VMAP_MAX_PARAMS`` parameters and >= 2 networks, else jobs (see benchmarks/bench_ensemble.py)."""
+    if backend == "procs":
+        raise ValueError("backend 'procs' is now the local executor: use backend='jobs' (or 'auto') with "
+                         "executor='local'")
+    if backend not in ("auto", "jobs", "vmap"):
+        raise ValueError(f"backend must be 'auto', 'jobs' or 'vmap', got {backend!r}")
     if backend != "auto":
         return backend
-    if resolve_device(device).type != "cuda":
-        return "procs" if cpu_cores() >= 2 and n_networks >= 2 else "loop"
+    if resolve_device(device).type != "cuda" or n_networks < 2:
+        return "jobs"
     enc, obj = build(cfg, 10)
     n = sum(p.numel() for p in list(enc.parameters()) + list(obj.parameters()))
-    return "vmap" if n <= VMAP_MAX_PARAMS else "loop"
+    return "vmap" if n <= VMAP_MAX_PARAMS else "jobs"
 
 
 @torch.no_grad()
@@ -184,59 +177,6 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
     return _result(records.records[0], len(x_pos), res.history, encoder, objective)
 
 
-# ----------------------------------------------------------------------------- procs backend
-_PROGRESS = None  # in a worker process: the queue its finished epochs are reported on
-
-
-def _proc_init(reports):
-    global _PROGRESS
-    _PROGRESS = reports
-    torch.set_num_threads(1)
-
-
-def _proc_job(job):
-    """One network in a worker process: train (resuming its checkpoint), save it to the cache, return its seed."""
-    cfg, args, ckpt, cache_root, key = job
-    report = None if _PROGRESS is None else (lambda seed, epoch: _PROGRESS.put((seed, epoch)))
-    Cache(cache_root).save("profile_net", key, {"net.pt": _train_one(cfg, *args, ckpt, False, report)})
-    return cfg.seed
-
-
-def _train_procs(jobs, workers, progress, desc):
-    """Run ``_proc_job`` over ``jobs`` in ``workers`` processes; yield seeds as networks finish. The bar counts
-    the epochs the workers report. On any error or interrupt the workers are killed at once, so a rerun never
-    races a leftover worker on a checkpoint."""
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    reports = ctx.Queue()
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_proc_init, initargs=(reports,))
-    total = {j[0].seed: j[0].epochs for j in jobs}
-    reached = dict.fromkeys(total, 0)
-    bar = tqdm(total=sum(total.values()), disable=not progress, desc=desc, unit="epoch", leave=False)
-    try:
-        pending = {ex.submit(_proc_job, j) for j in jobs}
-        while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            while True:
-                try:
-                    seed, epoch = reports.get_nowait()
-                except queue.Empty:
-                    break
-                reached[seed] = max(reached[seed], epoch)
-            for f in finished:
-                seed = f.result()
-                reached[seed] = total[seed]
-                yield seed
-            bar.n = sum(reached.values())
-            bar.set_postfix(networks=f"{sum(reached[s] == total[s] for s in total)}/{len(total)}")
-    except BaseException:
-        for proc in list((getattr(ex, "_processes", None) or {}).values()):
-            proc.terminate()
-        raise
-    finally:
-        bar.close()
-        ex.shutdown(wait=True, cancel_futures=True)
-
-
 # ----------------------------------------------------------------------------- vmap backend
 class _Net(torch.nn.Module):
     """encoder + objective as one module, so torch.func can stack and call them."""
@@ -336,18 +276,22 @@ def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, 
 
 
 # ----------------------------------------------------------------------------- public entry point
-def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index, x_pos, bank: ViewBank, n_aug: int,
-                   record_epochs, *, eval_batch: int = 256, cache: Cache | None = None, data_id: str = "",
-                   device="auto", amp: bool = True, backend: str = "auto", force: bool = False,
-                   progress: bool = True, epoch_callback=None) -> list[dict]:
-    """Train (or load) one network per seed and return, per network, ``{"records": bool (E, M, |X|),
-    "history", "encoder", "objective" (state dicts), "from_cache"}``.
+def _network_files(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, amp, *,
+                   ckpt_dir, device, progress, epoch_callback) -> dict:
+    """The work of one network job: ``_train_one`` (resuming from ``ckpt_dir``) as the cache entry's files."""
+    return {"net.pt": _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch,
+                                 num_classes, device, amp, ckpt_dir, progress, epoch_callback)}
 
-    ``images``/``labels``: the training set (labels: true or random; None for SimCLR); ``index``: its global
-    indices (they key the augmentation draws); ``x_pos``: positions of X in the training set;
-    ``record_epochs``: 1-based epochs after which the indicators are recorded."""
-    cache = cache or Cache()
-    device = resolve_device(device)
+
+def network_jobs(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index, x_pos, bank: ViewBank, n_aug: int,
+                 record_epochs, *, eval_batch: int = 256, cache: Cache, data_id: str = "", name: str = "",
+                 amp: bool = True, force: bool = False) -> list:
+    """One job (``jobs.Job``, kind "profile_net") per seed: network ``replace(cfg, seed=s)`` trained on
+    ``images`` (uint8 N,3,H,W) with ``labels`` (int64 (N,): true or random; None for SimCLR), recording the
+    recognition indicators of X (``x_pos``: positions in the training set) through ``bank`` after each of
+    ``record_epochs`` (1-based). ``index``: the images' global indices (they key the augmentation draws).
+    Raises ValueError for bad seeds, epochs, X or bank size, before any compute."""
+    from .jobs import Cost, Job, Stored
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
@@ -356,54 +300,71 @@ def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index,
     index = torch.arange(images.shape[0]) if index is None else torch.as_tensor(index)
     record_epochs = sorted(int(e) for e in record_epochs)
     _check(cfg, record_epochs, x_pos, images.shape[0])
-    kind = recognition_kind(cfg)
-    if kind == "classification" and labels is None:
+    if recognition_kind(cfg) == "classification" and labels is None:
         raise ValueError(f"objective {cfg.objective!r} needs labels")
     if bank.n_views < views_needed(cfg, n_aug):
         raise ValueError(f"the view bank holds {bank.n_views} views; {views_needed(cfg, n_aug)} are needed")
     num_classes = None if labels is None else int(labels.max()) + 1
     x_pos = torch.as_tensor(np.asarray(x_pos), dtype=torch.long)
     fp = fingerprint(images, labels, index) + data_id
-    keys = {s: _net_key(cfg, s, fp, x_pos.tolist(), bank, n_aug, record_epochs, eval_batch, num_classes) for s in seeds}
-    done = {s: None for s in seeds}
-    for s in seeds:
-        if not force and cache.exists("profile_net", keys[s]):
-            done[s] = cache.load("profile_net", keys[s], "net.pt")
-    todo = [s for s in seeds if done[s] is None]
-    chosen = ensemble_backend(device, cfg, backend, len(todo))
-    if chosen == "procs" and epoch_callback is not None:  # a callback cannot run in another process
-        chosen = "loop"
-    args = (images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes, device, amp)
-    if todo and chosen == "vmap" and len(todo) > 1:
-        group_key = {"nets": [keys[s] for s in todo]}
-        ckpt = _ckpt_dir(cache, "profile_group", group_key, force)
-        outs = _train_vmap([replace(cfg, seed=s) for s in todo], *args, ckpt, progress, epoch_callback)
-        for s, o in zip(todo, outs):
-            cache.save("profile_net", keys[s], {"net.pt": o})
-            done[s] = o
-        shutil.rmtree(ckpt, ignore_errors=True)
-    elif todo and chosen == "procs" and len(todo) > 1:
-        jobs = []
-        for s in todo:
-            ckpt = _ckpt_dir(cache, "profile_net", keys[s], force)
-            jobs.append((replace(cfg, seed=s), args, ckpt, cache.root, keys[s]))
-        workers = min(cpu_cores(), len(todo))
-        for s in _train_procs(jobs, workers, progress, f"{cfg.objective} networks ({workers} processes)"):
-            done[s] = cache.load("profile_net", keys[s], "net.pt")
-    else:
-        for s in tqdm(todo, disable=not progress or not todo, desc=f"{cfg.objective} networks", leave=False):
-            ckpt = _ckpt_dir(cache, "profile_net", keys[s], force)
-            o = _train_one(replace(cfg, seed=s), *args, ckpt, progress, epoch_callback)
-            cache.save("profile_net", keys[s], {"net.pt": o})
-            done[s] = o
+    bs, spe = plan_steps(images.shape[0], cfg.batch_size, cfg.epochs)[:2]
+    cost = Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
+                   views=views_per_image(cfg), size=images.shape[-1])
+    data = {"images": Stored(images, cache.root), "labels": None if labels is None else Stored(labels, cache.root),
+            "index": Stored(index, cache.root)}
+    return [Job(f"{name or cfg.objective} seed {s}", "profile_net",
+                _net_key(cfg, s, fp, x_pos.tolist(), bank, n_aug, record_epochs, eval_batch, num_classes),
+                _network_files, {"cfg": replace(cfg, seed=s), **data, "x_pos": x_pos, "bank": bank, "n_aug": n_aug,
+                                 "record_epochs": record_epochs, "eval_batch": eval_batch,
+                                 "num_classes": num_classes, "amp": amp}, cost, force) for s in seeds]
+
+
+def load_networks(jobs: list, cache: Cache, trained=()) -> list[dict]:
+    """The networks of ``network_jobs`` from the cache: per network ``{"records": bool (E, M, |X|), "history",
+    "encoder", "objective" (state dicts), "seed", "from_cache"}`` (``trained``: names of the jobs this run
+    trained)."""
     out = []
-    for s in seeds:
-        d = dict(done[s])
+    for j in jobs:
+        d = dict(cache.load(j.kind, j.key, "net.pt"))
         d["records"] = unpack_bits(d["records"], d["n_points"])
-        d["from_cache"] = s not in todo
-        d["seed"] = s
+        d["from_cache"], d["seed"] = j.name not in set(trained), j.args["cfg"].seed
         out.append(d)
     return out
+
+
+def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index, x_pos, bank: ViewBank, n_aug: int,
+                   record_epochs, *, eval_batch: int = 256, cache: Cache | None = None, data_id: str = "",
+                   device="auto", amp: bool = True, backend: str = "auto", executor: str = "inline",
+                   force: bool = False, progress: bool = True, epoch_callback=None) -> list[dict]:
+    """Train (or load) one network per seed here and now, and return ``load_networks``'s list.
+
+    The ``network_jobs`` run with ``executor`` (``executors.make``; ``epoch_callback(seed, epoch)``, used by
+    tests, needs ``inline``) -- or, when ``ensemble_backend`` picks ``vmap`` (CUDA, small models), all pending
+    networks train at once in this process. Notebooks declare ``network_jobs`` in their plan instead."""
+    from .executors import make
+    from .jobs import run_job
+    cache = cache or Cache()
+    device = resolve_device(device)
+    jobs = network_jobs(cfg, seeds, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch=eval_batch,
+                        cache=cache, data_id=data_id, amp=amp, force=force)
+    todo = [j for j in jobs if force or not cache.exists(j.kind, j.key)]
+    chosen = ensemble_backend(device, cfg, backend, len(todo))
+    if todo and chosen == "vmap" and len(todo) > 1:
+        a = todo[0].args
+        args = (images, labels, a["index"].tensor, a["x_pos"], bank, n_aug, a["record_epochs"], eval_batch,
+                a["num_classes"], device, amp)
+        group_key = {"nets": [j.cache_key(cache) for j in todo]}
+        ckpt = _ckpt_dir(cache, "profile_group", group_key, force)
+        outs = _train_vmap([j.args["cfg"] for j in todo], *args, ckpt, progress, epoch_callback)
+        for j, o in zip(todo, outs):
+            cache.save(j.kind, j.key, {"net.pt": o}, force=force)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    elif todo and epoch_callback is not None:
+        for j in todo:
+            run_job(j, cache.root, device=device, progress=progress, epoch_callback=epoch_callback)
+    elif todo:
+        make(executor, device=device, n_jobs=len(todo)).run(todo, cache, progress=progress)
+    return load_networks(jobs, cache, trained=[j.name for j in todo])
 
 
 def stack_records(nets: list[dict]) -> np.ndarray:

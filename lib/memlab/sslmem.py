@@ -142,9 +142,9 @@ def cached_scores(cache, f_list, g_list, train_data, test_data, subsets: dict, b
         n_pairs=n_pairs, rep=rep, device=device), force=force)
 
 
-def train_f_and_g(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True, cache=None, device="auto",
-                  force: bool = False, progress: bool = True):
-    """Train (or load) f on S_S u S_C and g on S_S u S_I for every seed: ``(fs, gs)`` lists of ``Trained``.
+def f_and_g_jobs(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True, cache, force: bool = False):
+    """The training jobs (``jobs.Job``, kind "encoder") of f on S_S u S_C and g on S_S u S_I for every seed:
+    ``(f_jobs, g_jobs)``, to declare in a notebook's plan.
 
     ``pair_seeds``: g_s uses the same seed as f_s (same initial weights, same per-example augmentation
     draws on shared points: common random numbers, which lowers the variance of m(x) without changing
@@ -152,17 +152,31 @@ def train_f_and_g(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = Tru
     """
     from dataclasses import replace
 
-    from .train import train_encoder
-    fs, gs = [], []
+    from .train import encoder_job
     data_id = f"{train_data.name}/{train_data.split}"
     labels = train_data.labels if cfg.objective == "supervised" else None
+    out = {"f": [], "g": []}
     for s in seeds:
         for which, idx, seed in (("f", splits.f_train, s), ("g", splits.g_train, s if pair_seeds else s + 1000)):
-            out = train_encoder(replace(cfg, seed=seed), train_data.images[idx],
-                                None if labels is None else labels[idx], idx, cache=cache, data_id=data_id,
-                                device=device, force=force, progress=progress)
-            (fs if which == "f" else gs).append(out)
-    return fs, gs
+            out[which].append(encoder_job(replace(cfg, seed=seed), train_data.images[idx],
+                                          None if labels is None else labels[idx], idx, cache=cache, data_id=data_id,
+                                          name=f"{cfg.objective}/{cfg.model} {which} seed {seed}", force=force))
+    return out["f"], out["g"]
+
+
+def train_f_and_g(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True, cache=None, device="auto",
+                  force: bool = False, progress: bool = True):
+    """Train (or load) f and g for every seed, here and now (the inline executor): ``(fs, gs)`` lists of
+    ``Trained``. Notebooks declare ``f_and_g_jobs`` in their plan instead."""
+    from .cache import Cache
+    from .train import load_encoder, resolve_device
+    from .executors import Inline
+    cache = cache or Cache()
+    f_jobs, g_jobs = f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache,
+                                  force=force)
+    status = Inline(resolve_device(device)).run(f_jobs + g_jobs, cache, progress=progress)
+    load = lambda j: load_encoder(j, cache, device, from_cache=status[j.name] == "cached")  # noqa: E731
+    return [load(j) for j in f_jobs], [load(j) for j in g_jobs]
 
 
 def score_splits(f_encoders, g_encoders, train_data, test_data, subsets: dict, bank, progress: bool = True,

@@ -217,31 +217,69 @@ class Trained:
                        self.num_classes, self.from_cache)
 
 
+def views_per_image(cfg: TrainConfig) -> int:
+    """Views of each image per training step: the objective's global views plus its multi-crop views."""
+    try:  # the heads alone (cheap); an objective that needs its encoder is built with it
+        obj = build_objective(cfg.objective, 8, **cfg.objective_kw)
+    except Exception:
+        obj = build(cfg, 10)[1]
+    return obj.n_views + obj.n_local
+
+
+def _encoder_files(cfg: TrainConfig, images, labels, index, num_classes, *, amp: bool = True, ckpt_dir, device,
+                   progress: bool, epoch_callback) -> dict:
+    """The work of an encoder job: ``train`` (resuming from ``ckpt_dir``), returned as the cache entry's files."""
+    out = train(cfg, images, labels, index, num_classes=num_classes, device=device, amp=amp, ckpt_dir=ckpt_dir,
+                progress=progress, epoch_callback=epoch_callback)
+    return {"model.pt": {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
+                         "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
+                         "history": out["history"], "snapshots": out["snapshots"]}}
+
+
+def encoder_job(cfg: TrainConfig, images: torch.Tensor, labels=None, index=None, *, cache: Cache, data_id: str = "",
+                name: str = "", amp: bool = True, force: bool = False):
+    """The job (``jobs.Job``, kind "encoder") that trains ``cfg`` on ``images`` (uint8 N,3,H,W; ``labels`` int64
+    (N,) or None; ``index``: the images' global indices, default arange(N)). Its cache key is the full config,
+    a fingerprint of images, labels and index, and ``data_id``, so every notebook that needs the same encoder
+    shares the entry. ``force`` retrains and replaces it."""
+    from .jobs import Cost, Job, Stored
+    images = torch.as_tensor(images)
+    index = torch.arange(images.shape[0]) if index is None else torch.as_tensor(index)
+    num_classes = None if labels is None else int(labels.max()) + 1
+    key = {"train": asdict(cfg), "data": fingerprint(images, labels, index), "data_id": data_id,
+           "num_classes": num_classes, "probe_epochs": []}
+    bs, spe = plan_steps(images.shape[0], cfg.batch_size, cfg.epochs)[:2]
+    cost = Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
+                   views=views_per_image(cfg), size=images.shape[-1])
+    st = lambda t: None if t is None else Stored(torch.as_tensor(t), cache.root)  # noqa: E731
+    args = {"cfg": cfg, "images": st(images), "labels": st(labels), "index": st(index), "num_classes": num_classes,
+            "amp": amp}
+    return Job(name or f"{cfg.objective}/{cfg.model} seed {cfg.seed}", "encoder", key, _encoder_files, args, cost,
+               force)
+
+
+def load_encoder(job, cache: Cache, device="auto", from_cache: bool = True) -> Trained:
+    """The ``Trained`` encoder of an encoder job, read from the cache (eval mode, on ``device``).
+    Raises ``cache.CorruptEntry``/FileNotFoundError when the job has not run."""
+    device = resolve_device(device)
+    cfg, num_classes = job.args["cfg"], job.args["num_classes"]
+    st = cache.load(job.kind, job.key, "model.pt")
+    encoder, objective = build(cfg, num_classes)
+    encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
+    encoder.to(device).eval(), objective.to(device).eval()
+    return Trained(encoder, objective, st["history"], st["snapshots"], cfg, job.cache_key(cache), num_classes,
+                   from_cache=from_cache)
+
+
 def train_encoder(cfg: TrainConfig, images, labels=None, index=None, *, cache: Cache | None = None,
-                  data_id: str = "", device="auto", amp: bool = True, force: bool = False,
-                  probe=None, probe_epochs=(), progress: bool = True, epoch_callback=None) -> Trained:
-    """Train (or load from the cache) an encoder. Interrupted training resumes from its last epoch."""
+                  data_id: str = "", device="auto", amp: bool = True, force: bool = False, progress: bool = True,
+                  epoch_callback=None) -> Trained:
+    """Train (or load from the cache) one encoder here and now: ``encoder_job`` run inline (under the key's
+    lock; an interrupted training resumes from its last epoch), then ``load_encoder``. Notebooks declare
+    ``encoder_job`` in their plan instead."""
+    from .jobs import run_job
     cache = cache or Cache()
     device = resolve_device(device)
-    num_classes = None if labels is None else int(labels.max()) + 1
-    key_cfg = {"train": asdict(cfg), "data": fingerprint(images, labels, index), "data_id": data_id,
-               "num_classes": num_classes, "probe_epochs": sorted(probe_epochs) if probe else []}
-    kind = "encoder"
-    if cache.exists(kind, key_cfg) and not force:
-        st = cache.load(kind, key_cfg, "model.pt")
-        encoder, objective = build(cfg, num_classes)
-        encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
-        encoder.to(device).eval(), objective.to(device).eval()
-        return Trained(encoder, objective, st["history"], st["snapshots"], cfg, cache.key(kind, key_cfg),
-                       num_classes, from_cache=True)
-    ckpt = cache.partial_dir(kind, key_cfg)
-    if force:
-        (ckpt / "last.pt").unlink(missing_ok=True)
-    out = train(cfg, images, labels, index, num_classes=num_classes, device=device, amp=amp, ckpt_dir=ckpt, probe=probe,
-                probe_epochs=probe_epochs, progress=progress, epoch_callback=epoch_callback)
-    state = {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
-             "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
-             "history": out["history"], "snapshots": out["snapshots"]}
-    cache.save(kind, key_cfg, {"model.pt": state})
-    return Trained(out["encoder"], out["objective"], out["history"], out["snapshots"], cfg,
-                   cache.key(kind, key_cfg), num_classes)
+    job = encoder_job(cfg, images, labels, index, cache=cache, data_id=data_id, amp=amp, force=force)
+    status = run_job(job, cache.root, device=device, progress=progress, epoch_callback=epoch_callback)
+    return load_encoder(job, cache, device, from_cache=status == "cached")

@@ -1,0 +1,131 @@
+"""Batch use of the notebooks' plans, without rendering them:
+
+    python -m memlab plan NOTEBOOK|all [--profile P] [-p NAME VALUE ...]
+    python -m memlab train NOTEBOOK [--profile P] [--executor inline|local|slurm] [--workers N]
+                       [--partition P] [--time-min M] [--gpus-per-task G] [--sbatch KEY=VALUE ...]
+
+then ``./run_all.sh --profile P NOTEBOOK`` renders the notebook from the cache.
+
+The plan is the notebook's own: its code runs (parameters from ``params/<profile>/``, validated as run_all.sh
+does) up to its ``plan.run(...)``, which prints the plan and stops (``plan``), or trains every pending job with
+the executor and stops once the notebook's last plan has run (``train``). So there is no second copy of any
+config. ``plan all`` adds a table of job counts and estimated GPU-hours per notebook.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# GPU-hours in `plan` assume this sustained rate: 40% of an A100's bf16 dense peak (312 TFLOP/s).
+A100_TFLOPS = 0.4 * 312
+
+
+def notebook_path(name: str, root: Path) -> Path:
+    """A notebook by name (02_sslmem), prefix (02) or path; ValueError listing the notebooks otherwise."""
+    all_ = sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
+    s = Path(name).name.removesuffix(".py").removesuffix(".ipynb")
+    match = [p for p in all_ if p.stem == s or p.stem.startswith(s + "_")]
+    if len(match) != 1:
+        raise ValueError(f"notebook {name!r} matches {len(match)} notebooks; available: {[p.stem for p in all_]}")
+    return match[0]
+
+
+def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str) -> str:
+    """Execute ``nb``'s code cells with the profile's parameters until a plan stops it (``stop`` is "plan" or
+    "train"). Returns the plan's closing message; RuntimeError when the notebook declares no plan."""
+    import jupytext
+
+    from .jobs import STOP_ENV, StopAfterPlan
+    from .runner import check
+    params_file = root / "params" / profile / f"{nb.stem}.yaml"
+    if not params_file.is_file():
+        raise FileNotFoundError(f"no parameter file {params_file} (profiles: {sorted(p.name for p in (root / 'params').iterdir())})")
+    out_dir = str(root / "outputs" / profile)
+    values = check(str(nb), str(params_file), [*extra, ("output_dir", json.dumps(out_dir)), ("profile", profile)])
+    cells = [c for c in jupytext.read(nb).cells if c.cell_type == "code"]
+    ns = {"__name__": "__main__"}
+    os.environ[STOP_ENV] = stop
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        for cell in cells:
+            exec(compile(cell.source, f"{nb.name}", "exec"), ns)
+            if "parameters" in cell.metadata.get("tags", []):
+                ns.update(values)
+    except StopAfterPlan as e:
+        return str(e)
+    finally:
+        os.environ.pop(STOP_ENV, None)
+        import matplotlib.pyplot as plt
+        plt.close("all")
+    raise RuntimeError(f"{nb.stem} ran to its end without a plan to {stop}")
+
+
+def _plan_all(profile: str, root: Path, extra: list) -> int:
+    rows = []
+    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
+        print(f"\n=== {nb.stem} ({profile})", flush=True)
+        try:
+            msg = run_notebook_code(nb, profile, root, extra, "plan")
+        except Exception as e:
+            print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+            rows.append((nb.stem, None))
+            continue
+        rows.append((nb.stem, msg))
+    print(f"\nSummary ({profile}; GPU-hours at {A100_TFLOPS:.0f} TFLOP/s sustained, i.e. 40% of an A100's bf16 peak):")
+    for name, msg in rows:
+        print(f"  {name:28s} {msg if msg else 'FAILED (see above)'}")
+    return 0 if all(m for _, m in rows) else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m memlab", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for cmd in ("plan", "train"):
+        c = sub.add_parser(cmd, help="print the plan and its cost" if cmd == "plan" else "train every pending job")
+        c.add_argument("notebook", help="name, prefix (02) or path" + ("; 'all' for every notebook" if cmd == "plan" else ""))
+        c.add_argument("--profile", default="laptop")
+        c.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                       help="override a parameter (YAML value), as papermill -p")
+        if cmd == "train":
+            c.add_argument("--executor", choices=["inline", "local", "slurm"], default=None)
+            c.add_argument("--workers", type=int, default=None)
+            c.add_argument("--partition")
+            c.add_argument("--time-min", type=int)
+            c.add_argument("--gpus-per-task", type=int)
+            c.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                           help="extra #SBATCH option, e.g. --sbatch account=abc123 --sbatch qos=high")
+    a = ap.parse_args(argv)
+    root = Path.cwd()
+    if not (root / "notebooks").is_dir():
+        root = Path(__file__).resolve().parents[2]
+    extra = [tuple(p) for p in a.p]
+    try:
+        if a.cmd == "plan" and a.notebook == "all":
+            return _plan_all(a.profile, root, extra)
+        nb = notebook_path(a.notebook, root)
+        if a.cmd == "train":
+            if a.executor:
+                extra.append(("executor", a.executor))
+            if a.workers is not None:
+                extra.append(("workers", str(a.workers)))
+            slurm = {k: v for k, v in (("partition", a.partition), ("time_min", a.time_min),
+                                       ("gpus_per_task", a.gpus_per_task)) if v is not None}
+            if a.sbatch:
+                bad = [s for s in a.sbatch if "=" not in s]
+                if bad:
+                    raise ValueError(f"--sbatch takes KEY=VALUE, got {bad}")
+                slurm["sbatch"] = dict(s.split("=", 1) for s in a.sbatch)
+            if slurm:
+                extra.append(("slurm", json.dumps(slurm)))
+        print(run_notebook_code(nb, a.profile, root, extra, a.cmd))
+    except Exception as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Jobs, plans and executors: every key trains once, whatever runs it, and gives the same bits."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from memlab.cache import Cache
+from memlab.executors import make
+from memlab.jobs import Cost, JobsFailed, Plan, Stored, run_job
+from memlab.train import TrainConfig, encoder_job, load_encoder
+
+CFG = dict(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr", epochs=3, batch_size=16, lr=0.05,
+           warmup_epochs=1)
+
+
+def tiny_data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
+
+
+def jobs_for(cache, seeds=(0, 1), **kw):
+    x = tiny_data()
+    return [encoder_job(TrainConfig(**{**CFG, **kw, "seed": s}), x, None, torch.arange(len(x)), cache=cache,
+                        name=f"enc seed {s}") for s in seeds]
+
+
+def weights(cache, job):
+    return load_encoder(job, cache, device="cpu").encoder.state_dict()
+
+
+def test_cost_counts_image_steps_and_flops(cache):
+    j = jobs_for(cache, seeds=(0,))[0]
+    # 48 images, batch 16 -> 3 steps per epoch; 3 epochs; SimCLR: 2 views per image
+    assert (j.cost.epochs, j.cost.image_steps) == (3, 3 * 3 * 16 * 2)
+    one = Cost.of("cnn", {"channels": [4, 8]}, epochs=1, steps_per_epoch=1, batch=1, views=1, size=16)
+    assert one.flops > 0 and j.cost.flops == pytest.approx(one.flops * j.cost.image_steps)
+
+
+def test_stored_tensor_pickles_small_and_round_trips(tmp_path):
+    x = tiny_data(200)
+    blob = pickle.dumps(Stored(x, tmp_path))
+    assert len(blob) < 2000 < x.numel()
+    assert torch.equal(pickle.loads(blob), x)
+
+
+def test_plan_table_and_statuses(cache):
+    plan = Plan("t", cache=cache)
+    a, b = jobs_for(cache)
+    plan.add(a), plan.add(b), plan.add(a)  # a job with the same key is declared once
+    plan.defer("later", "encoder", a.cost)
+    t = plan.table()
+    assert list(t.status) == ["pending", "pending", "deferred"]
+    run_job(a, cache.root)
+    assert list(plan.table().status) == ["cached", "pending", "deferred"]
+    later = jobs_for(cache, seeds=(2,))[0]
+    later.name = "later"
+    plan.add(later)
+    assert "deferred" not in set(plan.table().status) and len(plan.jobs) == 3
+
+
+def test_inline_local_and_submitit_give_identical_bits(tmp_path):
+    results = {}
+    for name, slurm in (("inline", None), ("local", None), ("slurm", {"cluster": "local", "time_min": 5})):
+        cache = Cache(tmp_path / name)
+        js = jobs_for(cache)
+        status = make(name, device="cpu", workers=2 if name == "local" else None, slurm=slurm).run(js, cache, progress=False)
+        assert set(status.values()) == {"trained"}
+        results[name] = [weights(cache, j) for j in js]
+    for name in ("local", "slurm"):
+        for a, b in zip(results["inline"], results[name]):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    s0, s1 = results["inline"]
+    assert any(not torch.equal(s0[k], s1[k]) for k in s0 if s0[k].is_floating_point())  # seeds differ
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, torch
+    sys.path.insert(0, {tests!r})
+    from test_jobs import jobs_for
+    from memlab.cache import Cache
+    from memlab.executors import make
+    cache = Cache({root!r})
+    print(json.dumps(make({executor!r}, device="cpu").run(jobs_for(cache, seeds=(0, 1, 2, 3)), cache, progress=False)))
+""")
+
+
+def test_two_concurrent_runs_train_each_job_once(tmp_path):
+    root = tmp_path / "cache"
+    code = SCRIPT.format(tests=os.path.dirname(__file__), root=str(root), executor="inline")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    statuses = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    trained = [n for s in statuses for n, v in s.items() if v == "trained"]
+    assert sorted(trained) == [f"enc seed {s}" for s in range(4)]  # each job trained exactly once, in one process
+    assert all(len(s) == 4 for s in statuses)  # and both runs got every job (trained or from the cache)
+
+
+KILL = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from test_jobs import jobs_for
+    from memlab.cache import Cache
+    from memlab.jobs import run_job
+    cache = Cache({root!r})
+    job = jobs_for(cache, seeds=(0,), epochs=5)[0]
+    def die(*a):
+        if a[-1] == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    run_job(job, cache.root, epoch_callback=die)
+""")
+
+
+def test_kill_9_mid_job_then_rerun_resumes_from_last_epoch(tmp_path):
+    root = tmp_path / "cache"
+    p = subprocess.run([sys.executable, "-c", KILL.format(tests=os.path.dirname(__file__), root=str(root))],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    cache = Cache(root)
+    job = jobs_for(cache, seeds=(0,), epochs=5)[0]
+    seen = []
+    assert run_job(job, cache.root, epoch_callback=lambda *a: seen.append(a[-1])) == "trained"  # lock recovered
+    assert seen == [4, 5]  # resumed after the killed process's last finished epoch
+    ref = Cache(tmp_path / "ref")
+    ref_job = jobs_for(ref, seeds=(0,), epochs=5)[0]
+    run_job(ref_job, ref.root)
+    a, b = weights(cache, job), weights(ref, ref_job)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_failed_job_is_named_with_its_log_and_the_others_finish(cache):
+    good = jobs_for(cache, seeds=(0,))[0]
+    bad = jobs_for(cache, seeds=(1,), lr=1e12)[0]
+    with pytest.raises(JobsFailed) as e:
+        make("local", device="cpu", workers=2).run([bad, good], cache, progress=False)
+    assert "enc seed 1" in str(e.value) and str(bad.log_path(cache)) in str(e.value)
+    assert "FloatingPointError" in bad.log_path(cache).read_text()
+    assert cache.exists(good.kind, good.key) and not cache.exists(bad.kind, bad.key)
+
+
+def test_bad_executor_choices_fail_before_compute(monkeypatch):
+    with pytest.raises(ValueError, match="executor 'gpu-farm' is unknown"):
+        make("gpu-farm", device="cpu")
+    with pytest.raises(ValueError, match="CPU core"):
+        make("local", device="cpu", workers=os.cpu_count() * 4 + 1)
+    with pytest.raises(ValueError, match="unknown slurm option"):
+        make("slurm", device="cpu", slurm={"partiton": "gpu"})
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(ImportError, match=r"pip install -e \"\.\[cluster\]\""):
+        make("slurm", device="cpu")
+    monkeypatch.setenv("MEMLAB_EXECUTOR", "inline")
+    assert type(make("local", device="cpu")).__name__ == "Inline"  # the environment variable wins
