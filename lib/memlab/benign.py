@@ -340,29 +340,10 @@ class BenignRun:
         return [h["epoch"] for h in rows], [h[name] for h in rows]
 
 
-def train_benign(cfg: BenignConfig, ts: TrainSet, *, cache: Cache | None = None, device="auto", amp: bool = True,
-                 force: bool = False, monitor=None, progress: bool = True, desc: str = "",
-                 epoch_callback=None) -> BenignRun:
-    """Train f = g o h on ``ts`` until fitted or out of budget (cached; resumes from the last epoch).
-
-    ``monitor(net, epoch) -> dict`` (with ``monitor.describe()`` and ``monitor.every``) is recorded at
-    epoch 0 (initialisation), every ``monitor.every`` epochs and at the last epoch.
-    """
-    cache = cache or Cache()
-    device = resolve_device(device)
-    key_cfg = {"benign": asdict(cfg), "data": ts.fingerprint(), "num_classes": ts.num_classes,
-               "monitor": monitor.describe() if monitor is not None else None}
-    kind = "benign"
-    if cache.exists(kind, key_cfg) and not force:
-        st = cache.load(kind, key_cfg, "run.pt")
-        net = build_net(cfg, ts.num_classes)
-        net.load_state_dict(st["net"])
-        net.to(device).eval()
-        return BenignRun(net, st["history"], st["fit"], st["epochs"], st["steps"], st["seconds"], st["stopped"],
-                         cfg, cache.key(kind, key_cfg), from_cache=True)
-    ckpt = cache.partial_dir(kind, key_cfg)
-    if force:
-        (ckpt / "last.pt").unlink(missing_ok=True)
+def _benign_files(cfg: BenignConfig, images, items: dict, monitor, amp: bool, desc: str, *, ckpt_dir, device,
+                  progress: bool, epoch_callback) -> dict:
+    """The work of a benign job: train f = g o h on the training set (resuming from ``ckpt_dir``)."""
+    ts = TrainSet(images, **items)
     net = build_net(cfg, ts.num_classes).to(device)
     aug = make_aug(cfg)
     if cfg.optimizer == "adam":
@@ -388,7 +369,7 @@ def train_benign(cfg: BenignConfig, ts: TrainSet, *, cache: Cache | None = None,
     res = fit(step, order_batches(torch.arange(len(ts)), cfg.seed, bs, spe, stream=_ORDER_STREAM),
               epochs=cfg.max_epochs, optimizer=opt, schedule=Cosine(cfg.lr, total) if cfg.schedule == "cosine" else None,
               max_steps=total, modules=(net,), state={"net": net, "optimizer": opt, "scaler": scaler},
-              callbacks=(check,), ckpt_dir=ckpt,
+              callbacks=(check,), ckpt_dir=ckpt_dir,
               first_records=None if monitor is None else (lambda: [{"epoch": 0, **monitor(net, 0)}]),
               label=f"benign training ({cfg.aug}/{cfg.loss})", desc=desc or f"benign {cfg.aug}/{cfg.loss}",
               progress=progress, show=("fit",), after_epoch=epoch_callback)
@@ -399,8 +380,55 @@ def train_benign(cfg: BenignConfig, ts: TrainSet, *, cache: Cache | None = None,
     epochs_run = history[-1]["epoch"] if history else 0
     state = {"net": {k: v.cpu() for k, v in net.state_dict().items()}, "history": history, "fit": fit_acc,
              "epochs": epochs_run, "steps": res.steps, "seconds": res.seconds, "stopped": stopped}
-    cache.save(kind, key_cfg, {"run.pt": state})
-    return BenignRun(net, history, fit_acc, epochs_run, res.steps, res.seconds, stopped, cfg, cache.key(kind, key_cfg))
+    return {"run.pt": state}
+
+
+def _key(cfg: BenignConfig, ts: TrainSet, monitor) -> dict:
+    return {"benign": asdict(cfg), "data": ts.fingerprint(), "num_classes": ts.num_classes,
+            "monitor": monitor.describe() if monitor is not None else None}
+
+
+def benign_job(cfg: BenignConfig, ts: TrainSet, *, cache: Cache, monitor=None, name: str = "", amp: bool = True,
+               force: bool = False):
+    """The job (``jobs.Job``, kind "benign") that trains f = g o h on ``ts`` until it fits ``cfg.fit_target`` of
+    its items or runs out of budget (``max_epochs``/``max_steps``; the cost counts the whole budget).
+    ``monitor(net, epoch) -> dict`` (with ``monitor.describe()`` and ``monitor.every``) is recorded at epoch 0
+    (initialisation), every ``monitor.every`` epochs and at the last epoch; it is part of the cache key."""
+    from .jobs import Cost, Job, Stored
+    bs, spe, _, _ = plan_steps(len(ts), cfg.batch_size, cfg.max_epochs)
+    steps = cfg.max_epochs * spe if not cfg.max_steps else min(cfg.max_steps, cfg.max_epochs * spe)
+    cost = Cost.of(cfg.model, cfg.model_kw, epochs=-(-steps // spe), steps_per_epoch=spe, batch=bs, views=1,
+                   size=ts.images.shape[-1])
+    items = {"src": ts.src, "labels": ts.labels, "num_classes": ts.num_classes, "kind": ts.kind, "view": ts.view,
+             "groups": ts.groups}
+    desc = name or f"benign {cfg.aug}/{cfg.loss}"
+    return Job(desc, "benign", _key(cfg, ts, monitor), _benign_files,
+               {"cfg": cfg, "images": Stored(ts.images, cache.root), "items": items, "monitor": monitor, "amp": amp,
+                "desc": desc}, cost, force)
+
+
+def load_benign(job, cache: Cache, device="auto", from_cache: bool = True) -> BenignRun:
+    """The ``BenignRun`` of a benign job, read from the cache (the network in eval mode on ``device``)."""
+    st = cache.load(job.kind, job.key, "run.pt")
+    cfg = job.args["cfg"]
+    net = build_net(cfg, job.args["items"]["num_classes"])
+    net.load_state_dict(st["net"])
+    net.to(resolve_device(device)).eval()
+    return BenignRun(net, st["history"], st["fit"], st["epochs"], st["steps"], st["seconds"], st["stopped"], cfg,
+                     job.cache_key(cache), from_cache=from_cache)
+
+
+def train_benign(cfg: BenignConfig, ts: TrainSet, *, cache: Cache | None = None, device="auto", amp: bool = True,
+                 force: bool = False, monitor=None, progress: bool = True, desc: str = "",
+                 epoch_callback=None) -> BenignRun:
+    """Train (or load) ``benign_job`` here and now (inline; an interrupted training resumes from its last
+    epoch). Notebooks declare ``benign_job`` in their plan instead."""
+    from .jobs import run_job
+    cache = cache or Cache()
+    device = resolve_device(device)
+    job = benign_job(cfg, ts, cache=cache, monitor=monitor, name=desc, amp=amp, force=force)
+    status = run_job(job, cache.root, device=device, progress=progress, epoch_callback=epoch_callback)
+    return load_benign(job, cache, device, from_cache=status == "cached")
 
 
 class _FitCheck:

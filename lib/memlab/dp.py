@@ -39,34 +39,62 @@ def check_dp_config(cfg: TrainConfig) -> None:
         raise ValueError("DP-SGD needs heads without BatchNorm: objective_kw={'norm': 'layer'} (or 'none')")
 
 
-def cached_dp_encoder(cache, cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, data_id: str = "",
-                      max_grad_norm: float = 1.0, device="auto", force: bool = False,
-                      progress: bool = False) -> Trained:
-    """``train_dp`` at ``epsilon`` (delta = 1/n) served from / stored in ``cache`` as one entry, returned as a
-    ``Trained`` with ``.dp = {epsilon, delta, noise_multiplier}`` and ``.from_cache``. A DP run is one unit:
-    an interrupted one restarts (the accountant's state is not checkpointed)."""
+def _dp_files(cfg: TrainConfig, images, index, epsilon: float, max_grad_norm: float, *, ckpt_dir, device,
+              progress: bool, epoch_callback) -> dict:
+    """The work of a DP job: ``train_dp`` from scratch (the accountant's state is not checkpointed)."""
+    out = train_dp(cfg, images, index, target_epsilon=epsilon, max_grad_norm=max_grad_norm, device=device,
+                   progress=progress)
+    return {"result.pt": {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
+                          "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
+                          "history": out["history"], "epsilon": out["epsilon"], "delta": out["delta"],
+                          "noise_multiplier": out["noise_multiplier"]}}
+
+
+def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cache, data_id: str = "",
+           max_grad_norm: float = 1.0, name: str = "", force: bool = False):
+    """The job (``jobs.Job``, kind "dp_encoder") that trains ``cfg`` with DP-SGD to (``epsilon``, 1/n)-DP on
+    ``images`` (uint8 N,3,H,W; ``index`` their global indices). A DP run is one unit: an interrupted one
+    restarts. Raises ValueError for a config DP-SGD cannot train (``check_dp_config``), before any compute."""
     from dataclasses import asdict
-    device = resolve_device(device)
+
+    from .jobs import Cost, Job, Stored
+    check_dp_config(cfg)
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
     index = torch.as_tensor(index, dtype=torch.long)
     key = {"train": asdict(cfg), "data": fingerprint(images, index), "data_id": data_id, "epsilon": float(epsilon),
            "max_grad_norm": float(max_grad_norm)}
-    cached = cache.exists("dp_encoder", key) and not force
+    n = images.shape[0]
+    q = min(1.0, cfg.batch_size / n)
+    cost = Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=max(1, round(1 / q)),
+                   batch=max(1, int(q * n)), views=2, size=images.shape[-1])
+    return Job(name or f"DP eps={epsilon:g}", "dp_encoder", key, _dp_files,
+               {"cfg": cfg, "images": Stored(images, cache.root), "index": index, "epsilon": float(epsilon),
+                "max_grad_norm": float(max_grad_norm)}, cost, force)
 
-    def run():
-        out = train_dp(cfg, images, index, target_epsilon=epsilon, max_grad_norm=max_grad_norm, device=device,
-                       progress=progress)
-        return {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
-                "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
-                "history": out["history"], "epsilon": out["epsilon"], "delta": out["delta"],
-                "noise_multiplier": out["noise_multiplier"]}
 
-    res = cache.get_or_compute("dp_encoder", key, run, force=force)
+def load_dp(job, cache, device="auto", from_cache: bool = True) -> Trained:
+    """The ``Trained`` DP encoder of a DP job, with ``.dp = {epsilon (spent), delta, noise_multiplier}``."""
+    res = cache.load(job.kind, job.key, "result.pt")
+    cfg = job.args["cfg"]
     enc, obj = build(cfg)
     enc.load_state_dict(res["encoder"]), obj.load_state_dict(res["objective"])
-    tr = Trained(enc.to(device).eval(), obj.to(device).eval(), res["history"], {}, cfg, cache.key("dp_encoder", key),
-                 from_cache=cached)
+    device = resolve_device(device)
+    tr = Trained(enc.to(device).eval(), obj.to(device).eval(), res["history"], {}, cfg, job.cache_key(cache),
+                 from_cache=from_cache)
     tr.dp = {"epsilon": res["epsilon"], "delta": res["delta"], "noise_multiplier": res["noise_multiplier"]}
     return tr
+
+
+def cached_dp_encoder(cache, cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, data_id: str = "",
+                      max_grad_norm: float = 1.0, device="auto", force: bool = False,
+                      progress: bool = False) -> Trained:
+    """``dp_job`` run here and now (inline), then ``load_dp``. Notebooks declare ``dp_job`` in their plan."""
+    from .jobs import run_job
+    job = dp_job(cfg, images, index, epsilon=epsilon, cache=cache, data_id=data_id, max_grad_norm=max_grad_norm,
+                 force=force)
+    status = run_job(job, cache.root, device=device, progress=progress)
+    return load_dp(job, cache, device, from_cache=status == "cached")
 
 
 def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsilon: float, delta: float | None = None,

@@ -287,18 +287,27 @@ class Plan:
         print(self.summary(t))
         return t
 
+    def add_all(self, jobs) -> list:
+        """``add`` each job; returns the declared jobs."""
+        return [self.add(j) for j in jobs]
+
     def run(self, executor: str = "auto", *, workers: int | None = None, progress: bool = True,
             slurm: dict | None = None) -> dict:
         """Show the plan, then train its pending jobs with ``executor`` (``executors.make``; ``$MEMLAB_EXECUTOR``
-        overrides it). Returns {job name: "cached" | "trained"}. Raises ``JobsFailed`` naming the failed jobs
-        after the others finish."""
+        overrides it). Returns {job name: "cached" | "trained"} for every declared job. Raises ``JobsFailed``
+        naming the failed jobs (and their logs) after the others finish; ``cache.CacheWriteError`` before any
+        training when the cache cannot be written."""
         from .executors import make
-        ex = make(executor, device=self.device, workers=workers, slurm=slurm, n_jobs=len(self.pending()))
+        pending = self.pending()
+        ex = make(executor, device=self.device, workers=workers, slurm=slurm, n_jobs=len(pending))
         stop = os.environ.get(STOP_ENV, "")
         self.show()
         if stop == "plan":
             raise StopAfterPlan(self.summary())
-        status = ex.run(self.jobs, self.cache, progress=progress)
+        status = {j.name: "cached" for j in self.jobs}
+        if pending:
+            self.cache.check_writable()
+            status.update(ex.run(pending, self.cache, progress=progress))
         if stop == "train" and not self.deferred:
             raise StopAfterPlan(f"plan {self.name}: every job trained")
         return status
