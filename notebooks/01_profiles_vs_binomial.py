@@ -45,16 +45,21 @@
 # use SGD with momentum, as the paper does; SimCLR uses Adam. One deviation: SimCLR's views crop an area of
 # 0.2-1 of the image (`simclr_crop_scale`, the usual CIFAR setting) instead of SimCLR's 0.08-1. With 0.08 the
 # CNN4 reached only mean p = 0.35 after 100 epochs, and p = 0.75 was out of reach of the 25-minute budget.
-# The paper profile keeps 0.08. The networks of a paradigm train in parallel, one process per CPU core
-# (`backend`).
+# The paper profile keeps 0.08. Every network is a job: the plan lists them with their cost, and the
+# executor trains them in parallel, one single-threaded process per CPU core (`executor`).
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/01_profiles_vs_binomial.yaml)
 profile = "laptop"
 output_dir = "outputs/laptop"
 device = "auto"
-cpu_threads = 1            # torch threads of this process on a CPU (0 = torch's default); the procs backend's
-                           # workers use one thread each
+executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
+cpu_threads = 1            # torch threads of this process on a CPU for the analysis (0 = torch's default);
+                           # training jobs always run single-threaded on a CPU, whichever executor runs them
 dataset = "cifar10"
 synthetic_n_train = 1000   # size of the generated training split when dataset == "synthetic"
 n_train = 500              # training images (class-balanced); "a few thousand" does not fit 25 min on 2 cores
@@ -78,7 +83,8 @@ optimizer = {"supervised": "sgd", "simclr": "adam", "random_labels": "sgd", "ran
 lr = {"supervised": 0.005, "simclr": 0.001, "random_labels": 0.02, "random_labels_aug": 0.02}
 epochs = {"supervised": 80, "simclr": 500, "random_labels": 40, "random_labels_aug": 100}
 record_every = {"supervised": 2, "simclr": 20, "random_labels": 1, "random_labels_aug": 3}
-backend = "auto"           # how the N networks train: "auto", "loop", "procs" (a process per CPU core) or "vmap"
+backend = "auto"           # how the N networks train: "jobs" (one job each, run by the executor), "vmap" (all at
+                           # once with torch.func, one job; fast on a GPU for small models) or "auto"
 n_draws = 10               # binomial noise draws per MAE
 targets = [0.25, 0.5, 0.75]     # Fig. 3: epochs aligned by mean p
 claim_ratio = 1.5          # supervised MAE / other MAE at p ~ 0.5 must reach this
@@ -104,7 +110,9 @@ from memlab.actmax import maximize_channels, to_display
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
 from memlab.data import DATASETS, load_dataset
-from memlab.ensemble import ensemble_backend, load_network, stack_records, train_ensemble, views_needed
+from memlab import executors
+from memlab.ensemble import ensemble_plan_jobs, load_network, load_networks, network_jobs, stack_records, views_needed
+from memlab.jobs import Plan
 from memlab.models import MODELS
 from memlab.params import ParameterError, check_injected, choice, positive
 from memlab.probes import extract, linear_probe
@@ -132,7 +140,7 @@ REF_PROBE = {"simclr": .806, "supervised": .953, "random_labels": .325, "random_
 check_injected()
 choice("dataset", dataset, DATASETS)
 choice("arch", arch, MODELS)
-choice("backend", backend, ["auto", "loop", "procs", "vmap"])
+choice("backend", backend, ["auto", "jobs", "vmap"])
 for p in paradigms:
     choice("paradigms", p, PARADIGMS)
 if "supervised" not in paradigms:
@@ -157,6 +165,7 @@ if n_points > n_train:
 if eval_batch < 2:
     raise ParameterError("eval_batch must be >= 2")
 dev = resolve_device(device)
+executors.make(executor, device=dev, workers=workers or None, slurm=slurm)
 if dev.type == "cpu" and cpu_threads > 0:
     torch.set_num_threads(cpu_threads)
 T0 = time.time()
@@ -181,14 +190,15 @@ print(f"device {dev} | {dataset}: {n_train} training images, |X| = {len(X)}, {le
       f"N = {n_networks}, M = {n_aug} | cache {cache.root}")
 
 # %% [markdown]
-# ## Train N networks per paradigm and record recognition
-# Each network records its indicators after the recorded epochs (`record_every`) into the cache, as bitsets,
-# one entry per network; a killed run resumes at the last finished network and epoch. The loop over
-# networks is chosen by `memlab.ensemble.ensemble_backend`: one after another on a CPU, all at once with
-# `torch.func` on a GPU for small models.
+# ## The plan: N networks per paradigm
+# Every network is a job keyed by the cache: it trains, and records its recognition indicators after the
+# recorded epochs (`record_every`), as bitsets. The plan lists every job with its cost before anything trains;
+# the executor then trains what is pending (a killed run resumes at each network's last finished epoch, and a
+# rerun finds them all cached).
 
 # %%
-configs, records, rec_epochs, nets_of, histories, speed = {}, {}, {}, {}, [], {}
+configs, rec_epochs, jobs_of = {}, {}, {}
+plan = Plan("01_profiles_vs_binomial", cache=cache, device=dev)
 for p in paradigms:
     objective, aug, lab = PARADIGMS[p]
     okw = {"temperature": temperature, "proj_dim": proj_dim} if objective == "simclr" else {}
@@ -199,19 +209,24 @@ for p in paradigms:
                       warmup_epochs=0.0, mean=mean, std=std)
     m = 1 if aug == "none" else n_aug
     bank = ViewBank(Augmentation(aug, mean=mean, std=std, **akw), views_needed(cfg, m), seed=data_seed + 3)
-    ep = sorted(set(range(record_every[p], epochs[p] + 1, record_every[p])) | {1, epochs[p]})
+    rec_epochs[p] = sorted(set(range(record_every[p], epochs[p] + 1, record_every[p])) | {1, epochs[p]})
     labels = {"true": train.labels, "random": rand_y, None: None}[lab]
-    t0 = time.time()
-    nets = train_ensemble(cfg, range(n_networks), train.images, labels, train_idx, X, bank, m, ep,
-                          eval_batch=eval_batch, cache=cache, data_id=f"{dataset}/train", device=dev,
-                          backend=backend, force=force)
-    configs[p], records[p], rec_epochs[p], nets_of[p] = cfg, stack_records(nets), ep, nets
-    n_cached = sum(n["from_cache"] for n in nets)
-    if n_cached < n_networks:  # networks/hour including recording, for the networks trained in this run
-        speed[p] = (n_networks - n_cached) / (time.time() - t0) * 3600
+    configs[p] = cfg
+    jobs_of[p] = network_jobs(cfg, range(n_networks), train.images, labels, train_idx, X, bank, m, rec_epochs[p],
+                              eval_batch=eval_batch, cache=cache, data_id=f"{dataset}/train", name=p, force=force)
+    plan.add_all(ensemble_plan_jobs(cfg, jobs_of[p], cache, dev, backend))
+t0 = time.time()
+status = plan.run(executor, workers=workers or None, slurm=slurm)
+trained = [n for n, s in status.items() if s == "trained"]
+records, nets_of, histories, speed = {}, {}, [], {}
+for p in paradigms:
+    nets = load_networks(jobs_of[p], cache, trained)
+    records[p], nets_of[p] = stack_records(nets), nets
     histories += [{"paradigm": p, "seed": n["seed"], **h} for n in nets for h in n["history"]]
-    print(f"{p:18s} {ensemble_backend(dev, cfg, backend, n_networks - n_cached)}: {n_networks} networks ({n_cached} from the cache) in "
-          f"{time.time() - t0:.0f}s | mean p at the last epoch {records[p][:, -1].mean():.3f} | M = {m}")
+    print(f"{p:18s} {n_networks} networks ({sum(n['from_cache'] for n in nets)} from the cache) | "
+          f"mean p at the last epoch {records[p][:, -1].mean():.3f}")
+if trained:  # networks/hour including recording, over the whole plan, for the networks trained in this run
+    speed = len(trained) / (time.time() - t0) * 3600
 hist = pd.DataFrame(histories)
 report.table(hist, "training_history")
 train_time = hist.groupby("paradigm").time.sum() / n_networks
@@ -420,7 +435,9 @@ print(f"profile {profile} | {dataset}: {n_train} training images, |X| = {len(X)}
 for p in paradigms:
     print(f"  {p:18s} {configs[p].optimizer} lr {configs[p].lr:g}, batch {batch_size[p]}, {epochs[p]} epochs, "
           f"{train_time[p]:.1f}s training per network, mean p reached {reached[p]:.3f}"
-          + (f", {speed[p]:.0f} networks/hour with recording" if p in speed else ", from the cache"))
+          + (", from the cache" if all(n["from_cache"] for n in nets_of[p]) else ""))
+if speed:
+    print(f"  {speed:.0f} networks/hour with recording, over the networks this run trained")
 report.print_claims()
 if (claims["result"] == "FAIL").any():
     print("Some claims FAIL at these settings (the best that fit this profile's time budget); the numbers above "

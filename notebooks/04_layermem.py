@@ -40,6 +40,11 @@
 profile = "laptop"
 output_dir = "outputs/laptop"
 device = "auto"
+executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
 # -- the SSL encoder pair of notebook 02 (identical values reuse its cached f and g)
 dataset = "cifar10"
 synthetic_n_train = 5000
@@ -113,12 +118,14 @@ import torch
 from IPython.display import display
 from scipy.stats import kendalltau
 
+from memlab import executors
 from memlab import layermem as LM
 from memlab import plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset
 from memlab.grid import cell_config, cell_spec
+from memlab.jobs import Plan
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
 from memlab.params import ParameterError, check_injected, choice, positive
@@ -126,8 +133,8 @@ from memlab.probes import extract, knn_accuracy, linear_probe
 from memlab.rankings import square
 from memlab.report import Report
 from memlab.splits import balanced_subset
-from memlab.sslmem import encoder_config, load_splits, scored_subsets, train_f_and_g
-from memlab.train import resolve_device, train_encoder
+from memlab.sslmem import encoder_config, f_and_g_jobs, load_splits, scored_subsets
+from memlab.train import encoder_job, load_encoder, resolve_device
 
 # Reject bad parameters before any compute.
 check_injected()
@@ -163,6 +170,7 @@ for c in m_cells + a_cells:
     if c["method"] == "supervised":
         raise ParameterError(f"cell {c['label']}: LayerMem cells are SSL encoders")
 dev = resolve_device(device)
+executors.make(executor, device=dev, workers=workers or None, slurm=slurm)  # a bad executor fails here
 T0 = time.time()
 report = Report(output_dir, "04_layermem", profile, dataset)
 cache = Cache()
@@ -185,6 +193,49 @@ except DatasetNotFound as e:
 print(f"device {dev} | cache {cache.root} | {dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
 
 # %% [markdown]
+# ## The plan
+# Every training of this notebook is a job keyed by the cache -- the f/g pair, each cell's f/g pair and the
+# encoder trained on the second dataset -- listed below with its cost and trained by the executor; a rerun
+# finds them cached. (The few-epoch fine-tunings of the last section run in the notebook, cached too.)
+
+# %%
+mean, std = train_data.stats()
+cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
+                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
+cells = a_cells + [c for c in m_cells if c["label"] not in {a["label"] for a in a_cells}]
+
+
+def cell_jobs(spec):
+    """The f/g jobs of a cell, named after it. A cell that repeats the main pair's recipe keeps its snapshot
+    list (as in notebook 02): same cache key, so it is the main pair itself."""
+    same_recipe = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (
+        spec["objective_kw"] or spec["model_kw"] or spec["aug"])
+    cfg_c = cell_config(spec, cfg.mean, cfg.std, snapshot_epochs if same_recipe else ())
+    jobs = f_and_g_jobs(cfg_c, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache, force=force)
+    return [[replace(j, name=f"cell {spec['label']} {w} seed {s}") for j, s in zip(js, spec["seeds"])]
+            for w, js in zip("fg", jobs)]
+
+
+plan = Plan("04_layermem", cache=cache, device=dev)
+f_jobs, g_jobs = (plan.add_all(js) for js in f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds,
+                                                          cache=cache, force=force))
+cell_fg = {c["label"]: [plan.add_all(js) for js in cell_jobs(c)] for c in cells}
+m2_job = plan.add(encoder_job(replace(cfg, epochs=second_epochs, snapshot_epochs=()), second_train.images, None,
+                              torch.arange(len(second_train)), cache=cache, data_id=f"{second_dataset}/train",
+                              name=f"second-dataset encoder ({second_dataset})", force=force))
+status = plan.run(executor, workers=workers or None, slurm=slurm)
+
+
+def load(job):
+    """A trained encoder of the plan, read from the cache."""
+    return load_encoder(job, cache, dev, from_cache=status[job.name] == "cached")
+
+
+def origins(label, trained):
+    return f"{label}: " + ", ".join(f"{'cache' if t.from_cache else 'trained'}" for t in trained)
+
+# %% [markdown]
 # ## The encoders and the scored points
 # f and g are notebook 02's SimCLR pair (loaded from the cache when 02 has run). We score
 # `layer_candidates` candidates (trained on by f only) and `layer_shared` shared points (trained on by both:
@@ -192,12 +243,7 @@ print(f"device {dev} | cache {cache.root} | {dataset}: {len(train_data)} train i
 # notebook 02's view bank. One forward pass per view yields every layer.
 
 # %%
-mean, std = train_data.stats()
-cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
-                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
-fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, device=dev,
-                       force=force)
+fs, gs = [load(j) for j in f_jobs], [load(j) for j in g_jobs]
 print("f/g:", ", ".join(f"{w}{i} {'cache' if t.from_cache else 'trained'}" for w, tr in (("f", fs), ("g", gs))
                         for i, t in enumerate(tr)))
 scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
@@ -296,19 +342,15 @@ report.figure(fig, "tau_vs_distance")
 
 # %%
 def run_cell_layers(spec):
-    # a cell that repeats the main pair's recipe keeps its snapshot list (as in notebook 02): same cache key
-    same_recipe = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (
-        spec["objective_kw"] or spec["model_kw"] or spec["aug"])
-    cfg_c = cell_config(spec, cfg.mean, cfg.std, snapshot_epochs if same_recipe else ())
-    f_c, g_c = train_f_and_g(cfg_c, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache,
-                             device=dev, force=force)
+    f_c, g_c = ([load(j) for j in js] for js in cell_fg[spec["label"]])
+    print(origins("f", f_c), "|", origins("g", g_c))
     out = layermem_of(f_c, g_c, cell_candidates, cell_view_pairs, spec["measure_aug"])
     out["table"].insert(0, "cell", spec["label"])
     return out
 
 
 cell_res = {}
-for c in a_cells + [c for c in m_cells if c["label"] not in {a["label"] for a in a_cells}]:
+for c in cells:
     print(f"-- cell {c['label']}")
     cell_res[c["label"]] = run_cell_layers(c)
 if cell_res:
@@ -420,7 +462,7 @@ for s, ls in choices.items():
     key = {"enc": f0.key, "layers": ls, "epochs": finetune_epochs, "lr": finetune_lr, "data": second_dataset,
            "n": [second_n_train, second_n_test, split_seed], "seed": split_seed, "probe": probe_kind}
 
-    def run_ft(ls=ls):
+    def run_ft(ls=ls):  # a few epochs of a few layers: fine-tuned here, not a job of the plan
         enc, hist = LM.finetune(f0, ls, second_train.images, epochs=finetune_epochs, lr=finetune_lr,
                                 batch_size=batch_size, seed=split_seed, device=dev)
         return {"acc": probe_on(enc, second_key), "loss": hist[-1]["loss"]}
@@ -439,9 +481,7 @@ fig.axes[0].set_ylim(max(0, ftg.min() - 0.05), None)
 report.figure(fig, "finetune")
 
 # %%
-m2 = train_encoder(replace(cfg, epochs=second_epochs, snapshot_epochs=()),
-                   second_train.images, None, torch.arange(len(second_train)), cache=cache,
-                   data_id=f"{second_dataset}/train", device=dev, force=force)
+m2 = load(m2_job)
 print(f"second-dataset encoder: {'cache' if m2.from_cache else 'trained'}, final loss {m2.history[-1]['loss']:.3f}")
 rep_choices = {"most (LayerMem)": LM.pick_layers(tab, k_layers, "LayerMem"),
                "most (Delta)": LM.pick_layers(tab, k_layers, "Delta"),

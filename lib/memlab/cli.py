@@ -120,7 +120,9 @@ def main(argv=None) -> int:
                 slurm["sbatch"] = dict(s.split("=", 1) for s in a.sbatch)
             if slurm:
                 extra.append(("slurm", json.dumps(slurm)))
-        print(run_notebook_code(nb, a.profile, root, extra, a.cmd))
+        msg = run_notebook_code(nb, a.profile, root, extra, a.cmd)
+        if a.cmd == "train":
+            print(msg)
     except Exception as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ indicator of every (image, fixed augmentation) of a subset X (Sadrtdinov et al. 
 from __future__ import annotations
 
 import copy
-import shutil
+import json
 import time
 from dataclasses import asdict, replace
 
@@ -112,14 +112,6 @@ def _check(cfg, record_epochs, x_pos, n_images):
     x_pos = np.asarray(x_pos)
     if x_pos.size == 0 or x_pos.min() < 0 or x_pos.max() >= n_images or len(np.unique(x_pos)) != x_pos.size:
         raise ValueError(f"X must be distinct positions in the training set (0..{n_images - 1})")
-
-
-def _ckpt_dir(cache, kind, key, force):
-    """The folder of an entry's work-in-progress checkpoint; ``force`` discards what a killed run left there."""
-    ckpt = cache.partial_dir(kind, key)
-    if force:
-        (ckpt / "last.pt").unlink(missing_ok=True)
-    return ckpt
 
 
 def _result(records, n_points, history, encoder, objective):
@@ -332,15 +324,49 @@ def load_networks(jobs: list, cache: Cache, trained=()) -> list[dict]:
     return out
 
 
+def _vmap_files(nets: list, root: str, *, ckpt_dir, device, progress: bool, epoch_callback) -> dict:
+    """The work of a vmap group job: every pending network of ``nets`` (``network_jobs`` of one config) trained at
+    once with ``_train_vmap``; each is committed as its own "profile_net" entry."""
+    from .jobs import job_args
+    cache = Cache(root)
+    todo = [j for j in nets if j.force or not cache.exists(j.kind, j.key)]
+    if todo:
+        a = job_args(todo[0].args)
+        outs = _train_vmap([j.args["cfg"] for j in todo], a["images"], a["labels"], a["index"], a["x_pos"], a["bank"],
+                           a["n_aug"], a["record_epochs"], a["eval_batch"], a["num_classes"], device, a["amp"],
+                           ckpt_dir, progress, epoch_callback)
+        for j, o in zip(todo, outs):
+            cache.save(j.kind, j.key, {"net.pt": o}, force=j.force)
+    return {"nets.json": json.dumps([j.cache_key(cache) for j in nets])}
+
+
+def vmap_job(nets: list, cache: Cache, name: str = ""):
+    """One job (kind "profile_group") that trains the networks of ``nets`` (``network_jobs`` of one config) all at
+    once with ``torch.func.vmap`` -- the fast way on a GPU for small models (``ensemble_backend``)."""
+    from .jobs import Cost, Job
+    c = nets[0].cost
+    cost = Cost(c.epochs, sum(j.cost.image_steps for j in nets), sum(j.cost.flops for j in nets), c.model)
+    return Job(name or f"{nets[0].args['cfg'].objective} x{len(nets)} (vmap)", "profile_group",
+               {"nets": [j.cache_key(cache) for j in nets]}, _vmap_files, {"nets": nets, "root": str(cache.root)},
+               cost, any(j.force for j in nets))
+
+
+def ensemble_plan_jobs(cfg: TrainConfig, jobs: list, cache: Cache, device, backend: str = "auto") -> list:
+    """What a plan declares for one ensemble: its ``network_jobs``, or one ``vmap_job`` over them when
+    ``ensemble_backend`` picks vmap (results are read with ``load_networks(jobs, ...)`` either way)."""
+    if ensemble_backend(device, cfg, backend, len(jobs)) == "vmap" and len(jobs) > 1:
+        return [vmap_job(jobs, cache)]
+    return list(jobs)
+
+
 def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index, x_pos, bank: ViewBank, n_aug: int,
                    record_epochs, *, eval_batch: int = 256, cache: Cache | None = None, data_id: str = "",
                    device="auto", amp: bool = True, backend: str = "auto", executor: str = "inline",
                    force: bool = False, progress: bool = True, epoch_callback=None) -> list[dict]:
     """Train (or load) one network per seed here and now, and return ``load_networks``'s list.
 
-    The ``network_jobs`` run with ``executor`` (``executors.make``; ``epoch_callback(seed, epoch)``, used by
-    tests, needs ``inline``) -- or, when ``ensemble_backend`` picks ``vmap`` (CUDA, small models), all pending
-    networks train at once in this process. Notebooks declare ``network_jobs`` in their plan instead."""
+    The jobs of ``ensemble_plan_jobs`` run with ``executor`` (``executors.make``); ``epoch_callback(seed, epoch)``
+    (tests simulate interruptions with it) runs them inline. Notebooks declare the jobs in their plan instead."""
     from .executors import make
     from .jobs import run_job
     cache = cache or Cache()
@@ -348,22 +374,12 @@ def train_ensemble(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index,
     jobs = network_jobs(cfg, seeds, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch=eval_batch,
                         cache=cache, data_id=data_id, amp=amp, force=force)
     todo = [j for j in jobs if force or not cache.exists(j.kind, j.key)]
-    chosen = ensemble_backend(device, cfg, backend, len(todo))
-    if todo and chosen == "vmap" and len(todo) > 1:
-        a = todo[0].args
-        args = (images, labels, a["index"].tensor, a["x_pos"], bank, n_aug, a["record_epochs"], eval_batch,
-                a["num_classes"], device, amp)
-        group_key = {"nets": [j.cache_key(cache) for j in todo]}
-        ckpt = _ckpt_dir(cache, "profile_group", group_key, force)
-        outs = _train_vmap([j.args["cfg"] for j in todo], *args, ckpt, progress, epoch_callback)
-        for j, o in zip(todo, outs):
-            cache.save(j.kind, j.key, {"net.pt": o}, force=force)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    elif todo and epoch_callback is not None:
-        for j in todo:
+    run = ensemble_plan_jobs(cfg, todo, cache, device, backend)
+    if run and epoch_callback is not None:
+        for j in run:
             run_job(j, cache.root, device=device, progress=progress, epoch_callback=epoch_callback)
-    elif todo:
-        make(executor, device=device, n_jobs=len(todo)).run(todo, cache, progress=progress)
+    elif run:
+        make(executor, device=device, n_jobs=len(run)).run(run, cache, progress=progress)
     return load_networks(jobs, cache, trained=[j.name for j in todo])
 
 

@@ -266,7 +266,7 @@ class Plan:
         rows = [(j.name, j.kind, j.cache_key(self.cache), self.status(j), j.cost) for j in self.jobs]
         rows += [(d.name, d.kind, "", "deferred", d.cost) for d in self.deferred]
         return pd.DataFrame([{"job": n, "kind": k, "key": key, "status": s, "epochs": c.epochs,
-                              "image-steps": c.image_steps, "TFLOPs": round(c.flops / 1e12, 3),
+                              "image-steps": c.image_steps, "TFLOPs": float(f"{c.flops / 1e12:.3g}"),
                               "est. minutes": round(c.flops / rate[c.model] / 60, 1) if c.model in rate else None}
                              for n, k, key, s, c in rows])
 
@@ -278,7 +278,7 @@ class Plan:
                if len(todo) and minutes.notna().all() else "minutes: not yet measured on this device")
         return (f"plan {self.name}: {len(t)} jobs ({(t.status == 'cached').sum()} cached, "
                 f"{(t.status == 'pending').sum()} pending, {(t.status == 'deferred').sum()} deferred) | "
-                f"to train: {todo['image-steps'].sum():,} image-steps, {todo.TFLOPs.sum():,.1f} TFLOPs, {est}")
+                f"to train: {todo['image-steps'].sum():,} image-steps, {todo.TFLOPs.sum():,.4g} TFLOPs, {est}")
 
     def show(self) -> pd.DataFrame:
         t = self.table()
