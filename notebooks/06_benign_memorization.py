@@ -39,6 +39,11 @@
 profile = "laptop"
 output_dir = "outputs/laptop"
 device = "auto"            # "auto", "cpu", "cuda", ...
+executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
 threads = 0                # torch CPU threads (0 = the torch default; 1 is faster on a busy shared machine)
 dataset = "cifar10"        # any memlab dataset; "synthetic" works offline
 synthetic_n_train = 3000   # sizes of the generated splits for the synthetic dataset
@@ -112,11 +117,12 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from memlab import plots
-from memlab.benign import (BenignConfig, Monitor, build_net, extract_layers, fixed_views_set, iid_set, knn_noise,
-                           make_aug, make_labels, mse_decomposition, plain_set, train_benign, verdict)
+from memlab import executors, plots
+from memlab.benign import (BenignConfig, Monitor, benign_job, build_net, extract_layers, fixed_views_set, iid_set,
+                           knn_noise, load_benign, make_aug, make_labels, mse_decomposition, plain_set, verdict)
 from memlab.cache import Cache
 from memlab.data import DATASETS, load_dataset
+from memlab.jobs import Plan
 from memlab.models import MODELS
 from memlab.params import ParameterError, check_injected, choice, positive
 from memlab.probes import knn_accuracy, knn_loo_accuracy, linear_probe
@@ -157,6 +163,7 @@ if threads < 0:
 if threads:
     torch.set_num_threads(threads)
 dev = resolve_device(device)
+executors.make(executor, device=dev, workers=workers or None, slurm=slurm)
 T0 = time.time()
 report = Report(output_dir, "06_benign_memorization", profile, dataset)
 cache = Cache()
@@ -198,13 +205,6 @@ def epochs_for(steps, n_items):
     return -(-steps // max(1, n_items // min(batch_size, n_items)))
 
 
-def run(cfg, ts, desc, monitor=None):
-    r = train_benign(cfg, ts, cache=cache, device=dev, force=force, monitor=monitor, desc=desc)
-    print(f"{desc:<42s} {'cache' if r.from_cache else 'trained'}: {r.epochs} epochs / {r.steps} steps, "
-          f"fit {r.fit:.3f} ({r.stopped}), {r.seconds:.0f} s")
-    return r
-
-
 norm = make_aug(cfg_for()).normalize
 emb = lambda net, imgs: extract_layers(net, imgs, norm, ["embedding"], device=dev)["embedding"]  # noqa: E731
 
@@ -218,6 +218,92 @@ def linear_of(net):
 
 
 # %% [markdown]
+# ## The plan
+# Every training of the notebook (Table 2, Fig. 5, Table 4, the sweeps) is a job keyed by the cache, listed
+# here with its cost and trained by the executor (in parallel, one process per core on a laptop); a rerun
+# finds them all cached, and the sections below only read their runs by name.
+
+# %%
+plan = Plan("06_benign_memorization", cache=cache, device=dev)
+jobs = {}
+
+
+def declare(name, cfg, ts, monitor=None):
+    jobs[name] = plan.add(benign_job(cfg, ts, cache=cache, monitor=monitor, name=name, force=force))
+
+
+# Table 2: the DA run records its K-NN accuracy and the invariance of every layer (Fig. 6) every probe_every epochs
+inv_idx = balanced_subset(Ytr.numpy(), inv_images, data_seed + 2)
+monitor = Monitor(Xtr, Ytr, Xte, Yte, norm, every=probe_every, inv_images=Xtr[inv_idx],
+                  inv_aug=make_aug(cfg_for()), inv_pairs=inv_pairs, seed=seed, k=knn_k)
+ts_rand = plain_set(Xtr, rand_labels, num_classes)
+declare("random labels, no DA", cfg_for("none", epochs_noaug), ts_rand)
+declare("random labels, DA", cfg_for("simclr", epochs_aug), ts_rand, monitor)
+declare("clean labels, DA", cfg_for("simclr", epochs_clean), plain_set(Xtr, Ytr, C_true))
+
+# Fig. 5: B fixed views of each of cap_n images, a random label per view or per image, cap_steps steps
+cap_imgs = Xtr[balanced_subset(Ytr.numpy(), cap_n, data_seed + 4)]
+cap_img_labels = make_labels(torch.zeros(cap_n, dtype=torch.long), 1.0, num_classes, seed + 1)
+cap_name = lambda B, preserved: f"capacity B={B}, labels {'preserved' if preserved else 'per view'}"  # noqa: E731
+for B in cap_B:
+    for preserved in (False, True):
+        ts = fixed_views_set(cap_imgs, B, num_classes, seed + 2, cap_img_labels if preserved else None)
+        declare(cap_name(B, preserved), cfg_for("simclr", epochs=epochs_for(cap_steps, len(ts)), steps=cap_steps), ts)
+
+# Table 4: iid_s anchors, each replaced every epoch by one of iid_B real images of its class (the rest of the
+# training split supplies them), with clean or random labels, iid_steps steps without DA
+rest = torch.from_numpy(np.setdiff1d(np.arange(len(train_full)), main_idx.numpy()))
+pool_imgs = torch.cat([Xtr, train_full.images[rest]])
+pool_lab = torch.cat([Ytr, train_full.labels[rest]])
+anchors = balanced_subset(Ytr.numpy(), iid_s, data_seed + 5)
+anchor_rand = make_labels(Ytr[anchors], 1.0, num_classes, seed + 3)
+iid_name = lambda B, labels_kind: f"i.i.d. B={B}, {labels_kind} labels"  # noqa: E731
+for labels_kind, lab, C in (("clean", Ytr[anchors], C_true), ("random", anchor_rand, num_classes)):
+    for B in (1, iid_B):
+        ts = (plain_set(Xtr[anchors], lab, C) if B == 1 else
+              iid_set(pool_imgs, pool_lab, anchors, B, lab, C, seed + 4))
+        declare(iid_name(B, labels_kind), cfg_for("none", epochs=epochs_for(iid_steps, len(ts)), steps=iid_steps), ts)
+
+# Sweeps: sweep_epochs on sweep_n images; (figure, x, run name) in the order of the sweeps table
+sw_idx = balanced_subset(Ytr.numpy(), sweep_n, data_seed + 6)
+sw_x, sw_y = Xtr[sw_idx], Ytr[sw_idx]
+rl = lambda C, per=False, noise=1.0: make_labels(sw_y, noise, C, seed + 7, per_sample=per)  # noqa: E731
+sw_cfg = lambda aug="simclr", **o: cfg_for(aug, sweep_epochs, **o)  # noqa: E731
+sweep_points = []
+
+
+def sweep_point(fig_name, x, ts, cfg, name):
+    declare(name, cfg, ts)
+    sweep_points.append((fig_name, x, name))
+
+
+for w in sweep_widths:
+    sweep_point("fig7 width", w, plain_set(sw_x, rl(num_classes), num_classes), sw_cfg(hidden=w), f"width {w}")
+for c in sweep_classes:
+    C = sweep_n if c == "per_sample" else c
+    sweep_point("fig8 classes", c, plain_set(sw_x, rl(C, c == "per_sample"), C), sw_cfg(), f"classes {c}")
+for aug in ("simclr", "none"):
+    for p in sweep_noise:
+        sweep_point("fig12 noise", p, plain_set(sw_x, rl(C_true, noise=p), C_true), sw_cfg(aug),
+                    f"noise {p:.2f}, DA {aug}")
+for m in sweep_magnitudes:
+    sweep_point("fig11 RandAugment", m, plain_set(sw_x, rl(num_classes), num_classes),
+                sw_cfg("randaugment", aug_kw={"n_ops": 2, "magnitude": m}), f"RandAugment M={m}")
+
+status = plan.run(executor, workers=workers or None, slurm=slurm)
+
+
+def run(name):
+    """The run declared as ``name``, read from the cache, with its one-line summary (a run whose job is shared
+    with an earlier name -- the same config and training set -- reads as cached)."""
+    job = jobs[name]
+    r = load_benign(job, cache, dev, from_cache=status[job.name] == "cached" or job.name != name)
+    print(f"{name:<42s} {'cache' if r.from_cache else 'trained'}: {r.epochs} epochs / {r.steps} steps, "
+          f"fit {r.fit:.3f} ({r.stopped}), {r.seconds:.0f} s")
+    return r
+
+
+# %% [markdown]
 # ## Table 2: random labels with and without DA, clean labels, initialisation
 # Training stops as soon as the *unaugmented* training set is fitted (checked every `eval_every`
 # epochs) or the budget runs out; the table reports the final fit. The DA run records its K-NN
@@ -225,15 +311,7 @@ def linear_of(net):
 
 # %%
 net0 = build_net(cfg_for(), num_classes).to(dev).eval()          # the common initialisation (same seed)
-inv_idx = balanced_subset(Ytr.numpy(), inv_images, data_seed + 2)
-monitor = Monitor(Xtr, Ytr, Xte, Yte, norm, every=probe_every, inv_images=Xtr[inv_idx],
-                  inv_aug=make_aug(cfg_for()), inv_pairs=inv_pairs, seed=seed, k=knn_k)
-ts_rand = plain_set(Xtr, rand_labels, num_classes)
-runs = {
-    "random labels, no DA": run(cfg_for("none", epochs_noaug), ts_rand, "random labels, no DA"),
-    "random labels, DA": run(cfg_for("simclr", epochs_aug), ts_rand, "random labels, DA", monitor),
-    "clean labels, DA": run(cfg_for("simclr", epochs_clean), plain_set(Xtr, Ytr, C_true), "clean labels, DA"),
-}
+runs = {name: run(name) for name in ("random labels, no DA", "random labels, DA", "clean labels, DA")}
 knn_init, lin_init = knn_of(net0), linear_of(net0)
 tol = knn_noise(knn_init, len(Yte))
 rows = [{"run": "at initialisation", "labels": "-", "DA": "-", "epochs": 0, "stopped": "-", "fit": np.nan,
@@ -353,15 +431,11 @@ report.figure(fig, "fig6_invariance")
 # network is forced to use the signal shared by the views.
 
 # %%
-cap_imgs = Xtr[balanced_subset(Ytr.numpy(), cap_n, data_seed + 4)]
-cap_img_labels = make_labels(torch.zeros(cap_n, dtype=torch.long), 1.0, num_classes, seed + 1)
 cap_rows = []
 for B in cap_B:
     for preserved in (False, True):
-        ts = fixed_views_set(cap_imgs, B, num_classes, seed + 2, cap_img_labels if preserved else None)
-        r = run(cfg_for("simclr", epochs=epochs_for(cap_steps, len(ts)), steps=cap_steps), ts,
-                f"capacity B={B}, labels {'preserved' if preserved else 'per view'}")
-        cap_rows.append({"B": B, "labels": "preserved" if preserved else "not preserved", "items": len(ts),
+        r = run(cap_name(B, preserved))
+        cap_rows.append({"B": B, "labels": "preserved" if preserved else "not preserved", "items": cap_n * B,
                          "steps": r.steps, "train acc (random labels)": r.fit, "K-NN": knn_of(r.net)})
 cap = pd.DataFrame(cap_rows)
 report.table(cap, "fig5_capacity")
@@ -393,18 +467,10 @@ report.figure(fig, "fig5_capacity")
 # malign.
 
 # %%
-rest = torch.from_numpy(np.setdiff1d(np.arange(len(train_full)), main_idx.numpy()))
-pool_imgs = torch.cat([Xtr, train_full.images[rest]])
-pool_lab = torch.cat([Ytr, train_full.labels[rest]])
-anchors = balanced_subset(Ytr.numpy(), iid_s, data_seed + 5)
-anchor_rand = make_labels(Ytr[anchors], 1.0, num_classes, seed + 3)
 t4 = []
-for labels_kind, lab, C in (("clean", Ytr[anchors], C_true), ("random", anchor_rand, num_classes)):
+for labels_kind in ("clean", "random"):
     for B in (1, iid_B):
-        ts = (plain_set(Xtr[anchors], lab, C) if B == 1 else
-              iid_set(pool_imgs, pool_lab, anchors, B, lab, C, seed + 4))
-        r = run(cfg_for("none", epochs=epochs_for(iid_steps, len(ts)), steps=iid_steps), ts,
-                f"i.i.d. B={B}, {labels_kind} labels")
+        r = run(iid_name(B, labels_kind))
         k = knn_of(r.net)
         t4.append({"labels": labels_kind, "s": iid_s, "B": B, "fit (anchors)": r.fit, "K-NN": k,
                    "verdict": verdict(r.fit, k, knn_init, fit_target, tol) if labels_kind == "random" else "-"})
@@ -420,33 +486,22 @@ display(table4.round(3))
 # shared by the sweeps and computed once.
 
 # %%
-sw_idx = balanced_subset(Ytr.numpy(), sweep_n, data_seed + 6)
-sw_x, sw_y = Xtr[sw_idx], Ytr[sw_idx]
 sweep_rows = []
-
-
-def sweep_point(fig_name, x, ts, cfg, desc):
-    r = run(cfg, ts, desc)
-    sweep_rows.append({"figure": fig_name, "x": str(x), "DA": cfg.aug, "fit": r.fit, "epochs": r.epochs,
+for fig_name, x, name in sweep_points:
+    r = run(name)
+    sweep_rows.append({"figure": fig_name, "x": str(x), "DA": r.config.aug, "fit": r.fit, "epochs": r.epochs,
                        "K-NN": knn_of(r.net)})
-    return sweep_rows[-1]["K-NN"]
-
-
-rl = lambda C, per=False, noise=1.0: make_labels(sw_y, noise, C, seed + 7, per_sample=per)  # noqa: E731
-sw_cfg = lambda aug="simclr", **o: cfg_for(aug, sweep_epochs, **o)  # noqa: E731
-fig7 = {w: sweep_point("fig7 width", w, plain_set(sw_x, rl(num_classes), num_classes), sw_cfg(hidden=w),
-                       f"width {w}") for w in sweep_widths}
-fig8 = {}
-for c in sweep_classes:
-    per = c == "per_sample"
-    C = sweep_n if per else c
-    fig8[str(c)] = sweep_point("fig8 classes", c, plain_set(sw_x, rl(C, per), C), sw_cfg(), f"classes {c}")
-fig12 = {aug: {p: sweep_point("fig12 noise", p, plain_set(sw_x, rl(C_true, noise=p), C_true), sw_cfg(aug),
-                              f"noise {p:.2f}, DA {aug}") for p in sweep_noise} for aug in ("simclr", "none")}
-fig11 = {m: sweep_point("fig11 RandAugment", m, plain_set(sw_x, rl(num_classes), num_classes),
-                        sw_cfg("randaugment", aug_kw={"n_ops": 2, "magnitude": m}), f"RandAugment M={m}")
-         for m in sweep_magnitudes}
 sweeps = pd.DataFrame(sweep_rows)
+
+
+def knn_at(fig_name, da=None):
+    """{x: K-NN} of one sweep (and one DA setting)."""
+    d = sweeps[(sweeps["figure"] == fig_name) & ((sweeps["DA"] == da) if da else True)]
+    return dict(zip(d["x"], d["K-NN"]))
+
+
+fig7, fig8, fig11 = knn_at("fig7 width"), knn_at("fig8 classes"), knn_at("fig11 RandAugment")
+fig12 = {aug: knn_at("fig12 noise", aug) for aug in ("simclr", "none")}
 report.table(sweeps, "sweeps")
 display(sweeps.round(3))
 cap_s = report.caption(f"{sweep_n} images, {sweep_epochs} epochs, random labels unless stated")
