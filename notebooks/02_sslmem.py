@@ -42,6 +42,11 @@
 profile = "laptop"
 output_dir = "outputs/laptop"
 device = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
+executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
 dataset = "cifar10"        # any memlab dataset; "synthetic" works offline and has planted atypical points
 synthetic_n_train = 5000   # sizes of the generated splits when dataset == "synthetic"
 synthetic_n_test = 1000
@@ -107,7 +112,7 @@ import torch
 from IPython.display import display
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from memlab import plots
+from memlab import executors, plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
 from memlab.data import DATASETS
@@ -118,12 +123,12 @@ from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.augment import PRESETS
-from memlab.grid import cell_spec, overlap_sizes, probe, run_cell
+from memlab.grid import cell_jobs, cell_spec, overlap_sizes, probe, run_cell
+from memlab.jobs import Plan
 from memlab.rankings import agreement, feldman, square
-from memlab.sslmem import (SUBSETS, cached_scores, encoder_config, load_splits, normalized, scored_subsets,
-                           train_f_and_g)
+from memlab.sslmem import SUBSETS, cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets
 from memlab.stats import subset_table, summary, welch
-from memlab.train import resolve_device
+from memlab.train import load_encoder, resolve_device
 
 # Reject bad parameters before any compute.
 check_injected()
@@ -156,6 +161,7 @@ positive(grid_view_pairs=grid_view_pairs, grid_points=grid_points, supervised_lr
 if ("table11" in tables or "rankings" in tables) and not supervised_epochs:
     raise ValueError("table11 and rankings need at least one supervised_epochs value")
 dev = resolve_device(device)
+executors.make(executor, device=dev, workers=workers or None, slurm=slurm)
 T0 = time.time()
 report = Report(output_dir, "02_sslmem", profile, dataset)
 cache = Cache()
@@ -202,17 +208,51 @@ if "table7" in tables:
         data_for(dataset, sh_, rest_, rest_)
 
 # %% [markdown]
-# ## Train f and g
-# Same method, architecture, hyper-parameters and seeds; only the training sets differ. Encoders are cached
-# (keyed by the full configuration and a fingerprint of the training images), so a rerun -- or another
-# notebook that needs the same pair, such as LayerMem and UnitMem -- loads them instead of training.
+# ## The plan: f and g, and every cell of the tables
+# Same method, architecture, hyper-parameters and seeds for f and g; only the training sets differ. Every
+# encoder of this notebook -- the main pair and each table's f/g pairs -- is a job keyed by the cache (the
+# full configuration and a fingerprint of the training images), listed with its cost before anything trains
+# and then trained by the executor. A rerun, or another notebook that needs the same pair (LayerMem,
+# UnitMem), finds them in the cache.
 
 # %%
 cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                      snapshot_epochs=snapshot_epochs, mean=mean, std=std)
-fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, device=dev,
-                       force=force)
+
+
+def snapshots_for(spec):
+    """A cell that repeats the main pair's recipe keeps its snapshot list, so it shares the main pair's encoders."""
+    same = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (spec["objective_kw"] or
+                                                                                  spec["model_kw"] or spec["aug"])
+    return snapshot_epochs if same else ()
+
+
+sup_specs = [cell_spec({"method": "supervised", "epochs": e_, "lr": supervised_lr, "label": f"supervised {e_} ep."},
+                       base_cell) for e_ in sorted(supervised_epochs)] if {"table11", "rankings"} & set(tables) else []
+overlap_specs = []  # Table 7: (cell, key of its data in _data)
+for fr in (overlap_fracs if "table7" in tables else []):
+    sh_, rest_ = overlap_sizes(split_shared + split_candidates + split_independent, fr)
+    overlap_specs.append((cell_spec({"label": f"overlap {fr:.0%}"}, base_cell), (dataset, sh_, rest_, rest_)))
+mae_cell = next((c for c in grid if c.get("method") == "mae"), {"method": "mae", "arch": "vit_tiny"})
+table9_specs = ([cell_spec({"label": f"simclr, {a} augmentation", "aug": a}, base_cell) for a in simclr_augs]
+                + [cell_spec({**mae_cell, "label": f"mae mask {r_:.0%}",
+                              "objective_kw": {**mae_cell.get("objective_kw", {}), "mask_ratio": r_}}, base_cell)
+                   for r_ in mae_mask_ratios]) if "table9" in tables else []
+grid_specs = cells if {"table1", "rankings", "table11"} & set(tables) else []
+
+plan = Plan("02_sslmem", cache=cache, device=dev)
+f_jobs, g_jobs = f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, force=force)
+plan.add_all(f_jobs + g_jobs)
+for spec in grid_specs + sup_specs + table9_specs:
+    tr_, _, sp_, _ = data_for(spec["dataset"])
+    plan.add_all(cell_jobs(spec, tr_, sp_, cache=cache, snapshot_epochs=snapshots_for(spec), force=force))
+for spec, key_ in overlap_specs:
+    tr_, _, sp_, _ = _data[key_]
+    plan.add_all(cell_jobs(spec, tr_, sp_, cache=cache, force=force))
+status = plan.run(executor, workers=workers or None, slurm=slurm)
+fs = [load_encoder(j, cache, dev, from_cache=status[j.name] == "cached") for j in f_jobs]
+gs = [load_encoder(j, cache, dev, from_cache=status[j.name] == "cached") for j in g_jobs]
 hist = pd.DataFrame([{"encoder": f"{w}{i}", **h} for w, tr in (("f", fs), ("g", gs)) for i, t in enumerate(tr)
                      for h in t.history])
 report.table(hist, "training_history")
@@ -402,12 +442,9 @@ def run(spec, measure=""):
     tr, te, sp, sc = data_for(spec["dataset"])
     sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
     pidx = balanced_subset(te.labels.numpy(), min(probe_test, len(te)), split_seed + 2)
-    # a cell that repeats the main pair's recipe keeps its snapshot list, so its encoders come from the cache
-    same = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (spec["objective_kw"] or
-                                                                                  spec["model_kw"] or spec["aug"])
     return run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs,
                     rep=representation, probe_idx=pidx, bank_seed=split_seed, measure_aug=measure,
-                    snapshot_epochs=snapshot_epochs if same else (), force=force)
+                    snapshot_epochs=snapshots_for(spec), force=force, progress=False)
 
 
 def row(res, **extra):
@@ -416,10 +453,9 @@ def row(res, **extra):
 
 
 grid_res = {}
-if {"table1", "rankings", "table11"} & set(tables):
-    for c in cells:
-        print(f"-- cell {c['label']}")
-        grid_res[c["label"]] = run(c)
+for c in grid_specs:
+    grid_res[c["label"]] = run(c)
+if grid_res:
     table1_grid = pd.DataFrame([row(r) for r in grid_res.values()])
     report.table(table1_grid, "table1_methods")
     display(table1_grid.round(4))
@@ -439,13 +475,8 @@ if {"table1", "rankings", "table11"} & set(tables):
 # SSL encoders (measured with its own training augmentation).
 
 # %%
-sup_res = {}
-if {"table11", "rankings"} & set(tables):
-    for e_ in sorted(supervised_epochs):
-        spec = cell_spec({"method": "supervised", "epochs": e_, "lr": supervised_lr, "label": f"supervised {e_} ep."},
-                         base_cell)
-        print(f"-- cell {spec['label']}")
-        sup_res[e_] = run(spec)
+sup_res = {spec["epochs"]: run(spec) for spec in sup_specs}
+if sup_res:
     table11 = pd.DataFrame([row(r, kind="supervised") for r in sup_res.values()] +
                            [row(r, kind="SSL") for r in grid_res.values()])
     report.table(table11, "table11_supervised_vs_ssl")
@@ -522,26 +553,15 @@ if "table8" in tables:
         ablation_rows.append({"table": "8", "variant": f"measured with {a}", "mean SSLMem(S_C)": float(m_a["S_C"].mean()),
                               "mean SSLMem(S_S)": float(m_a["S_S"].mean()), "p(S_C > S_S)": t_["p"], "d": t_["d"],
                               "linear probe acc": float(np.mean(accs))})
-if "table7" in tables:
-    pool = split_shared + split_candidates + split_independent
-    for fr in overlap_fracs:
-        sh, rest = overlap_sizes(pool, fr)
-        data_for(dataset, sh, rest, rest)
-        spec = cell_spec({"label": f"overlap {fr:.0%}"}, base_cell)
-        tr, te, sp, sc = _data[(dataset, sh, rest, rest)]
-        sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
-        res_o = run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs, rep=representation,
-                         probe_idx=probe_idx, bank_seed=split_seed, force=force)
-        ablation_rows.append(ablation_row("7", f"|S_S| = {fr:.0%} ({sh}/{rest}/{rest})", res_o))
-if "table9" in tables:
-    for a in simclr_augs:
-        res_t = run(cell_spec({"label": f"simclr, {a} augmentation", "aug": a}, base_cell))
-        ablation_rows.append(ablation_row("9", res_t.spec["label"], res_t))
-    mae_cell = next((c for c in grid if c.get("method") == "mae"), {"method": "mae", "arch": "vit_tiny"})
-    for r_ in mae_mask_ratios:
-        c = {**mae_cell, "label": f"mae mask {r_:.0%}", "objective_kw": {**mae_cell.get("objective_kw", {}), "mask_ratio": r_}}
-        res_t = run(cell_spec(c, base_cell))
-        ablation_rows.append(ablation_row("9", res_t.spec["label"], res_t))
+for fr, (spec, key_) in zip(overlap_fracs, overlap_specs):  # Table 7
+    tr, te, sp, sc = _data[key_]
+    sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
+    res_o = run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs, rep=representation,
+                     probe_idx=probe_idx, bank_seed=split_seed, force=force, progress=False)
+    ablation_rows.append(ablation_row("7", f"|S_S| = {fr:.0%} ({key_[1]}/{key_[2]}/{key_[3]})", res_o))
+for spec in table9_specs:  # Table 9
+    res_t = run(spec)
+    ablation_rows.append(ablation_row("9", res_t.spec["label"], res_t))
 ablations = pd.DataFrame(ablation_rows)
 if len(ablations):
     report.table(ablations, "tables7_8_9_ablations")

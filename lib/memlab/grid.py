@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .augment import Augmentation, ViewBank
 from .probes import extract, linear_probe
-from .sslmem import cached_scores, encoder_config, normalized, train_f_and_g
+from .sslmem import cached_scores, encoder_config, f_and_g_jobs, normalized, train_f_and_g
 
 CELL_KEYS = {"label", "method", "arch", "width", "dataset", "epochs", "batch_size", "optimizer", "lr",
              "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug"}
@@ -42,6 +42,17 @@ def cell_config(spec: dict, mean, std, snapshot_epochs=()):
     return replace(cfg, aug=spec["aug"]) if spec["aug"] else cfg
 
 
+def cell_jobs(spec: dict, train_data, splits, *, cache, snapshot_epochs=(), force: bool = False) -> list:
+    """The f and g jobs of a cell (``sslmem.f_and_g_jobs`` with the cell's config), for a notebook's plan;
+    ``run_cell`` with the same arguments then finds them in the cache."""
+    mean, std = train_data.stats()
+    f_jobs, g_jobs = f_and_g_jobs(cell_config(spec, mean, std, snapshot_epochs), train_data, splits,
+                                  seeds=spec["seeds"], pair_seeds=True, cache=cache, force=force)
+    for j in f_jobs + g_jobs:
+        j.name = f"{spec['label']}: {j.name.split(' ', 1)[1]}"
+    return f_jobs + g_jobs
+
+
 @dataclass
 class CellResult:
     spec: dict
@@ -64,12 +75,14 @@ class CellResult:
 def run_cell(spec: dict, train_data, test_data, splits, subsets: dict, *, cache, device, view_pairs: int,
              rep: str, probe_idx, bank_seed: int = 0, measure_aug: str = "", snapshot_epochs=(),
              force: bool = False, progress: bool = True) -> CellResult:
-    """Train/load the cell's f and g, score ``subsets`` ({name: indices}) and probe f. ``snapshot_epochs``
-    are part of the training config (and its cache key): pass the main pair's to reuse its encoders."""
+    """Load (or train inline) the cell's f and g, score ``subsets`` ({name: indices}) and probe f.
+    ``snapshot_epochs`` are part of the training config (and its cache key): pass the main pair's to reuse its
+    encoders. ``force`` recomputes the scores; to retrain the encoders, declare ``cell_jobs(..., force=True)``
+    in the plan."""
     mean, std = train_data.stats()
     cfg = cell_config(spec, mean, std, snapshot_epochs)
     fs, gs = train_f_and_g(cfg, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache,
-                           device=device, force=force, progress=progress)
+                           device=device, progress=progress)
     meas_name = measure_aug or spec["measure_aug"] or cfg.aug or fs[0].objective.aug
     meas = Augmentation(meas_name, mean=cfg.mean, std=cfg.std)
     bank = ViewBank(meas, 2 * view_pairs, seed=bank_seed)
