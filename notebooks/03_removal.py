@@ -42,6 +42,11 @@
 profile = "laptop"
 output_dir = "outputs/laptop"
 device = "auto"            # "auto", "cpu", "cuda", ...
+executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
 # -- pre-training data (Fig. 3: cifar10; Fig. 6: stl10; Fig. 7: cifar100 -- any memlab dataset)
 dataset = "cifar10"
 synthetic_n_train = 3000   # sizes of the generated splits when a dataset is "synthetic"
@@ -97,19 +102,21 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from memlab import plots
+from memlab import executors, plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
 from memlab.params import ParameterError, check_injected, choice, positive
-from memlab.removal import (Plan, check_ks, disjoint_halves, dp_unavailable, experiment_size, f_scores,
-                            lambda_config, mean_sd, pair_scores, probe_accuracy, removal_gap, removal_set, retained)
+from memlab.dp import dp_job, load_dp
+from memlab.jobs import Plan
+from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, f_scores, lambda_config, mean_sd, pair_scores,
+                            probe_accuracy, removal_gap, removal_set, retained, retrain_cost, ssl_job)
 from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.sslmem import encoder_config
-from memlab.train import TrainConfig, resolve_device
+from memlab.train import TrainConfig, load_encoder, resolve_device
 
 check_injected()
 choice("dataset", dataset, DATASETS)
@@ -134,6 +141,7 @@ removal_ks = check_ks(removal_ks, n_half)          # every k < the scored pool o
 if dp_points > n_half:
     raise ParameterError(f"dp_points = {dp_points} exceeds n_half = {n_half}")
 dev = resolve_device(device)
+executors.make(executor, device=dev, workers=workers or None, slurm=slurm)
 T0 = time.time()
 report = Report(output_dir, "03_removal", profile, dataset)
 cache = Cache()
@@ -185,15 +193,60 @@ dp_msg = dp_unavailable() if dp_epochs > 0 else "DP section off (dp_epochs = 0 i
 dp_eps_all = ([math.inf] + list(dp_epsilons)) if dp_msg is None else []
 if dp_msg:
     print(dp_msg)
-total = experiment_size(n_seeds=len(seeds), ks=removal_ks, lambdas=lambdas, lambda_datasets=lambda_datasets,
-                        lambda_seeds=len(lambda_seeds), dp_epsilons=dp_eps_all)
 print(f"device {dev} | pre-training {dataset}: halves of {n_half} | downstream: {list(tasks)} | "
-      f"lambda sweep on {list(lam_data)} | {total} encoders in the plan")
-plan = Plan(total, cache=cache, device=dev, force=force, desc="03_removal encoders")
+      f"lambda sweep on {list(lam_data)}")
 mean, std = train_data.stats()
 cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, mean=mean, std=std,
                      objective_kw=objective_kw)
+if dp_eps_all:
+    dp_cfg = TrainConfig(model=dp_arch, model_kw={"width": dp_width, "norm": "group"}, objective="simsiam",
+                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
+                         weight_decay=0.0, mean=mean, std=std, seed=seeds[0])
+    fd = f_pool[balanced_subset(train_data.labels[f_pool].numpy(), dp_points, split_seed + 5)]
+    gd = g_pool[balanced_subset(train_data.labels[g_pool].numpy(), dp_points, split_seed + 5)]
+
+# %% [markdown]
+# ## The plan
+# Every encoder of the three experiments is a job keyed by the cache, listed with its cost before anything
+# trains: f and g per seed, f and g per lambda, dataset and seed, and the DP pairs. The retrained encoders
+# depend on the SSLMem scores of f, so they are declared now (with their cost) and filled in once f and g
+# are scored. The executor trains each stage; a killed run resumes, and a rerun finds everything cached.
+
+# %%
+plan = Plan("03_removal", cache=cache, device=dev)
+f_jobs = [plan.add(ssl_job(f"f seed {s}", replace(cfg, seed=s), train_data, f_pool, cache=cache, force=force))
+          for s in seeds]
+g_jobs = [plan.add(ssl_job(f"g seed {s}", replace(cfg, seed=s), train_data, g_pool, cache=cache, force=force))
+          for s in seeds]
+for k in removal_ks:
+    for strategy in ("memorised", "random"):
+        for s in seeds:
+            plan.defer(f"remove {k} {strategy} seed {s}", "encoder", retrain_cost(cfg, len(f_pool) - k))
+lam_jobs = {}
+for dname, (dtr, fp, gp, _) in lam_data.items():
+    m_, s_ = dtr.stats()
+    base = replace(cfg, epochs=lambda_epochs, mean=m_, std=s_)
+    for lam in lambdas:
+        for s in lambda_seeds:
+            c = replace(lambda_config(base, lam), seed=s)
+            lam_jobs[dname, lam, s] = [plan.add(ssl_job(f"lambda {lam} {dname} {w} seed {s}", c, dtr, idx, cache=cache,
+                                                        force=force)) for w, idx in (("f", fp), ("g", gp))]
+dp_jobs = {}
+for eps in dp_eps_all:
+    for w, idx in (("f", fd), ("g", gd)):
+        dp_jobs[eps, w] = plan.add(
+            ssl_job(f"DP eps=inf {w}", dp_cfg, train_data, idx, cache=cache, force=force) if math.isinf(eps) else
+            dp_job(dp_cfg, train_data.images[idx], idx, epsilon=eps, cache=cache,
+                   data_id=f"{train_data.name}/{train_data.split}", max_grad_norm=dp_max_grad_norm,
+                   name=f"DP eps={eps:g} {w}", force=force))
+status = plan.run(executor, workers=workers or None, slurm=slurm)
+
+
+def loaded(job):
+    """A job's encoder from the cache (DP jobs with their privacy accounting)."""
+    return (load_dp if job.kind == "dp_encoder" else load_encoder)(job, cache, dev,
+                                                                  from_cache=status[job.name] == "cached")
 
 
 def bank_for(trained):
@@ -210,8 +263,7 @@ def bank_for(trained):
 # on the pooled representation, fitted on each downstream dataset's own labelled images.
 
 # %%
-fs = [plan.train(f"f seed {s}", replace(cfg, seed=s), train_data, f_pool) for s in seeds]
-gs = [plan.train(f"g seed {s}", replace(cfg, seed=s), train_data, g_pool) for s in seeds]
+fs, gs = [loaded(j) for j in f_jobs], [loaded(j) for j in g_jobs]
 sc = f_scores(cache, fs, gs, train_data, f_pool, bank_for(fs[0]), n_pairs=view_pairs, rep=representation, device=dev,
               force=force)
 m = sc["m"]
@@ -222,12 +274,12 @@ fig = plots.subset_distributions({"f's training points": m},
                                  report.caption(f"{method}/{arch}, {len(seeds)} seed(s), K={view_pairs}"))
 report.figure(fig, "sslmem_f_points")
 
-rows, removed_info = [], []
+rows, removed_info, retrain = [], [], {}
 for s, f in zip(seeds, fs):  # k = 0: f itself, the start of both curves
     acc = probe_accuracy(cache, f, tasks, device=dev, max_iter=probe_iters, force=force)
     rows += [{"k": 0, "strategy": strategy, "seed": s, "downstream": d, "accuracy": a}
              for strategy in ("memorised", "random") for d, a in acc.items()]
-for k in removal_ks:
+for k in removal_ks:  # the second stage of the plan: retrain without the removed points
     for strategy in ("memorised", "random"):
         for s in seeds:
             out = removal_set(f_pool, m, k, strategy, seed=removal_seed + s)
@@ -235,9 +287,12 @@ for k in removal_ks:
             removed_info.append({"k": k, "strategy": strategy, "seed": s, "mean SSLMem removed": float(m[pos].mean()),
                                  **({"planted atypical removed": int(torch.isin(out, train_data.atypical).sum())}
                                     if train_data.atypical is not None else {})})
-            tr = plan.train(f"remove {k} {strategy} seed {s}", replace(cfg, seed=s), train_data, retained(f_pool, out))
-            acc = probe_accuracy(cache, tr, tasks, device=dev, max_iter=probe_iters, force=force)
-            rows += [{"k": k, "strategy": strategy, "seed": s, "downstream": d, "accuracy": a} for d, a in acc.items()]
+            retrain[k, strategy, s] = plan.add(ssl_job(f"remove {k} {strategy} seed {s}", replace(cfg, seed=s),
+                                                       train_data, retained(f_pool, out), cache=cache, force=force))
+status = plan.run(executor, workers=workers or None, slurm=slurm)
+for (k, strategy, s), job in retrain.items():
+    acc = probe_accuracy(cache, loaded(job), tasks, device=dev, max_iter=probe_iters, force=force)
+    rows += [{"k": k, "strategy": strategy, "seed": s, "downstream": d, "accuracy": a} for d, a in acc.items()]
 removal = pd.DataFrame(rows)
 report.table(removal, "removal_accuracy")
 report.table(pd.DataFrame(removed_info), "removed_points")
@@ -264,13 +319,9 @@ report.figure(fig, "removal_accuracy")
 # %%
 lrows = []
 for dname, (dtr, fp, gp, dtask) in lam_data.items():
-    m_, s_ = dtr.stats()
-    base = replace(cfg, epochs=lambda_epochs, mean=m_, std=s_)
     for lam in lambdas:
         for s in lambda_seeds:
-            c = replace(lambda_config(base, lam), seed=s)
-            f = plan.train(f"lambda {lam} {dname} f seed {s}", c, dtr, fp)
-            g = plan.train(f"lambda {lam} {dname} g seed {s}", c, dtr, gp)
+            f, g = (loaded(j) for j in lam_jobs[dname, lam, s])
             sc_l = pair_scores(cache, [f], [g], dtr, fp, gp, bank_for(f), n_pairs=view_pairs, rep=representation,
                                device=dev, force=force)
             acc = probe_accuracy(cache, f, {dname: dtask}, device=dev, max_iter=probe_iters, force=force)[dname]
@@ -302,19 +353,9 @@ report.figure(fig, "lambda_sweep")
 # %%
 dp_rows = []
 if dp_eps_all:
-    dp_cfg = TrainConfig(model=dp_arch, model_kw={"width": dp_width, "norm": "group"}, objective="simsiam",
-                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
-                         weight_decay=0.0, mean=mean, std=std, seed=seeds[0])
-    fd = f_pool[balanced_subset(train_data.labels[f_pool].numpy(), dp_points, split_seed + 5)]
-    gd = g_pool[balanced_subset(train_data.labels[g_pool].numpy(), dp_points, split_seed + 5)]
     for eps in dp_eps_all:
-        if math.isinf(eps):
-            f, g = (plan.train(f"DP eps=inf {w}", dp_cfg, train_data, idx) for w, idx in (("f", fd), ("g", gd)))
-            spent = math.inf
-        else:
-            f, g = (plan.train_dp(f"DP eps={eps:g} {w}", dp_cfg, train_data, idx, epsilon=eps,
-                                  max_grad_norm=dp_max_grad_norm) for w, idx in (("f", fd), ("g", gd)))
-            spent = f.dp["epsilon"]
+        f, g = loaded(dp_jobs[eps, "f"]), loaded(dp_jobs[eps, "g"])
+        spent = math.inf if math.isinf(eps) else f.dp["epsilon"]
         sc_d = pair_scores(cache, [f], [g], train_data, fd, gd, bank_for(f), n_pairs=view_pairs,
                            rep=representation, device=dev, force=force)
         acc = probe_accuracy(cache, f, tasks, device=dev, max_iter=probe_iters, force=force)
@@ -329,10 +370,8 @@ if dp_eps_all:
                      report.caption(f"SimSiam, GroupNorm {dp_arch} x{dp_width}, {dp_points} points, "
                                     f"{dp_epochs} epochs"))
     report.figure(fig, "dp_sslmem")
-plan.close()
 report.table(plan.table(), "plan")
-print(f"plan: {plan.done}/{plan.total} encoders, {plan.trained} trained in this run, "
-      f"{plan.done - plan.trained} from the cache")
+print(f"plan: {len(plan.jobs)} encoders, {sum(v == 'trained' for v in status.values())} trained by the last stage")
 
 # %% [markdown]
 # ## The paper's claims, checked on this run

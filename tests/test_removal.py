@@ -10,10 +10,22 @@ from memlab.augment import Augmentation, ViewBank
 from memlab import removal
 from memlab.cache import Cache
 from memlab.data import load_dataset
-from memlab.removal import (Plan, check_ks, disjoint_halves, dp_unavailable, experiment_size, lambda_config,
+from memlab.jobs import Plan
+from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, lambda_config, retrain_cost, ssl_job,
                             removal_gap, removal_set, retained)
 from memlab.sslmem import alignment_losses
-from memlab.train import TrainConfig, train
+from memlab.dp import train_dp
+from memlab.train import TrainConfig, load_encoder, train
+
+
+def single_threaded(fn):
+    """Run ``fn`` with one torch thread: CPU jobs train single-threaded, so a reference must too."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(n)
 
 DATA = load_dataset("synthetic", "train", n=96, seed=0)
 MEAN, STD = DATA.stats()
@@ -102,41 +114,26 @@ def _killer(at_epoch):
     return cb
 
 
-def test_plan_counts_progress_and_a_killed_plan_resumes_without_retraining(tmp_path):
+def test_two_stage_plan_declares_retrains_then_trains_them_once(tmp_path):
     cache = Cache(tmp_path / "cache")
     cfg = TrainConfig(epochs=2, **{**TINY, "batch_size": 16})
-    sets = [torch.arange(0, 32), torch.arange(32, 64), torch.arange(64, 96)]
-    plan = Plan(3, cache=cache, device="cpu", progress=False)
-    plan.train("a", cfg, DATA, sets[0])
-    assert (plan.done, plan.total, plan.trained) == (1, 3, 1)
-    with pytest.raises(KeyboardInterrupt):
-        plan.train("b", cfg, DATA, sets[1], epoch_callback=_killer(1))   # killed after b's first epoch
-    assert plan.done == 1
-
-    seen = {}
-    plan = Plan(3, cache=cache, device="cpu", progress=False)
-    out = [plan.train(n, cfg, DATA, s, epoch_callback=lambda e, n=n: seen.setdefault(n, []).append(e))
-           for n, s in zip("abc", sets)]
-    plan.close()
-    assert plan.done == plan.total == 3
-    assert plan.table().source.tolist() == ["cache", "trained", "trained"]
-    assert "a" not in seen                  # finished encoder: not retrained
-    assert seen["b"] == [2] and seen["c"] == [1, 2]  # b resumed at its last finished epoch
-    ref = train(cfg, DATA.images[sets[1]], None, sets[1], device="cpu", progress=False)["encoder"].state_dict()
-    got = out[1].encoder.state_dict()
-    assert all(torch.equal(ref[k], got[k]) for k in ref)   # resumed == uninterrupted
-
-    with pytest.raises(RuntimeError, match="overrun"):
-        plan.train("d", cfg, DATA, sets[0])
-    short = Plan(2, cache=cache, device="cpu", progress=False)
-    short.train("a", cfg, DATA, sets[0])
-    with pytest.raises(RuntimeError, match="declared 2 encoders but 1"):
-        short.close()
-
-
-def test_experiment_size_counts_every_encoder():
-    assert experiment_size(n_seeds=2, ks=[1, 2, 3], lambdas=[0, .1, .3, .5], lambda_datasets=["a", "b"],
-                           lambda_seeds=1, dp_epsilons=[float("inf"), 20, 8]) == 4 + 12 + 16 + 6
+    pool = torch.arange(0, 48)
+    plan = Plan("removal", cache=cache, device="cpu")
+    f = plan.add(ssl_job("f", cfg, DATA, pool, cache=cache))
+    plan.defer("remove 16", "encoder", retrain_cost(cfg, 32))
+    t = plan.table()
+    assert t.status.tolist() == ["pending", "deferred"]
+    assert t["image-steps"].tolist() == [2 * 3 * 16 * 2, 2 * 2 * 16 * 2]  # epochs x steps x batch x views
+    assert plan.run("inline", progress=False) == {"f": "trained"}
+    r = plan.add(ssl_job("remove 16", cfg, DATA, pool[16:], cache=cache))   # the second stage fills the declaration
+    assert plan.table().status.tolist() == ["cached", "pending"]
+    assert plan.run("inline", progress=False) == {"f": "cached", "remove 16": "trained"}
+    assert plan.run("inline", progress=False) == {"f": "cached", "remove 16": "cached"}
+    ref = single_threaded(lambda: train(cfg, DATA.images[pool[16:]], None, pool[16:], device="cpu",
+                                        progress=False))["encoder"].state_dict()
+    got = load_encoder(r, cache, "cpu").encoder.state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)  # the job trained exactly the retained points
+    assert load_encoder(f, cache, "cpu").key == f.cache_key(cache)
 
 
 def test_removal_gap_is_random_minus_memorised_over_k():
@@ -157,17 +154,22 @@ def test_missing_opacus_gives_install_instructions(monkeypatch):
 
 def test_dp_encoders_are_plan_entries_served_from_the_cache(tmp_path):
     pytest.importorskip("opacus")
+    from memlab.dp import dp_job, load_dp
     assert dp_unavailable() is None
     cfg = TrainConfig(epochs=1, **{**TINY, "objective": "simsiam", "objective_kw": {"norm": "layer"},
                                    "model_kw": {"width": 0.125, "norm": "group"}})
     cache = Cache(tmp_path / "cache")
-    a = Plan(1, cache=cache, device="cpu", progress=False).train_dp("dp", cfg, DATA, torch.arange(32), epsilon=8.0)
-    plan = Plan(1, cache=cache, device="cpu", progress=False)
-    b = plan.train_dp("dp", cfg, DATA, torch.arange(32), epsilon=8.0)
-    assert not a.from_cache and b.from_cache and plan.table().source.tolist() == ["cache"]
-    assert a.key == b.key and a.dp["epsilon"] == pytest.approx(8.0, rel=0.05)
-    sa, sb = a.encoder.state_dict(), b.encoder.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    job = dp_job(cfg, DATA.images[:32], torch.arange(32), epsilon=8.0, cache=cache, name="dp")
+    assert Plan("dp", cache=cache).add(job) is job
+    p1, p2 = Plan("dp", cache=cache), Plan("dp", cache=cache)
+    assert p1.add(job) and p1.run("inline", progress=False) == {"dp": "trained"}
+    assert p2.add(job) and p2.run("inline", progress=False) == {"dp": "cached"}
+    a, b = load_dp(job, cache, "cpu"), load_dp(job, cache, "cpu")
+    assert a.dp["epsilon"] == pytest.approx(8.0, rel=0.05) and a.key == job.cache_key(cache)
+    ref = single_threaded(lambda: train_dp(cfg, DATA.images[:32], torch.arange(32), target_epsilon=8.0, device="cpu",
+                                           progress=False))
+    sa, sb, sr = a.encoder.state_dict(), b.encoder.state_dict(), ref["encoder"].state_dict()
+    assert all(torch.equal(sa[k], sr[k]) and torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_probe_accuracy_is_cached_per_encoder_and_task(tmp_path, monkeypatch):

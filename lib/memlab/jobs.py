@@ -267,14 +267,14 @@ class Plan:
         rows += [(d.name, d.kind, "", "deferred", d.cost) for d in self.deferred]
         return pd.DataFrame([{"job": n, "kind": k, "key": key, "status": s, "epochs": c.epochs,
                               "image-steps": c.image_steps, "TFLOPs": float(f"{c.flops / 1e12:.3g}"),
-                              "est. minutes": round(c.flops / rate[c.model] / 60, 1) if c.model in rate else None}
+                              "est. minutes": float(f"{c.flops / rate[c.model] / 60:.2g}") if c.model in rate else None}
                              for n, k, key, s, c in rows])
 
     def summary(self, table: pd.DataFrame | None = None) -> str:
         t = self.table() if table is None else table
         todo = t[t.status != "cached"]
         minutes = todo["est. minutes"]
-        est = (f"{minutes.sum():.0f} min one after another on {device_label(self.device)}"
+        est = (f"{minutes.sum():.3g} min one after another on {device_label(self.device)}"
                if len(todo) and minutes.notna().all() else "minutes: not yet measured on this device")
         return (f"plan {self.name}: {len(t)} jobs ({(t.status == 'cached').sum()} cached, "
                 f"{(t.status == 'pending').sum()} pending, {(t.status == 'deferred').sum()} deferred) | "

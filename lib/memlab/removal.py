@@ -13,22 +13,20 @@
 - Across recipes (lam, epsilon) memorisation is compared with ``pair_scores``: both halves, each point
   against the encoder that did not see it, so a constant alignment gap between f and g cancels.
 
-Every encoder of a notebook goes through one ``Plan``: a progress bar over all encoders of the plan
-(done / total), each encoder a cache entry (``train.train_encoder``; DP encoders via ``Cache.get_or_compute``),
-so a killed run resumes at the first unfinished encoder -- and inside it at its last finished epoch.
+Every encoder of the notebook is a job of its plan (``jobs.Plan``; ``ssl_job`` here, ``dp.dp_job`` for DP): the
+retrained encoders depend on f's scores, so they are declared with their cost (``retrain_cost``) and added
+once f and g are scored. A killed run resumes at each encoder's last finished epoch.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .splits import balanced_order
-from .train import TrainConfig, Trained, fingerprint, train_encoder
+from .train import TrainConfig, Trained, encoder_job, fingerprint
 
 STRATEGIES = ("memorised", "random")
 
@@ -104,79 +102,23 @@ def lambda_config(cfg: TrainConfig, lam: float) -> TrainConfig:
                    objective_kw={"base": cfg.objective, "lam": float(lam), "base_kw": dict(cfg.objective_kw)})
 
 
-# ----------------------------------------------------------------------------- the plan of encoders
-def experiment_size(*, n_seeds: int, ks, lambdas, lambda_datasets, lambda_seeds: int, dp_epsilons) -> int:
-    """Number of encoders the notebook requests (cached or not): f and g per seed, one retrain per
-    (k, strategy, seed), f and g per (lambda, dataset, seed) and per epsilon (``inf`` included)."""
-    return (2 * n_seeds + len(ks) * len(STRATEGIES) * n_seeds + 2 * len(lambdas) * len(lambda_datasets) * lambda_seeds
-            + 2 * len(dp_epsilons))
+# ----------------------------------------------------------------------------- the encoders' jobs
+def ssl_job(name: str, cfg: TrainConfig, data, idx, *, cache, force: bool = False):
+    """The job of an SSL encoder (no labels) trained on ``data[idx]`` (``train.encoder_job``), for the plan."""
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    return encoder_job(cfg, data.images[idx], None, idx, cache=cache, data_id=f"{data.name}/{data.split}", name=name,
+                       force=force)
 
 
-class Plan:
-    """All encoders of an experiment behind one progress bar (encoders done / total).
-
-    Each ``train``/``train_dp`` call serves one encoder from the cache or trains it (an interrupted training
-    resumes from its last finished epoch), and records it. ``total`` is declared up front; ``close`` checks
-    that exactly that many were requested.
-    """
-
-    def __init__(self, total: int, *, cache, device, force: bool = False, progress: bool = True,
-                 desc: str = "encoders"):
-        if total < 1:
-            raise ValueError("a plan needs at least one encoder")
-        self.total, self.cache, self.device, self.force = int(total), cache, device, force
-        self.records: list[dict] = []
-        self.bar = tqdm(total=self.total, desc=desc, unit="encoder", disable=not progress)
-
-    @property
-    def done(self) -> int:
-        return len(self.records)
-
-    @property
-    def trained(self) -> int:
-        return sum(r["source"] == "trained" for r in self.records)
-
-    def _start(self, name: str) -> float:
-        if self.done >= self.total:
-            raise RuntimeError(f"plan overrun: encoder {name!r} is number {self.done + 1} of {self.total} declared")
-        self.bar.set_postfix_str(name)
-        return time.time()
-
-    def _finish(self, name: str, key: str, cached: bool, t0: float) -> None:
-        self.records.append({"encoder": name, "key": key, "source": "cache" if cached else "trained",
-                             "seconds": round(time.time() - t0, 2)})
-        self.bar.update(1)
-        self.bar.set_postfix(cached=self.done - self.trained, trained=self.trained)
-
-    def train(self, name: str, cfg: TrainConfig, data, idx, *, epoch_callback=None) -> Trained:
-        """``train.train_encoder`` (SSL, no labels) on ``data[idx]`` through the cache, counted in the plan."""
-        t0 = self._start(name)
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        tr = train_encoder(cfg, data.images[idx], None, idx, cache=self.cache, data_id=f"{data.name}/{data.split}",
-                           device=self.device, force=self.force, progress=False, epoch_callback=epoch_callback)
-        self._finish(name, tr.key, tr.from_cache, t0)
-        return tr
-
-    def train_dp(self, name: str, cfg: TrainConfig, data, idx, *, epsilon: float,
-                 max_grad_norm: float = 1.0) -> Trained:
-        """``dp.train_dp`` at ``epsilon`` (delta = 1/n) as a cache entry, counted in the plan. A DP run is
-        one unit: an interrupted one restarts (the accountant's state is not checkpointed)."""
-        from .dp import cached_dp_encoder
-        t0 = self._start(name)
-        index = torch.as_tensor(idx, dtype=torch.long)
-        tr = cached_dp_encoder(self.cache, cfg, data.images[index], index, epsilon=epsilon,
-                               data_id=f"{data.name}/{data.split}", max_grad_norm=max_grad_norm, device=self.device,
-                               force=self.force)
-        self._finish(name, tr.key, tr.from_cache, t0)
-        return tr
-
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records, columns=["encoder", "key", "source", "seconds"])
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.done != self.total:
-            raise RuntimeError(f"plan declared {self.total} encoders but {self.done} were requested")
+def retrain_cost(cfg: TrainConfig, n: int):
+    """The cost (``jobs.Cost``) of training ``cfg`` on ``n`` images: a retraining declared before its points are
+    known (``Plan.defer``)."""
+    from .engine import plan_steps
+    from .jobs import Cost
+    from .train import views_per_image
+    bs, spe = plan_steps(n, cfg.batch_size, cfg.epochs)[:2]
+    return Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
+                   views=views_per_image(cfg))
 
 
 # ----------------------------------------------------------------------------- scoring and probing
