@@ -233,7 +233,8 @@ def load(job):
 
 
 def origins(label, trained):
-    return f"{label}: " + ", ".join(f"{'cache' if t.from_cache else 'trained'}" for t in trained)
+    """Where each encoder came from in this run: "cache" or "trained" (by the plan)."""
+    return f"{label}: " + ", ".join("cache" if t.from_cache else "trained" for t in trained)
 
 # %% [markdown]
 # ## The encoders and the scored points
@@ -244,8 +245,7 @@ def origins(label, trained):
 
 # %%
 fs, gs = [load(j) for j in f_jobs], [load(j) for j in g_jobs]
-print("f/g:", ", ".join(f"{w}{i} {'cache' if t.from_cache else 'trained'}" for w, tr in (("f", fs), ("g", gs))
-                        for i, t in enumerate(tr)))
+print(origins("f", fs), "|", origins("g", gs))
 scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
 cand_pts = scored["S_C"][:layer_candidates]
 ctrl_pts = scored["S_S"][:layer_shared]

@@ -34,6 +34,11 @@
 profile = "laptop"
 output_dir = "outputs/laptop"
 device = "auto"
+executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
 # -- the SSL encoder pair of notebook 02 (identical values reuse its cached f and g and its SSLMem scores)
 dataset = "cifar10"
 synthetic_n_train = 5000
@@ -98,18 +103,19 @@ import torch
 from IPython.display import display
 from scipy import stats as sst
 
-from memlab import plots
+from memlab import executors, plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset
+from memlab.jobs import Plan
 from memlab.models import MODELS
 from memlab.params import check_injected, choice, positive
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
-from memlab.sslmem import cached_scores, encoder_config, load_splits, normalized, scored_subsets, train_f_and_g
+from memlab.sslmem import cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets
 from memlab.stats import welch
-from memlab.train import TrainConfig, resolve_device, train_encoder
+from memlab.train import TrainConfig, encoder_job, load_encoder, resolve_device
 from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
                             unitmem)
 
@@ -123,6 +129,7 @@ positive(unit_views=unit_views, unit_points=unit_points, deep_layers=deep_layers
 if any(not 0 < f < 1 for f in prune_fracs):
     raise ValueError(f"prune_fracs must lie in (0, 1), got {prune_fracs}")
 dev = resolve_device(device)
+executors.make(executor, device=dev, workers=workers or None, slurm=slurm)  # a bad executor fails here
 T0 = time.time()
 report = Report(output_dir, "05_unitmem_classmem", profile, dataset)
 cache = Cache()
@@ -141,13 +148,55 @@ except DatasetNotFound as e:
     second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
     second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)
 if dp_epochs > 0:
-    from memlab.dp import cached_dp_encoder, require_opacus
+    from memlab.dp import dp_job, load_dp, require_opacus
     try:
         require_opacus()
     except ImportError as e:
         print(f"{e}\nThe DP section is skipped; everything else runs.")
         dp_epochs = 0
 print(f"device {dev} | {dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
+
+# %% [markdown]
+# ## The plan
+# Every training of this notebook is a job keyed by the cache -- notebook 02's f/g pair, the supervised
+# encoder, the encoder of the second dataset and the DP encoders -- listed below with its cost and trained by
+# the executor; a rerun finds them cached.
+
+# %%
+mean, std = train_data.stats()
+cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
+                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
+sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", epochs=supervised_epochs,
+                  lr=supervised_lr, snapshot_epochs=())
+F = splits.f_train
+plan = Plan("05_unitmem_classmem", cache=cache, device=dev)
+f_jobs, g_jobs = (plan.add_all(js) for js in f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds,
+                                                          cache=cache, force=force))
+sup_job = plan.add(encoder_job(sup_cfg, train_data.images[F], train_data.labels[F], F, cache=cache,
+                               data_id=f"{dataset}/train", name=f"supervised/{arch}", force=force))
+if second_epochs > 0:
+    m2, s2 = second_train.stats()
+    cfg2 = replace(cfg, epochs=second_epochs, snapshot_epochs=(), mean=m2, std=s2)
+    ssl2_job = plan.add(encoder_job(cfg2, second_train.images, None, torch.arange(len(second_train)), cache=cache,
+                                    data_id=f"{second_dataset}/train", name=f"{method}/{arch} on {second_dataset}",
+                                    force=force))
+if dp_epochs > 0:
+    Ddp = F[balanced_subset(train_data.labels[F].numpy(), min(dp_points, len(F)), split_seed + 5)]
+    dp_cfg = TrainConfig(model=arch, model_kw={"width": width, "norm": "group"}, objective="simsiam",
+                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
+                         weight_decay=0.0, mean=cfg.mean, std=cfg.std)
+    dp_jobs = {"inf": plan.add(encoder_job(dp_cfg, train_data.images[Ddp], None, Ddp, cache=cache,
+                                           name="DP reference (eps=inf: no clipping, no noise)", force=force))}
+    for eps in dp_epsilons:
+        dp_jobs[f"{eps:g}"] = plan.add(dp_job(dp_cfg, train_data.images[Ddp], Ddp, epsilon=eps, cache=cache,
+                                              data_id=f"{dataset}/train", force=force))
+status = plan.run(executor, workers=workers or None, slurm=slurm)
+
+
+def load(job):
+    """A trained encoder of the plan, read from the cache."""
+    return load_encoder(job, cache, dev, from_cache=status[job.name] == "cached")
 
 # %% [markdown]
 # ## The encoders
@@ -159,18 +208,9 @@ print(f"device {dev} | {dataset}: {len(train_data)} train images | second datase
 # augmentation.
 
 # %%
-mean, std = train_data.stats()
-cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
-                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
-fs, gs = train_f_and_g(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds, cache=cache, device=dev,
-                       force=force)
+fs, gs = [load(j) for j in f_jobs], [load(j) for j in g_jobs]
 ssl = fs[0]
-sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", epochs=supervised_epochs,
-                  lr=supervised_lr, snapshot_epochs=())
-F = splits.f_train
-sup = train_encoder(sup_cfg, train_data.images[F], train_data.labels[F], F, cache=cache,
-                    data_id=f"{dataset}/train", device=dev, force=force)
+sup = load(sup_job)
 D = F[balanced_subset(train_data.labels[F].numpy(), min(unit_points, len(F)), split_seed + 6)] if unit_points < len(F) else F
 print(f"SSL encoder: {'cache' if ssl.from_cache else 'trained'}, final loss {ssl.history[-1]['loss']:.3f}")
 print(f"supervised encoder: {'cache' if sup.from_cache else 'trained'}, final loss {sup.history[-1]['loss']:.3f}")
@@ -213,10 +253,8 @@ report.figure(fig, "unitmem_per_layer")
 
 across = {dataset: ssl_table[ssl_table.layer == layers[-1]].unitmem.to_numpy()}
 if second_epochs > 0:
-    m2, s2 = second_train.stats()
-    cfg2 = replace(cfg, epochs=second_epochs, snapshot_epochs=(), mean=m2, std=s2)
-    ssl2 = train_encoder(cfg2, second_train.images, None, torch.arange(len(second_train)), cache=cache,
-                         data_id=f"{second_dataset}/train", device=dev, force=force)
+    ssl2 = load(ssl2_job)
+    print(f"{second_dataset} encoder: {'cache' if ssl2.from_cache else 'trained'}, final loss {ssl2.history[-1]['loss']:.3f}")
     st2 = stats_of(ssl2, second_train, torch.arange(len(second_train)))
     t2 = layer_table(st2, unit_rest)
     across[second_dataset] = t2[t2.layer == layers[-1]].unitmem.to_numpy()
@@ -367,14 +405,9 @@ report.figure(fig, "pruning")
 # %%
 dp_rows = []
 if dp_epochs > 0:
-    Ddp = F[balanced_subset(train_data.labels[F].numpy(), min(dp_points, len(F)), split_seed + 5)]
-    dp_cfg = TrainConfig(model=arch, model_kw={"width": width, "norm": "group"}, objective="simsiam",
-                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
-                         weight_decay=0.0, mean=cfg.mean, std=cfg.std)
-    runs = {"inf": train_encoder(dp_cfg, train_data.images[Ddp], None, Ddp, cache=cache, device=dev, force=force)}
-    for eps in dp_epsilons:
-        runs[f"{eps:g}"] = cached_dp_encoder(cache, dp_cfg, train_data.images[Ddp], Ddp, epsilon=eps,
-                                             data_id=f"{dataset}/train", device=dev, force=force, progress=True)
+    runs = {k: load(j) if k == "inf" else load_dp(j, cache, dev, from_cache=status[j.name] == "cached")
+            for k, j in dp_jobs.items()}
+    print("DP encoders:", ", ".join(f"eps={k} {'cache' if t.from_cache else 'trained'}" for k, t in runs.items()))
     for name, tr in runs.items():
         st = stats_of(tr, train_data, Ddp)
         t = layer_table(st, unit_rest)
