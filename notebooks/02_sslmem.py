@@ -44,7 +44,7 @@ output_dir = "outputs/laptop"
 device = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
 executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
                            # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
 slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
                            # array_parallelism, sbatch (a dict of extra #SBATCH options)
 dataset = "cifar10"        # any memlab dataset; "synthetic" works offline and has planted atypical points
@@ -248,7 +248,7 @@ for spec in grid_specs + sup_specs + table9_specs:
     tr_, _, sp_, _ = data_for(spec["dataset"])
     plan.add_all(cell_jobs(spec, tr_, sp_, cache=cache, snapshot_epochs=snapshots_for(spec), force=force))
 for spec, key_ in overlap_specs:
-    tr_, _, sp_, _ = _data[key_]
+    tr_, _, sp_, _ = data_for(*key_)
     plan.add_all(cell_jobs(spec, tr_, sp_, cache=cache, force=force))
 status = plan.run(executor, workers=workers or None, slurm=slurm)
 fs = [load_encoder(j, cache, dev, from_cache=status[j.name] == "cached") for j in f_jobs]
@@ -554,7 +554,7 @@ if "table8" in tables:
                               "mean SSLMem(S_S)": float(m_a["S_S"].mean()), "p(S_C > S_S)": t_["p"], "d": t_["d"],
                               "linear probe acc": float(np.mean(accs))})
 for fr, (spec, key_) in zip(overlap_fracs, overlap_specs):  # Table 7
-    tr, te, sp, sc = _data[key_]
+    tr, te, sp, sc = data_for(*key_)
     sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
     res_o = run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs, rep=representation,
                      probe_idx=probe_idx, bank_seed=split_seed, force=force, progress=False)

@@ -41,7 +41,7 @@ output_dir = "outputs/laptop"
 device = "auto"            # "auto", "cpu", "cuda", ...
 executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
                            # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes (0 = one per CPU core, or one per GPU)
+workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
 slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
                            # array_parallelism, sbatch (a dict of extra #SBATCH options)
 threads = 0                # torch CPU threads (0 = the torch default; 1 is faster on a busy shared machine)

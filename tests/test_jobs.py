@@ -157,3 +157,46 @@ def test_bad_executor_choices_fail_before_compute(monkeypatch):
         make("slurm", device="cpu")
     monkeypatch.setenv("MEMLAB_EXECUTOR", "inline")
     assert type(make("local", device="cpu")).__name__ == "Inline"  # the environment variable wins
+
+
+POOL = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_jobs import jobs_for
+    from memlab.cache import Cache
+    from memlab.executors import make
+    cache = Cache({root!r})
+    make("local", device="cpu", workers=1).run(jobs_for(cache, seeds=(0,), epochs=40), cache, progress=False)
+""")
+
+
+def test_kill_9_of_a_local_worker_fails_the_job_by_name_and_a_rerun_resumes(tmp_path):
+    import time
+    root = tmp_path / "cache"
+    p = subprocess.Popen([sys.executable, "-c", POOL.format(tests=os.path.dirname(__file__), root=str(root))],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    epoch, deadline = 0, time.time() + 120
+    while epoch < 3 and time.time() < deadline and p.poll() is None:
+        for ckpt in root.glob("encoder/*.partial/last.pt"):
+            try:
+                epoch = torch.load(ckpt, weights_only=True)["epoch"]
+            except Exception:
+                pass
+        time.sleep(0.01)
+    workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    assert epoch >= 3 and workers, "the worker never reached epoch 3"
+    for w in workers:
+        os.kill(int(w), signal.SIGKILL)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0 and "enc seed 0" in err and "worker process died" in err
+    cache = Cache(root)
+    job = jobs_for(cache, seeds=(0,), epochs=40)[0]
+    killed_at = torch.load(next(root.glob("encoder/*.partial/last.pt")), weights_only=True)["epoch"]
+    seen = []
+    assert run_job(job, cache.root, epoch_callback=lambda *a: seen.append(a[-1])) == "trained"
+    assert 3 <= killed_at < 40 and seen[0] == killed_at + 1  # resumed after the last finished epoch
+    ref = Cache(tmp_path / "ref")
+    ref_job = jobs_for(ref, seeds=(0,), epochs=40)[0]
+    run_job(ref_job, ref.root)
+    a, b = weights(cache, job), weights(ref, ref_job)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -33,9 +33,10 @@ def notebook_path(name: str, root: Path) -> Path:
     return match[0]
 
 
-def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str) -> str:
+def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str):
     """Execute ``nb``'s code cells with the profile's parameters until a plan stops it (``stop`` is "plan" or
-    "train"). Returns the plan's closing message; RuntimeError when the notebook declares no plan."""
+    "train"). Returns the ``StopAfterPlan`` (message and plan table); RuntimeError when the notebook declares
+    no plan."""
     import jupytext
 
     from .jobs import STOP_ENV, StopAfterPlan
@@ -55,7 +56,7 @@ def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str
             if "parameters" in cell.metadata.get("tags", []):
                 ns.update(values)
     except StopAfterPlan as e:
-        return str(e)
+        return e
     finally:
         os.environ.pop(STOP_ENV, None)
         import matplotlib.pyplot as plt
@@ -68,16 +69,23 @@ def _plan_all(profile: str, root: Path, extra: list) -> int:
     for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
         print(f"\n=== {nb.stem} ({profile})", flush=True)
         try:
-            msg = run_notebook_code(nb, profile, root, extra, "plan")
+            t = run_notebook_code(nb, profile, root, extra, "plan").table
         except Exception as e:
             print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-            rows.append((nb.stem, None))
+            rows.append({"notebook": nb.stem, "jobs": None})
             continue
-        rows.append((nb.stem, msg))
-    print(f"\nSummary ({profile}; GPU-hours at {A100_TFLOPS:.0f} TFLOP/s sustained, i.e. 40% of an A100's bf16 peak):")
-    for name, msg in rows:
-        print(f"  {name:28s} {msg if msg else 'FAILED (see above)'}")
-    return 0 if all(m for _, m in rows) else 1
+        rows.append({"notebook": nb.stem, "jobs": len(t), "cached": int((t.status == "cached").sum()),
+                     "deferred": int((t.status == "deferred").sum()), "image-steps": int(t["image-steps"].sum()),
+                     "PFLOPs": round(t.TFLOPs.sum() / 1e3, 1),
+                     "A100-hours": round(t.TFLOPs.sum() / A100_TFLOPS / 3600, 1)})
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    print(f"\nSummary ({profile}; A100-hours at {A100_TFLOPS:.0f} TFLOP/s sustained, i.e. 40% of its bf16 peak):")
+    print(df.to_string(index=False))
+    ok = df.jobs.notna().all()
+    if ok:
+        print(f"total: {int(df.jobs.sum())} jobs, {df['A100-hours'].sum():,.1f} A100-hours")
+    return 0 if ok else 1
 
 
 def main(argv=None) -> int:
@@ -120,9 +128,9 @@ def main(argv=None) -> int:
                 slurm["sbatch"] = dict(s.split("=", 1) for s in a.sbatch)
             if slurm:
                 extra.append(("slurm", json.dumps(slurm)))
-        msg = run_notebook_code(nb, a.profile, root, extra, a.cmd)
+        stopped = run_notebook_code(nb, a.profile, root, extra, a.cmd)
         if a.cmd == "train":
-            print(msg)
+            print(stopped)
     except Exception as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

@@ -39,7 +39,11 @@ STOP_ENV = "MEMLAB_STOP_AFTER"
 
 class StopAfterPlan(Exception):
     """Raised by ``Plan.run`` when ``$MEMLAB_STOP_AFTER`` asks to stop after showing (``plan``) or training
-    (``train``) the plan; ``python -m memlab`` catches it."""
+    (``train``) the plan; ``python -m memlab`` catches it. ``.table``: the plan's table."""
+
+    def __init__(self, message: str, table=None):
+        super().__init__(message)
+        self.table = table
 
 
 class JobsFailed(RuntimeError):
@@ -274,8 +278,9 @@ class Plan:
         t = self.table() if table is None else table
         todo = t[t.status != "cached"]
         minutes = todo["est. minutes"]
-        est = (f"{minutes.sum():.3g} min one after another on {device_label(self.device)}"
-               if len(todo) and minutes.notna().all() else "minutes: not yet measured on this device")
+        est = ("nothing to train" if not len(todo) else
+               f"{minutes.sum():.3g} min one after another on {device_label(self.device)}" if minutes.notna().all()
+               else "minutes: not yet measured on this device")
         return (f"plan {self.name}: {len(t)} jobs ({(t.status == 'cached').sum()} cached, "
                 f"{(t.status == 'pending').sum()} pending, {(t.status == 'deferred').sum()} deferred) | "
                 f"to train: {todo['image-steps'].sum():,} image-steps, {todo.TFLOPs.sum():,.4g} TFLOPs, {est}")
@@ -303,7 +308,7 @@ class Plan:
         stop = os.environ.get(STOP_ENV, "")
         self.show()
         if stop == "plan":
-            raise StopAfterPlan(self.summary())
+            raise StopAfterPlan(self.summary(), self.table())
         status = {j.name: "cached" for j in self.jobs}
         if pending:
             self.cache.check_writable()

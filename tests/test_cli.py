@@ -1,0 +1,46 @@
+"""python -m memlab plan|train: the notebook's own plan, shown or trained, without rendering the notebook."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def memlab(*args, cache):
+    env = {**os.environ, "MEMLAB_CACHE": str(cache), "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "memlab", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def entries(cache, kind):
+    return sorted(p.name for p in (cache / kind).glob("*") if p.is_dir() and not p.name.endswith(".partial")) \
+        if (cache / kind).is_dir() else []
+
+
+def test_plan_prints_the_jobs_and_trains_nothing(tmp_path):
+    r = memlab("plan", "04", "--profile", "smoke", cache=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "plan 04_layermem: 21 jobs (0 cached, 21 pending, 0 deferred)" in r.stdout
+    assert "image-steps" in r.stdout and "TFLOPs" in r.stdout
+    assert entries(tmp_path, "encoder") == []
+
+
+def test_train_runs_every_stage_then_the_plan_shows_everything_cached(tmp_path):
+    r = memlab("train", "03", "--profile", "smoke", "--executor", "local", "--workers", "2", cache=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "plan 03_removal: every job trained" in r.stdout
+    # the retrainings were deferred until f was scored, and trained too
+    assert "4 deferred" in r.stdout and len(entries(tmp_path, "encoder")) + len(entries(tmp_path, "dp_encoder")) == 12
+    again = memlab("plan", "03", "--profile", "smoke", cache=tmp_path)
+    assert "plan 03_removal: 12 jobs (8 cached, 0 pending, 4 deferred)" in again.stdout  # stage 2 needs the scores
+
+
+def test_bad_notebook_or_executor_fails_before_any_compute(tmp_path):
+    r = memlab("plan", "07", cache=tmp_path)
+    assert r.returncode == 2 and "matches 0 notebooks" in r.stderr and "02_sslmem" in r.stderr
+    r = memlab("plan", "02", "--profile", "smoke", "-p", "executor", "gpu-farm", cache=tmp_path)
+    assert r.returncode == 2 and "executor 'gpu-farm' is unknown" in r.stderr
+    r = memlab("plan", "02", "--profile", "smoke", "-p", "workers", "64", "-p", "executor", "local", cache=tmp_path)
+    assert r.returncode == 2 and "CPU core" in r.stderr
+    assert not (tmp_path / "encoder").exists()
