@@ -1,6 +1,7 @@
-"""Networks per hour when training an ensemble of N networks with recognition records (notebook 01):
-a sequential loop, one single-threaded worker process per CPU core (``procs``, CPU only) and torch.func
-(stacked weights, vmap over networks), and which one ``memlab.ensemble.ensemble_backend`` picks here.
+"""Networks per hour when training an ensemble of N networks with recognition records (notebook 01): one job
+per network run inline (``inline``, one after another), the same jobs on the local executor (``local``: one
+single-threaded worker per CPU core, or one per GPU) and torch.func (``vmap``: stacked weights, all networks
+in one job), and which backend ``memlab.ensemble.ensemble_backend`` picks here.
 
     python benchmarks/bench_ensemble.py --device auto [--objective supervised] [--networks 4] [--epochs 2]
 
@@ -19,7 +20,8 @@ import torch
 
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
-from memlab.ensemble import cpu_cores, ensemble_backend, train_ensemble, views_needed
+from memlab.ensemble import ensemble_backend, train_ensemble, views_needed
+from memlab.executors import cpu_cores
 from memlab.splits import random_labels
 from memlab.train import TrainConfig, resolve_device
 
@@ -36,7 +38,7 @@ def main(argv=None):
     ap.add_argument("--channels", default="32,64,128,256")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    ap.add_argument("--backends", default="loop,procs,vmap", help="comma-separated; procs is skipped on a GPU")
+    ap.add_argument("--backends", default="inline,local,vmap", help="comma-separated: inline, local, vmap")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -55,19 +57,20 @@ def main(argv=None):
           f"every epoch")
     res = {}
     for backend in a.backends.split(","):
-        if backend == "procs" and dev.type != "cpu":
+        if backend == "local" and dev.type == "cuda" and torch.cuda.device_count() < 2:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
             train_ensemble(cfg, range(a.networks), images, labels, None, x_pos, bank, a.views, range(1, a.epochs + 1),
-                           cache=Cache(tmp), device=dev, backend=backend, progress=False)
+                           cache=Cache(tmp), device=dev, backend="vmap" if backend == "vmap" else "jobs",
+                           executor="inline" if backend == "vmap" else backend, progress=False)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
         res[backend] = dt
-        print(f"  {backend:5s}: {dt:7.1f} s  ->  {a.networks / dt * 3600:8.0f} networks/hour ({a.epochs} epochs each)")
+        print(f"  {backend:6s}: {dt:7.1f} s  ->  {a.networks / dt * 3600:8.0f} networks/hour ({a.epochs} epochs each)")
     if len(res) >= 2:
         fast = min(res, key=res.get)
         print(f"  fastest here: {fast} ({max(res.values()) / min(res.values()):.2f}x the slowest); "
