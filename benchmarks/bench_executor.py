@@ -35,6 +35,7 @@ def main(argv=None):
 
     from memlab.cache import Cache
     from memlab.executors import Inline, cpu_cores, make
+    from memlab.jobs import job_args
     from memlab.sslmem import encoder_config, f_and_g_jobs, load_splits
     from memlab.train import load_encoder, train
     p = yaml.safe_load((ROOT / "params" / a.profile / "02_sslmem.yaml").read_text())
@@ -64,7 +65,8 @@ def main(argv=None):
                 Inline(torch.device("cpu")).run(jobs, cache, progress=False)
             else:
                 for j in jobs:
-                    train(j.args["cfg"], j.args["images"].tensor, None, j.args["index"], device="cpu", progress=False)
+                    a_ = job_args(j.args)
+                    train(a_["cfg"], a_["images"], None, a_["index"], device="cpu", progress=False)
             dt = time.time() - t0
             if name != f"inline, {threads} threads":
                 weights[name] = [load_encoder(j, cache, "cpu").encoder.state_dict() for j in jobs]
