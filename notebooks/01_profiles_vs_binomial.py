@@ -217,7 +217,7 @@ for p in paradigms:
     plan.add_all(ensemble_plan_jobs(cfg, jobs_of[p], cache, dev, backend))
 t0 = time.time()
 status = plan.run(executor, workers=workers or None, slurm=slurm)
-trained = [n for n, s in status.items() if s == "trained"]
+trained = [j.name for p in paradigms for j in jobs_of[p] if status[j.name] == "trained"]
 records, nets_of, histories, speed = {}, {}, [], {}
 for p in paradigms:
     nets = load_networks(jobs_of[p], cache, trained)

@@ -159,7 +159,8 @@ def test_damaged_checkpoint_is_reported_deleted_and_training_restarts(tmp_path, 
     assert torch.load(last, weights_only=True)["epoch"] == 4   # a new, valid checkpoint replaced the damaged one
 
 
-def test_train_recovers_from_a_truncated_checkpoint(tmp_path):
+@pytest.mark.parametrize("keep", [10, 1000, 5000, 20000, "half", "all but 100"])  # 5000 and 20000: OSError(EINVAL)
+def test_train_recovers_from_a_truncated_checkpoint(tmp_path, keep):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (48, 3, 16, 16), generator=g, dtype=torch.uint8)
     cfg = TrainConfig(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr", epochs=2, batch_size=16,
@@ -167,7 +168,8 @@ def test_train_recovers_from_a_truncated_checkpoint(tmp_path):
     fresh = train(cfg, x, None, device="cpu", progress=False)
     train(cfg, x, None, device="cpu", progress=False, ckpt_dir=tmp_path)
     last = tmp_path / "last.pt"
-    last.write_bytes(last.read_bytes()[:last.stat().st_size // 2])
+    size = last.stat().st_size
+    last.write_bytes(last.read_bytes()[:{"half": size // 2, "all but 100": size - 100}.get(keep, keep)])
     with pytest.warns(RuntimeWarning, match=re.escape(str(last)) + ".*restarts from scratch"):
         again = train(cfg, x, None, device="cpu", progress=False, ckpt_dir=tmp_path)
     for a, b in ((fresh["encoder"], again["encoder"]), (fresh["objective"], again["objective"])):

@@ -174,3 +174,25 @@ def test_bad_input_fails_before_compute(tmp_path):
         ensemble_backend("cpu", cfg, "threads")
     with pytest.raises(ValueError, match="local executor"):
         ensemble_backend("cpu", cfg, "procs")
+
+
+def test_vmap_groups_of_two_paradigms_with_one_objective_share_a_plan(tmp_path):
+    """Supervised and random-label networks use the same objective; their vmap groups must still be distinct
+    jobs, and the plan reports their networks as trained."""
+    from memlab.cache import Cache
+    from memlab.ensemble import load_networks, network_jobs, vmap_job
+    from memlab.jobs import Plan
+    cache, imgs, cfg = Cache(tmp_path), _data(), _cfg(epochs=1)
+    bank = ViewBank(Augmentation(cfg.aug), 2, seed=2)
+    groups = {}
+    for name, labels in (("supervised", torch.arange(32) % 10), ("random_labels", random_labels(32, 10, 3))):
+        groups[name] = network_jobs(cfg, [0, 1], imgs, labels, None, np.arange(8), bank, 2, [1], eval_batch=16,
+                                    cache=cache, name=name)
+    plan = Plan("01", cache=cache)
+    for name, jobs in groups.items():
+        plan.add(vmap_job(jobs, cache))
+    status = plan.run("inline", progress=False)
+    assert {n: status[n] for n in ("supervised seed 0", "random_labels seed 1")} == {
+        "supervised seed 0": "trained", "random_labels seed 1": "trained"}
+    nets = load_networks(groups["random_labels"], cache, [n for n, s in status.items() if s == "trained"])
+    assert [n["from_cache"] for n in nets] == [False, False] and nets[0]["records"].shape == (1, 2, 8)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # GPU-hours in `plan all` at two sustained rates: 40% and 10% of an A100's bf16 dense peak (312 TFLOP/s).
@@ -46,7 +48,9 @@ def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str
     params_file = root / "params" / profile / f"{nb.stem}.yaml"
     if not params_file.is_file():
         raise FileNotFoundError(f"no parameter file {params_file} (profiles: {sorted(p.name for p in (root / 'params').iterdir())})")
-    out_dir = str(root / "outputs" / profile)
+    # what the notebook's code writes on the way to its plan (figures of a first stage) goes to a scratch folder:
+    # outputs/<profile>/ is run_all.sh's
+    out_dir = tempfile.mkdtemp(prefix=f"memlab-{stop}-{nb.stem}-")
     values = check(str(nb), str(params_file), [*extra, ("output_dir", json.dumps(out_dir)), ("profile", profile)])
     cells = [c for c in jupytext.read(nb).cells if c.cell_type == "code"]
     ns = {"__name__": "__main__"}
@@ -63,6 +67,7 @@ def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str
         os.environ.pop(STOP_ENV, None)
         import matplotlib.pyplot as plt
         plt.close("all")
+        shutil.rmtree(out_dir, ignore_errors=True)
     raise RuntimeError(f"{nb.stem} ran to its end without a plan to {stop}")
 
 
@@ -74,21 +79,21 @@ def _plan_all(profile: str, root: Path, extra: list) -> int:
             t = run_notebook_code(nb, profile, root, extra, "plan").table
         except Exception as e:
             print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-            rows.append({"notebook": nb.stem, "jobs": None})
+            rows.append({"notebook": nb.stem, "jobs to train": None})
             continue
+        t = t[t.status != "cached"]  # what is left to train (pending and deferred)
         hours = lambda frac: round(t.TFLOPs.sum() / (frac * A100_PEAK_TFLOPS) / 3600, 1)  # noqa: E731
-        rows.append({"notebook": nb.stem, "jobs": len(t), "cached": int((t.status == "cached").sum()),
-                     "deferred": int((t.status == "deferred").sum()), "image-steps": int(t["image-steps"].sum()),
-                     "PFLOPs": round(t.TFLOPs.sum() / 1e3, 1), "A100-h at 40%": hours(0.4),
-                     "A100-h at 10%": hours(0.1)})
+        rows.append({"notebook": nb.stem, "jobs to train": len(t), "of them deferred": int((t.status == "deferred").sum()),
+                     "image-steps": int(t["image-steps"].sum()), "PFLOPs": round(t.TFLOPs.sum() / 1e3, 1),
+                     "A100-h at 40%": hours(0.4), "A100-h at 10%": hours(0.1)})
     import pandas as pd
     df = pd.DataFrame(rows).convert_dtypes()
     print(f"\nSummary ({profile}; A100-hours at 40% and 10% of its bf16 peak of {A100_PEAK_TFLOPS} TFLOP/s):")
     print(df.to_string(index=False))
-    ok = df.jobs.notna().all()
+    ok = df["jobs to train"].notna().all()
     if ok:
-        print(f"total: {int(df.jobs.sum())} jobs, {df['A100-h at 40%'].sum():,.1f} A100-hours at 40% of peak, "
-              f"{df['A100-h at 10%'].sum():,.1f} at 10%")
+        print(f"total: {int(df['jobs to train'].sum())} jobs to train, {df['A100-h at 40%'].sum():,.1f} A100-hours at "
+              f"40% of peak, {df['A100-h at 10%'].sum():,.1f} at 10%")
     return 0 if ok else 1
 
 
@@ -119,8 +124,9 @@ def main(argv=None) -> int:
             return _plan_all(a.profile, root, extra)
         nb = notebook_path(a.notebook, root)
         if a.cmd == "train":
-            if a.executor:
+            if a.executor:  # the flag wins over the notebook's parameter and over $MEMLAB_EXECUTOR
                 extra.append(("executor", a.executor))
+                os.environ["MEMLAB_EXECUTOR"] = a.executor
             if a.workers is not None:
                 extra.append(("workers", str(a.workers)))
             slurm = {k: v for k, v in (("partition", a.partition), ("time_min", a.time_min),

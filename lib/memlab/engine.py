@@ -41,8 +41,8 @@ from .cache import atomic_save
 ORDER_STREAM = 1 << 50   # hash stream of the default epoch order
 # what a damaged or foreign last.pt raises on load: truncated zip (RuntimeError "PytorchStreamReader failed ..."),
 # empty file (EOFError), pickle errors, missing keys / mismatched state dicts (KeyError, ValueError, RuntimeError)
-DAMAGED = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, ValueError, TypeError,
-           IndexError, AttributeError)
+DAMAGED = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, ValueError,
+           TypeError, IndexError, AttributeError)  # torch.load of a cut file raises OSError(EINVAL) at some lengths
 
 
 # ----------------------------------------------------------------------------- schedule and batches

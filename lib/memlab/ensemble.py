@@ -346,9 +346,9 @@ def vmap_job(nets: list, cache: Cache, name: str = ""):
     from .jobs import Cost, Job
     c = nets[0].cost
     cost = Cost(c.epochs, sum(j.cost.image_steps for j in nets), sum(j.cost.flops for j in nets), c.model)
-    return Job(name or f"{nets[0].args['cfg'].objective} x{len(nets)} (vmap)", "profile_group",
+    return Job(name or f"{nets[0].name.rsplit(' seed ', 1)[0]} x{len(nets)} (vmap)", "profile_group",
                {"nets": [j.cache_key(cache) for j in nets]}, _vmap_files, {"nets": nets, "root": str(cache.root)},
-               cost, any(j.force for j in nets))
+               cost, any(j.force for j in nets), members=tuple(j.name for j in nets))
 
 
 def ensemble_plan_jobs(cfg: TrainConfig, jobs: list, cache: Cache, device, backend: str = "auto") -> list:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -44,7 +45,7 @@ def make(name: str = "auto", *, device="cpu", workers: int | None = None, slurm:
          n_jobs: int = 2):
     """The executor called ``name`` (``$MEMLAB_EXECUTOR`` wins). Raises ValueError for an unknown name, a bad
     worker count or unknown SLURM options, ImportError for ``slurm`` without submitit -- all before any job runs."""
-    name = os.environ.get(ENV) or name
+    name = (os.environ.get(ENV) or "").strip() or name
     if name not in EXECUTORS:
         raise ValueError(f"executor {name!r} is unknown: choose one of {list(EXECUTORS)} (parameter 'executor' "
                          f"or the environment variable {ENV})")
@@ -54,6 +55,10 @@ def make(name: str = "auto", *, device="cpu", workers: int | None = None, slurm:
     what = f"{gpus} visible GPU(s)" if device.type == "cuda" else f"{capacity} CPU core(s)"
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if device.type not in ("cpu", "cuda"):  # e.g. mps: one device, trained in this process
+        if name == "local":
+            raise ValueError(f"executor 'local' runs on a CPU or CUDA GPUs, not on {device.type!r}; use 'inline'")
+        capacity = 1
     if name == "auto":
         name = "local" if capacity >= 2 and n_jobs >= 2 else "inline"
     if name == "inline":
@@ -75,6 +80,9 @@ def make(name: str = "auto", *, device="cpu", workers: int | None = None, slurm:
     opts.update(slurm or {})
     if opts["cluster"] not in ("slurm", "local"):
         raise ValueError(f"slurm cluster must be 'slurm' or 'local' (submitit's LocalExecutor), got {opts['cluster']!r}")
+    if opts["cluster"] == "slurm" and shutil.which("sbatch") is None:
+        raise ValueError("executor 'slurm' needs SLURM's sbatch on this machine's PATH (run on a login node of the "
+                         "cluster); slurm={'cluster': 'local'} runs the same path locally")
     return Slurm(device, opts)
 
 
@@ -116,6 +124,7 @@ class Inline:
 
 # ----------------------------------------------------------------------------- local process pool
 _REPORTS = None
+MAX_BREAKS = 2  # a job running when a worker died is retried (resuming); failed after this many such deaths
 
 
 def _init(reports, gpu_ids, threads):
@@ -127,7 +136,9 @@ def _init(reports, gpu_ids, threads):
 
 
 def _work(job, root, device, wait_, jid):
-    report = None if _REPORTS is None else (lambda *a: _REPORTS.put(jid))
+    if _REPORTS is not None:
+        _REPORTS.put((jid, 0))  # started
+    report = None if _REPORTS is None else (lambda *a: _REPORTS.put((jid, 1)))
     return run_job(job, root, device=device, wait=wait_, epoch_callback=report)
 
 
@@ -137,10 +148,28 @@ class Local:
 
     def run(self, jobs, cache, progress: bool = True) -> dict:
         """Train ``jobs`` in ``workers`` processes. Workers are killed at once on an interrupt, so a rerun never
-        races a leftover worker (a killed worker's job resumes from its checkpoint on the next run)."""
+        races a leftover worker (a killed job resumes from its checkpoint on the next run). When a worker dies
+        (killed, out of memory) the pool restarts: jobs that had not started are resubmitted, and jobs that were
+        running resume from their last epoch, up to ``MAX_BREAKS`` deaths each; then they are reported failed."""
         gpu = self.device.type == "cuda"
         fork_ok = "fork" in mp.get_all_start_methods() and not gpu and not torch.cuda.is_initialized()
         ctx = mp.get_context("fork" if fork_ok else "spawn")
+        device = "cuda" if gpu else "cpu"
+        bar = tqdm(total=sum(j.cost.epochs for j in jobs), disable=not progress, unit="epoch",
+                   desc=f"jobs ({self.workers} {'GPU' if gpu else 'CPU'} workers)")
+        reached, breaks = [0] * len(jobs), [0] * len(jobs)
+        status, failed, todo, waiting = {}, [], list(range(len(jobs))), set()
+        try:
+            while todo:
+                todo = self._pool(ctx, jobs, todo, waiting, cache, device, gpu, bar, reached, breaks, status, failed)
+        finally:
+            bar.close()
+        if failed:
+            raise JobsFailed(failed)
+        return status
+
+    def _pool(self, ctx, jobs, todo, waiting, cache, device, gpu, bar, reached, breaks, status, failed) -> list:
+        """One process pool over the job indices ``todo``; returns the indices to run again in a fresh pool."""
         reports = ctx.Queue()
         gpu_ids = None
         if gpu:
@@ -149,31 +178,44 @@ class Local:
                 gpu_ids.put(i)
         ex = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init,
                                  initargs=(reports, gpu_ids, 1 if not gpu else torch.get_num_threads()))
-        device = "cuda" if gpu else "cpu"
-        bar = tqdm(total=sum(j.cost.epochs for j in jobs), disable=not progress, unit="epoch",
-                   desc=f"jobs ({self.workers} {'GPU' if gpu else 'CPU'} workers)")
-        reached = [0] * len(jobs)
-        status, failed = {}, []
+        started, again = set(), []
+
+        def drain():
+            while True:
+                try:
+                    i, epoch = reports.get_nowait()
+                except queue.Empty:
+                    return
+                started.add(i)
+                reached[i] += epoch
+
         try:
-            futures = {ex.submit(_work, j, cache.root, device, False, i): i for i, j in enumerate(jobs)}
+            futures = {ex.submit(_work, jobs[i], cache.root, device, i in waiting, i): i for i in todo}
             while futures:
                 finished, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-                while True:
-                    try:
-                        reached[reports.get_nowait()] += 1
-                    except queue.Empty:
-                        break
+                drain()
                 for f in finished:
                     i = futures.pop(f)
                     try:
                         s = f.result()
-                    except BrokenProcessPool as e:
-                        failed.append(_failure(jobs[i], cache, RuntimeError(f"a worker process died ({e})")))
+                    except BrokenProcessPool:
+                        drain()
+                        breaks[i] += i in started
+                        if breaks[i] >= MAX_BREAKS:
+                            log = jobs[i].log_path(cache)
+                            log.parent.mkdir(parents=True, exist_ok=True)
+                            log.write_text(f"job {jobs[i].name!r}: its worker process died {breaks[i]} times while "
+                                           f"it ran (killed by a signal, e.g. out of memory)\n")
+                            failed.append(_failure(jobs[i], cache, RuntimeError(
+                                "a worker process died while it ran (killed, or out of memory?)")))
+                        else:
+                            again.append(i)
                         continue
                     except Exception as e:
                         failed.append(_failure(jobs[i], cache, e))
                         continue
                     if s == "busy":  # another process trains it: wait for that one, after the other jobs
+                        waiting.add(i)
                         futures[ex.submit(_work, jobs[i], cache.root, device, True, i)] = i
                         continue
                     status[jobs[i].name], reached[i] = s, jobs[i].cost.epochs
@@ -185,11 +227,8 @@ class Local:
                 proc.terminate()
             raise
         finally:
-            bar.close()
             ex.shutdown(wait=True, cancel_futures=True)
-        if failed:
-            raise JobsFailed(failed)
-        return status
+        return sorted(again)
 
 
 # ----------------------------------------------------------------------------- SLURM (submitit)

@@ -170,6 +170,7 @@ class Job:
     args: dict
     cost: Cost
     force: bool = False
+    members: tuple = ()   # names of the jobs this one trains too (a vmap group of networks)
 
     def cache_key(self, cache: Cache) -> str:
         return cache.key(self.kind, self.key)
@@ -185,6 +186,8 @@ def run_job(job: Job, root=None, *, device="cpu", wait: bool = True, progress: b
     ``job.log_path`` and re-raises."""
     from .train import resolve_device
     cache, device = Cache(root), resolve_device(device)
+    if not job.force and cache.exists(job.kind, job.key):  # no lock needed to read (a read-only cache works)
+        return "cached"
     lock = cache.lock(job.kind, job.key)
     try:
         lock.acquire(timeout=-1 if wait else 0)
@@ -313,6 +316,10 @@ class Plan:
         if pending:
             self.cache.check_writable()
             status.update(ex.run(pending, self.cache, progress=progress))
+        for j in pending:
+            j.force = False  # forced once: a later stage of this plan must not train it again
+        for j in self.jobs:
+            status.update(dict.fromkeys(j.members, status[j.name]))
         if stop == "train" and not self.deferred:
-            raise StopAfterPlan(f"plan {self.name}: every job trained")
+            raise StopAfterPlan(f"plan {self.name}: {len(pending)} job(s) trained, nothing left to train")
         return status

@@ -268,9 +268,10 @@ def encoder_job(cfg: TrainConfig, images: torch.Tensor, labels=None, index=None,
     shares the entry. ``force`` retrains and replaces it."""
     from .jobs import Cost, Job, Stored
     images = torch.as_tensor(images)
+    fp = fingerprint(images, labels, index)  # before index gets its default: the key train_encoder always had
     index = torch.arange(images.shape[0]) if index is None else torch.as_tensor(index)
     num_classes = None if labels is None else int(labels.max()) + 1
-    key = {"train": asdict(cfg), "data": fingerprint(images, labels, index), "data_id": data_id,
+    key = {"train": asdict(cfg), "data": fp, "data_id": data_id,
            "num_classes": num_classes, "probe_epochs": []}
     bs, spe = plan_steps(images.shape[0], cfg.batch_size, cfg.epochs)[:2]
     cost = Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
