@@ -112,11 +112,11 @@ from memlab.params import ParameterError, check_injected, choice, positive
 from memlab.dp import dp_job, load_dp
 from memlab.jobs import Plan
 from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, f_scores, lambda_config, mean_sd, pair_scores,
-                            probe_accuracy, removal_gap, removal_set, retained, retrain_cost, ssl_job)
+                            probe_accuracy, removal_gap, removal_set, retained, ssl_job)
 from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.sslmem import encoder_config
-from memlab.train import TrainConfig, load_encoder, resolve_device
+from memlab.train import TrainConfig, load_encoder, resolve_device, training_cost
 
 check_injected()
 choice("dataset", dataset, DATASETS)
@@ -222,7 +222,7 @@ g_jobs = [plan.add(ssl_job(f"g seed {s}", replace(cfg, seed=s), train_data, g_po
 for k in removal_ks:
     for strategy in ("memorised", "random"):
         for s in seeds:
-            plan.defer(f"remove {k} {strategy} seed {s}", "encoder", retrain_cost(cfg, len(f_pool) - k))
+            plan.defer(f"remove {k} {strategy} seed {s}", "encoder", training_cost(cfg, len(f_pool) - k))
 lam_jobs = {}
 for dname, (dtr, fp, gp, _) in lam_data.items():
     m_, s_ = dtr.stats()

@@ -11,11 +11,11 @@ from memlab import removal
 from memlab.cache import Cache
 from memlab.data import load_dataset
 from memlab.jobs import Plan
-from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, lambda_config, retrain_cost, ssl_job,
+from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, lambda_config, ssl_job,
                             removal_gap, removal_set, retained)
 from memlab.sslmem import alignment_losses
 from memlab.dp import train_dp
-from memlab.train import TrainConfig, load_encoder, train
+from memlab.train import TrainConfig, load_encoder, train, training_cost
 
 
 def single_threaded(fn):
@@ -120,7 +120,7 @@ def test_two_stage_plan_declares_retrains_then_trains_them_once(tmp_path):
     pool = torch.arange(0, 48)
     plan = Plan("removal", cache=cache, device="cpu")
     f = plan.add(ssl_job("f", cfg, DATA, pool, cache=cache))
-    plan.defer("remove 16", "encoder", retrain_cost(cfg, 32))
+    plan.defer("remove 16", "encoder", training_cost(cfg, 32))
     t = plan.table()
     assert t.status.tolist() == ["pending", "deferred"]
     assert t["image-steps"].tolist() == [2 * 3 * 16 * 2, 2 * 2 * 16 * 2]  # epochs x steps x batch x views

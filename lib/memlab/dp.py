@@ -76,12 +76,7 @@ def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cac
 def load_dp(job, cache, device="auto", from_cache: bool = True) -> Trained:
     """The ``Trained`` DP encoder of a DP job, with ``.dp = {epsilon (spent), delta, noise_multiplier}``."""
     res = cache.load(job.kind, job.key, "result.pt")
-    cfg = job.args["cfg"]
-    enc, obj = build(cfg)
-    enc.load_state_dict(res["encoder"]), obj.load_state_dict(res["objective"])
-    device = resolve_device(device)
-    tr = Trained(enc.to(device).eval(), obj.to(device).eval(), res["history"], {}, cfg, job.cache_key(cache),
-                 from_cache=from_cache)
+    tr = Trained.from_state(job.args["cfg"], res, job.cache_key(cache), device, from_cache=from_cache)
     tr.dp = {"epsilon": res["epsilon"], "delta": res["delta"], "noise_multiplier": res["noise_multiplier"]}
     return tr
 

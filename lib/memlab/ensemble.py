@@ -31,8 +31,8 @@ from .augment import ViewBank
 from .cache import Cache
 from .engine import Cosine, amp_step, autocast, fit, grad_scaler, order_batches, plan_steps
 from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
-from .train import (TrainConfig, TrainingViews, build, fingerprint, make_optimizer, resolve_device, view_step,
-                    views_per_image)
+from .train import (TrainConfig, TrainingViews, build, fingerprint, make_optimizer, resolve_device,
+                    training_cost, view_step)
 
 RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
 VMAP_MAX_PARAMS = 5_000_000  # per network; larger models train in a loop (memory, and little to gain)
@@ -283,7 +283,7 @@ def network_jobs(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index, x
     recognition indicators of X (``x_pos``: positions in the training set) through ``bank`` after each of
     ``record_epochs`` (1-based). ``index``: the images' global indices (they key the augmentation draws).
     Raises ValueError for bad seeds, epochs, X or bank size, before any compute."""
-    from .jobs import Cost, Job, Stored
+    from .jobs import Job, Stored
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
@@ -299,9 +299,7 @@ def network_jobs(cfg: TrainConfig, seeds, images: torch.Tensor, labels, index, x
     num_classes = None if labels is None else int(labels.max()) + 1
     x_pos = torch.as_tensor(np.asarray(x_pos), dtype=torch.long)
     fp = fingerprint(images, labels, index) + data_id
-    bs, spe = plan_steps(images.shape[0], cfg.batch_size, cfg.epochs)[:2]
-    cost = Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
-                   views=views_per_image(cfg), size=images.shape[-1])
+    cost = training_cost(cfg, images.shape[0], images.shape[-1])
     data = {"images": Stored(images, cache.root), "labels": None if labels is None else Stored(labels, cache.root),
             "index": Stored(index, cache.root)}
     return [Job(f"{name or cfg.objective} seed {s}", "profile_net",

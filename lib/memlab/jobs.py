@@ -65,11 +65,10 @@ class Stored:
 
     def __init__(self, tensor: torch.Tensor, root: str | Path):
         self.tensor, self.root = tensor.contiguous(), Path(root)
-        from .train import fingerprint
-        self.fp = fingerprint(self.tensor)
 
-    def __reduce__(self):
-        path = self.root / "tensors" / f"{self.fp}.pt"
+    def __reduce__(self):  # only here is the tensor hashed and written: a job run inline needs neither
+        from .train import fingerprint
+        path = self.root / "tensors" / f"{fingerprint(self.tensor)}.pt"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             with filelock.FileLock(str(path) + ".lock"):
@@ -263,14 +262,18 @@ class Plan:
         self.deferred.append(_Deferred(name, kind, cost))
 
     def status(self, job: Job) -> str:
+        """"cached" or "pending" (a cache lookup, which verifies the entry's checksums: done once per call)."""
         return "cached" if not job.force and self.cache.exists(job.kind, job.key) else "pending"
 
     def pending(self) -> list:
         return [j for j in self.jobs if self.status(j) == "pending"]
 
-    def table(self) -> pd.DataFrame:
+    def table(self, pending: list | None = None) -> pd.DataFrame:
+        """The plan as a table; ``pending`` (the jobs ``pending()`` returned) spares a second cache lookup."""
         rate = known_throughput(self.cache, self.device)
-        rows = [(j.name, j.kind, j.cache_key(self.cache), self.status(j), j.cost) for j in self.jobs]
+        todo = {id(j) for j in (self.pending() if pending is None else pending)}
+        rows = [(j.name, j.kind, j.cache_key(self.cache), "pending" if id(j) in todo else "cached", j.cost)
+                for j in self.jobs]
         rows += [(d.name, d.kind, "", "deferred", d.cost) for d in self.deferred]
         return pd.DataFrame([{"job": n, "kind": k, "key": key, "status": s, "epochs": c.epochs,
                               "image-steps": c.image_steps, "TFLOPs": float(f"{c.flops / 1e12:.3g}"),
@@ -288,8 +291,8 @@ class Plan:
                 f"{(t.status == 'pending').sum()} pending, {(t.status == 'deferred').sum()} deferred) | "
                 f"to train: {todo['image-steps'].sum():,} image-steps, {todo.TFLOPs.sum():,.4g} TFLOPs, {est}")
 
-    def show(self) -> pd.DataFrame:
-        t = self.table()
+    def show(self, pending: list | None = None) -> pd.DataFrame:
+        t = self.table(pending)
         with pd.option_context("display.max_rows", 500, "display.width", 200):
             print(t.to_string(index=False) if len(t) else "(no jobs)")
         print(self.summary(t))
@@ -309,9 +312,9 @@ class Plan:
         pending = self.pending()
         ex = make(executor, device=self.device, workers=workers, slurm=slurm, n_jobs=len(pending))
         stop = os.environ.get(STOP_ENV, "")
-        self.show()
+        table = self.show(pending)
         if stop == "plan":
-            raise StopAfterPlan(self.summary(), self.table())
+            raise StopAfterPlan(self.summary(table), table)
         status = {j.name: "cached" for j in self.jobs}
         if pending:
             self.cache.check_writable()

@@ -14,7 +14,7 @@
   against the encoder that did not see it, so a constant alignment gap between f and g cancels.
 
 Every encoder of the notebook is a job of its plan (``jobs.Plan``; ``ssl_job`` here, ``dp.dp_job`` for DP): the
-retrained encoders depend on f's scores, so they are declared with their cost (``retrain_cost``) and added
+retrained encoders depend on f's scores, so they are declared with their cost (``train.training_cost``) and added
 once f and g are scored. A killed run resumes at each encoder's last finished epoch.
 """
 from __future__ import annotations
@@ -108,17 +108,6 @@ def ssl_job(name: str, cfg: TrainConfig, data, idx, *, cache, force: bool = Fals
     idx = torch.as_tensor(idx, dtype=torch.long)
     return encoder_job(cfg, data.images[idx], None, idx, cache=cache, data_id=f"{data.name}/{data.split}", name=name,
                        force=force)
-
-
-def retrain_cost(cfg: TrainConfig, n: int):
-    """The cost (``jobs.Cost``) of training ``cfg`` on ``n`` images: a retraining declared before its points are
-    known (``Plan.defer``)."""
-    from .engine import plan_steps
-    from .jobs import Cost
-    from .train import views_per_image
-    bs, spe = plan_steps(n, cfg.batch_size, cfg.epochs)[:2]
-    return Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
-                   views=views_per_image(cfg))
 
 
 # ----------------------------------------------------------------------------- scoring and probing

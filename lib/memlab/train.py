@@ -230,6 +230,18 @@ class Trained:
     num_classes: int | None = None
     from_cache: bool = False
 
+    @classmethod
+    def from_state(cls, cfg: TrainConfig, state: dict, key: str, device, num_classes: int | None = None,
+                   from_cache: bool = True) -> "Trained":
+        """Rebuild ``cfg``'s encoder and heads from a cache entry's ``state`` ({encoder, objective (state dicts),
+        history, snapshots (optional)}), in eval mode on ``device``."""
+        encoder, objective = build(cfg, num_classes)
+        encoder.load_state_dict(state["encoder"]), objective.load_state_dict(state["objective"])
+        device = resolve_device(device)
+        encoder.to(device).eval(), objective.to(device).eval()
+        return cls(encoder, objective, state["history"], state.get("snapshots", {}), cfg, key, num_classes,
+                   from_cache=from_cache)
+
     def at_epoch(self, epoch: int) -> "Trained":
         """The encoder as snapshotted after ``epoch`` (its cache key gets an ``@epoch`` suffix)."""
         if epoch not in self.snapshots:
@@ -250,6 +262,15 @@ def views_per_image(cfg: TrainConfig) -> int:
     return obj.n_views + obj.n_local
 
 
+def training_cost(cfg: TrainConfig, n: int, size: int = 32):
+    """The cost (``jobs.Cost``) of training ``cfg`` on ``n`` images of ``size`` x ``size`` pixels: every job of a
+    ``TrainConfig`` is costed here, and so is a retraining declared before its points are known (``Plan.defer``)."""
+    from .jobs import Cost
+    bs, spe = plan_steps(n, cfg.batch_size, cfg.epochs)[:2]
+    return Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
+                   views=views_per_image(cfg), size=size)
+
+
 def _encoder_files(cfg: TrainConfig, images, labels, index, num_classes, *, amp: bool = True, ckpt_dir, device,
                    progress: bool, epoch_callback) -> dict:
     """The work of an encoder job: ``train`` (resuming from ``ckpt_dir``), returned as the cache entry's files."""
@@ -266,16 +287,14 @@ def encoder_job(cfg: TrainConfig, images: torch.Tensor, labels=None, index=None,
     (N,) or None; ``index``: the images' global indices, default arange(N)). Its cache key is the full config,
     a fingerprint of images, labels and index, and ``data_id``, so every notebook that needs the same encoder
     shares the entry. ``force`` retrains and replaces it."""
-    from .jobs import Cost, Job, Stored
+    from .jobs import Job, Stored
     images = torch.as_tensor(images)
     fp = fingerprint(images, labels, index)  # before index gets its default: the key train_encoder always had
     index = torch.arange(images.shape[0]) if index is None else torch.as_tensor(index)
     num_classes = None if labels is None else int(labels.max()) + 1
     key = {"train": asdict(cfg), "data": fp, "data_id": data_id,
            "num_classes": num_classes, "probe_epochs": []}
-    bs, spe = plan_steps(images.shape[0], cfg.batch_size, cfg.epochs)[:2]
-    cost = Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
-                   views=views_per_image(cfg), size=images.shape[-1])
+    cost = training_cost(cfg, images.shape[0], images.shape[-1])
     st = lambda t: None if t is None else Stored(torch.as_tensor(t), cache.root)  # noqa: E731
     args = {"cfg": cfg, "images": st(images), "labels": st(labels), "index": st(index), "num_classes": num_classes,
             "amp": amp}
@@ -286,14 +305,8 @@ def encoder_job(cfg: TrainConfig, images: torch.Tensor, labels=None, index=None,
 def load_encoder(job, cache: Cache, device="auto", from_cache: bool = True) -> Trained:
     """The ``Trained`` encoder of an encoder job, read from the cache (eval mode, on ``device``).
     Raises ``cache.CorruptEntry``/FileNotFoundError when the job has not run."""
-    device = resolve_device(device)
-    cfg, num_classes = job.args["cfg"], job.args["num_classes"]
-    st = cache.load(job.kind, job.key, "model.pt")
-    encoder, objective = build(cfg, num_classes)
-    encoder.load_state_dict(st["encoder"]), objective.load_state_dict(st["objective"])
-    encoder.to(device).eval(), objective.to(device).eval()
-    return Trained(encoder, objective, st["history"], st["snapshots"], cfg, job.cache_key(cache), num_classes,
-                   from_cache=from_cache)
+    return Trained.from_state(job.args["cfg"], cache.load(job.kind, job.key, "model.pt"), job.cache_key(cache),
+                              device, job.args["num_classes"], from_cache)
 
 
 def train_encoder(cfg: TrainConfig, images, labels=None, index=None, *, cache: Cache | None = None,
