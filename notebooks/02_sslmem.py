@@ -123,7 +123,7 @@ from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.augment import PRESETS
-from memlab.grid import cell_jobs, cell_spec, overlap_sizes, probe, run_cell
+from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes, probe, run_cell
 from memlab.jobs import Plan
 from memlab.rankings import agreement, feldman, square
 from memlab.sslmem import SUBSETS, cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets
@@ -223,9 +223,7 @@ cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperat
 
 def snapshots_for(spec):
     """A cell that repeats the main pair's recipe keeps its snapshot list, so it shares the main pair's encoders."""
-    same = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (spec["objective_kw"] or
-                                                                                  spec["model_kw"] or spec["aug"])
-    return snapshot_epochs if same else ()
+    return main_recipe_snapshots(spec, base_cell, snapshot_epochs)
 
 
 sup_specs = [cell_spec({"method": "supervised", "epochs": e_, "lr": supervised_lr, "label": f"supervised {e_} ep."},
@@ -246,10 +244,12 @@ f_jobs, g_jobs = f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=p
 plan.add_all(f_jobs + g_jobs)
 for spec in grid_specs + sup_specs + table9_specs:
     tr_, _, sp_, _ = data_for(spec["dataset"])
-    plan.add_all(cell_jobs(spec, tr_, sp_, cache=cache, snapshot_epochs=snapshots_for(spec), force=force))
+    for js in cell_jobs(spec, tr_, sp_, cache=cache, snapshot_epochs=snapshots_for(spec), force=force):
+        plan.add_all(js)
 for spec, key_ in overlap_specs:
     tr_, _, sp_, _ = data_for(*key_)
-    plan.add_all(cell_jobs(spec, tr_, sp_, cache=cache, force=force))
+    for js in cell_jobs(spec, tr_, sp_, cache=cache, force=force):
+        plan.add_all(js)
 status = plan.run(executor, workers=workers or None, slurm=slurm)
 fs = [load_encoder(j, cache, dev, from_cache=status[j.name] == "cached") for j in f_jobs]
 gs = [load_encoder(j, cache, dev, from_cache=status[j.name] == "cached") for j in g_jobs]

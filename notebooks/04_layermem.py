@@ -124,7 +124,7 @@ from memlab import plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset
-from memlab.grid import cell_config, cell_spec
+from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots
 from memlab.jobs import Plan
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
@@ -206,21 +206,14 @@ cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperat
 cells = a_cells + [c for c in m_cells if c["label"] not in {a["label"] for a in a_cells}]
 
 
-def cell_jobs(spec):
-    """The f/g jobs of a cell, named after it. A cell that repeats the main pair's recipe keeps its snapshot
-    list (as in notebook 02): same cache key, so it is the main pair itself."""
-    same_recipe = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (
-        spec["objective_kw"] or spec["model_kw"] or spec["aug"])
-    cfg_c = cell_config(spec, cfg.mean, cfg.std, snapshot_epochs if same_recipe else ())
-    jobs = f_and_g_jobs(cfg_c, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache, force=force)
-    return [[replace(j, name=f"cell {spec['label']} {w} seed {s}") for j, s in zip(js, spec["seeds"])]
-            for w, js in zip("fg", jobs)]
-
-
 plan = Plan("04_layermem", cache=cache, device=dev)
 f_jobs, g_jobs = (plan.add_all(js) for js in f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds,
                                                           cache=cache, force=force))
-cell_fg = {c["label"]: [plan.add_all(js) for js in cell_jobs(c)] for c in cells}
+# a cell that repeats the main pair's recipe keeps its snapshot list (as in notebook 02): it is the main pair
+cell_fg = {c["label"]: [plan.add_all(js) for js in cell_jobs(c, train_data, splits, cache=cache, force=force,
+                                                              snapshot_epochs=main_recipe_snapshots(c, base_cell,
+                                                                                                    snapshot_epochs))]
+           for c in cells}
 m2_job = plan.add(encoder_job(replace(cfg, epochs=second_epochs, snapshot_epochs=()), second_train.images, None,
                               torch.arange(len(second_train)), cache=cache, data_id=f"{second_dataset}/train",
                               name=f"second-dataset encoder ({second_dataset})", force=force))

@@ -42,15 +42,21 @@ def cell_config(spec: dict, mean, std, snapshot_epochs=()):
     return replace(cfg, aug=spec["aug"]) if spec["aug"] else cfg
 
 
-def cell_jobs(spec: dict, train_data, splits, *, cache, snapshot_epochs=(), force: bool = False) -> list:
-    """The f and g jobs of a cell (``sslmem.f_and_g_jobs`` with the cell's config), for a notebook's plan;
-    ``run_cell`` with the same arguments then finds them in the cache."""
+def main_recipe_snapshots(spec: dict, base_cell: dict, snapshot_epochs) -> tuple:
+    """The ``snapshot_epochs`` a cell trains with: the main pair's when the cell repeats the main pair's recipe
+    (``base_cell``, seeds aside), so it shares the main pair's cache entries; none otherwise."""
+    same = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (
+        spec["objective_kw"] or spec["model_kw"] or spec["aug"])
+    return tuple(snapshot_epochs) if same else ()
+
+
+def cell_jobs(spec: dict, train_data, splits, *, cache, snapshot_epochs=(), force: bool = False) -> tuple:
+    """The f and g jobs of a cell (``sslmem.f_and_g_jobs`` with the cell's config), ``(f_jobs, g_jobs)`` named
+    "cell <label> f|g seed <s>", for a notebook's plan; ``run_cell`` with the same arguments then finds them in
+    the cache."""
     mean, std = train_data.stats()
-    f_jobs, g_jobs = f_and_g_jobs(cell_config(spec, mean, std, snapshot_epochs), train_data, splits,
-                                  seeds=spec["seeds"], pair_seeds=True, cache=cache, force=force)
-    for j in f_jobs + g_jobs:
-        j.name = f"{spec['label']}: {j.name.split(' ', 1)[1]}"
-    return f_jobs + g_jobs
+    return f_and_g_jobs(cell_config(spec, mean, std, snapshot_epochs), train_data, splits, seeds=spec["seeds"],
+                        pair_seeds=True, cache=cache, force=force, label=f"cell {spec['label']}")
 
 
 @dataclass

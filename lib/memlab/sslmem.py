@@ -142,9 +142,11 @@ def cached_scores(cache, f_list, g_list, train_data, test_data, subsets: dict, b
         n_pairs=n_pairs, rep=rep, device=device), force=force)
 
 
-def f_and_g_jobs(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True, cache, force: bool = False):
+def f_and_g_jobs(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True, cache, force: bool = False,
+                 label: str = ""):
     """The training jobs (``jobs.Job``, kind "encoder") of f on S_S u S_C and g on S_S u S_I for every seed:
-    ``(f_jobs, g_jobs)``, to declare in a notebook's plan.
+    ``(f_jobs, g_jobs)``, to declare in a notebook's plan, named "<label> f|g seed <s>" (``label`` defaults to
+    "<objective>/<model>").
 
     ``pair_seeds``: g_s uses the same seed as f_s (same initial weights, same per-example augmentation
     draws on shared points: common random numbers, which lowers the variance of m(x) without changing
@@ -160,7 +162,8 @@ def f_and_g_jobs(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True
         for which, idx, seed in (("f", splits.f_train, s), ("g", splits.g_train, s if pair_seeds else s + 1000)):
             out[which].append(encoder_job(replace(cfg, seed=seed), train_data.images[idx],
                                           None if labels is None else labels[idx], idx, cache=cache, data_id=data_id,
-                                          name=f"{cfg.objective}/{cfg.model} {which} seed {seed}", force=force))
+                                          name=f"{label or f'{cfg.objective}/{cfg.model}'} {which} seed {seed}",
+                                          force=force))
     return out["f"], out["g"]
 
 
