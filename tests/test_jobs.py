@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,17 +182,31 @@ def _epochs(root):
     return out
 
 
-def _kill_a_worker(p, root, after_epoch):
-    """SIGKILL one worker of the pool run by process ``p`` once a job has passed ``after_epoch``; returns that
-    job's epoch when it was killed."""
+def _live_workers(p, exclude=()):
+    """Worker processes of the pool run by ``p``: its children, without zombies and without ``exclude``."""
+    pids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    live = []
+    for pid in map(int, pids):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and pid not in exclude:
+            live.append(pid)
+    return live
+
+
+def _kill_a_worker(p, root, after_epoch, exclude=()):
+    """SIGKILL one live worker (not in ``exclude``) of the pool run by process ``p`` once a job has passed
+    ``after_epoch``; returns (that job's epoch when it was killed, the worker's pid)."""
     import time
     deadline = time.time() + 120
     while time.time() < deadline and p.poll() is None:
         reached = max(_epochs(root).values(), default=0)
-        workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+        workers = _live_workers(p, exclude)
         if reached > after_epoch and workers:
-            os.kill(int(workers[0]), signal.SIGKILL)
-            return reached
+            os.kill(workers[0], signal.SIGKILL)
+            return reached, workers[0]
         time.sleep(0.01)
     raise AssertionError("no worker passed the epoch in time")
 
@@ -218,8 +233,13 @@ def test_a_job_whose_worker_dies_twice_fails_by_name_and_a_rerun_resumes(tmp_pat
     p = subprocess.Popen([sys.executable, "-c", POOL.format(tests=os.path.dirname(__file__), root=str(root),
                                                           workers=1, seeds=(0,))],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = _kill_a_worker(p, root, 2)
-    second = _kill_a_worker(p, root, first)  # the retried job resumed past its first death, then died again
+    import time
+    first, pid = _kill_a_worker(p, root, 2)
+    deadline = time.time() + 120
+    while not _live_workers(p, exclude=(pid,)) and time.time() < deadline:  # the pool restarts the job...
+        time.sleep(0.01)
+    resumed_from = max(_epochs(root).values())
+    second, _ = _kill_a_worker(p, root, resumed_from, exclude=(pid,))  # ...which trains on, then dies again
     _, err = p.communicate(timeout=120)
     cache = Cache(root)
     job = jobs_for(cache, seeds=(0,), epochs=40)[0]
