@@ -64,7 +64,7 @@ dataset = "cifar10"
 synthetic_n_train = 1000   # size of the generated training split when dataset == "synthetic"
 n_train = 500              # training images (class-balanced); "a few thousand" does not fit 25 min on 2 cores
 n_points = 500             # |X|, the recorded subset of the training images (paper: 1000)
-n_networks = 10            # N networks per paradigm (paper: 30)
+n_networks = 8             # N networks per paradigm (paper: 30)
 n_aug = 5                  # M fixed augmentations (SimCLR: view pairs) per image (paper: 10)
 data_seed = 0
 arch = "cnn"

@@ -53,12 +53,12 @@ atypical_frac = 0.05
 method = "simclr"
 arch = "resnet9"
 width = 0.25
-split_shared = 1000
-split_candidates = 1000
-split_independent = 1000
-split_extra = 1000
+split_shared = 500 
+split_candidates = 500 
+split_independent = 500 
+split_extra = 500 
 split_seed = 0
-score_shared = 1000
+score_shared = 500 
 epochs = 80
 batch_size = 256
 optimizer = "sgd"
@@ -73,7 +73,7 @@ representation = "flat"
 snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]
 # -- LayerMem
 layer_view_pairs = 5       # K view pairs per point: the first pairs of the same view bank as SSLMem (paper: 5)
-layer_candidates = 1000    # S_C candidates scored at every layer; top/least are ranked among them
+layer_candidates = 500     # S_C candidates scored at every layer; top/least are ranked among them
 layer_shared = 200         # S_S points scored as a control (trained by both f and g: LayerMem about 0)
 layer_range = "layer"      # normalising range: "layer" (per layer) or "shared" (one range for all layers)
 random_points = 100        # the paper's "100 random candidates"
@@ -86,10 +86,10 @@ distant_gap = 4            # layer pairs at least this far apart count as "dista
 grid_seeds = [0]           # seeds per cell: a subset of 02's grid_seeds (its cached encoders are reused per seed)
 method_cells = [
     {"method": "simclr"},  # = the main pair's recipe: its seed-0 f/g come from the cache
-    {"method": "dino", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001, "epochs": 50},
-    {"method": "simsiam", "epochs": 50},
+    {"method": "dino", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001, "epochs": 30},
+    {"method": "simsiam", "epochs": 30},
     {"method": "mae", "arch": "vit_tiny", "model_kw": {"depth": 4, "embed_dim": 128, "num_heads": 4},
-     "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05, "epochs": 50},
+     "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05, "epochs": 30},
 ]
 arch_cells = []            # laptop: the larger ResNets are paper-profile only; the ViT comes from the MAE cell
 cell_view_pairs = 5        # K view pairs per point for the other encoders

@@ -47,12 +47,12 @@ atypical_frac = 0.05
 method = "simclr"
 arch = "resnet9"
 width = 0.25
-split_shared = 1000
-split_candidates = 1000
-split_independent = 1000
-split_extra = 1000
+split_shared = 500 
+split_candidates = 500 
+split_independent = 500 
+split_extra = 500 
 split_seed = 0
-score_shared = 1000
+score_shared = 500 
 epochs = 80
 batch_size = 256
 optimizer = "sgd"
@@ -67,7 +67,7 @@ representation = "flat"
 snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]
 # -- UnitMem
 unit_views = 10            # K augmentations per point (paper: 10)
-unit_points = 2000         # |D|: a class-balanced part of f's training set (all of it when larger)
+unit_points = 1000         # |D|: a class-balanced part of f's training set (all of it when larger)
 unit_rest = "mean"         # mu_-max: "mean" of the other points (paper) or "median" (reference code)
 deep_layers = 2            # how many of the last layers count as "the deepest" for the claim
 dynamics_layer = ""        # layer followed over training ("" = the last layer)
