@@ -63,12 +63,13 @@ fi
 OUT="outputs/$PROFILE"
 mkdir -p "$OUT/logs" "$OUT/build"
 RESULTS="$OUT/results.tsv"          # one line per notebook, across runs
-RUN_RESULTS="$OUT/build/results.this-run.tsv"
+RUN_RESULTS="$OUT/build/results.run-$$.tsv"   # this run's lines (per process: two runs at once keep their own)
 : > "$RUN_RESULTS"
-record() {  # $1 = name, $2 = this run's line: append it to this run's list, replace the notebook's line in results.tsv
-  printf '%s\n' "$2" >> "$RUN_RESULTS"
-  { if [ -f "$RESULTS" ]; then awk -F'\t' -v n="$1" '$1 != n' "$RESULTS"; fi; printf '%s\n' "$2"; } \
-    | LC_ALL=C sort > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
+trap 'rm -f "$RUN_RESULTS"' EXIT
+record() {  # $1 = this run's line: keep it for the summary; merge it into results.tsv and manifest.json (locked)
+  printf '%s\n' "$1" >> "$RUN_RESULTS"
+  python -m memlab.runner record "$OUT" --profile "$PROFILE" --line "$1" > /dev/null \
+    || echo "warning: could not record the result in $RESULTS and $OUT/manifest.json"
 }
 FAILED=0
 T_ALL=$(date +%s)
@@ -93,14 +94,11 @@ for nb in "${NOTEBOOKS[@]}"; do
   dt=$(( $(date +%s) - t0 ))
   if [ $rc -eq 0 ]; then status=OK; else status=FAIL; FAILED=$((FAILED + 1)); fi
   printf '%-5s %6ss  log: %s\n' "$status" "$dt" "$log"
-  record "$name" "$(printf '%s\t%s\t%s\t%s' "$name" "$status" "$dt" "$params")"
+  record "$(printf '%s\t%s\t%s\t%s' "$name" "$status" "$dt" "$params")"
   if [ $rc -ne 0 ]; then
     grep -E "Error|error|Exception" "$log" | tail -n 3 | sed 's/^/    /'
   fi
 done
-
-python -m memlab.runner manifest "$OUT" --profile "$PROFILE" --results "$RUN_RESULTS" > /dev/null \
-  || echo "warning: could not write $OUT/manifest.json"
 
 echo
 echo "Summary ($PROFILE, $(( $(date +%s) - T_ALL ))s total):"

@@ -1,4 +1,5 @@
 import json
+import multiprocessing as mp
 
 from memlab import runner
 
@@ -29,6 +30,36 @@ def test_manifest_keeps_notebooks_of_earlier_runs(tmp_path, monkeypatch):
     by_name = {e["notebook"]: e for e in third["notebooks"]}
     assert by_name["06_layermem"]["git_commit"] == "cccc" and by_name["06_layermem"]["seconds"] == 10
     assert by_name["01_ssl_vs_sup"]["git_commit"] == "bbbb"
+
+
+def _record_many(out, prefix, n):
+    runner._git = lambda *a: "" if a[0] == "status" else "abcd"   # no git subprocess per record: the race is the point
+    runner._device = lambda: {"type": "cpu"}
+    for i in range(n):
+        runner.record(out, "smoke", f"{prefix}{i:02d}\tOK\t{i}\tmissing.yaml")
+
+
+def test_concurrent_records_lose_no_notebook(tmp_path):
+    # two run_all.sh of one profile at once, each recording 25 notebooks into the same results.tsv and manifest
+    out = str(tmp_path / "out")
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_record_many, args=(out, p, 25)) for p in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    names = sorted(f"{p}{i:02d}" for p in "ab" for i in range(25))
+    lines = (tmp_path / "out" / "results.tsv").read_text().splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == names
+    assert [e["notebook"] for e in json.loads((tmp_path / "out" / "manifest.json").read_text())["notebooks"]] == names
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_record_refuses_a_malformed_line(tmp_path):
+    import pytest
+    with pytest.raises(ValueError, match="4 tab-separated fields"):
+        runner.record(str(tmp_path), "smoke", "02_sslmem OK 12")
 
 
 def test_run_all_keeps_results_of_notebooks_not_rerun(tmp_path):

@@ -1,15 +1,19 @@
-"""Helpers for ``run_all.sh``: validate a parameter file against a notebook, and write the run manifest.
+"""Helpers for ``run_all.sh``: validate a parameter file against a notebook, and record a notebook's result.
 
     python -m memlab.runner check notebooks/02_sslmem.py params/laptop/02_sslmem.yaml [-p name value ...]
-    python -m memlab.runner manifest outputs/laptop --profile laptop --results outputs/laptop/build/results.this-run.tsv
+    python -m memlab.runner record outputs/laptop --profile laptop --line "02_sslmem<TAB>OK<TAB>754<TAB>params/..."
+    python -m memlab.runner manifest outputs/laptop --profile laptop --results outputs/laptop/build/results.tsv
 
-``manifest`` merges with the manifest.json already there, so running one notebook keeps the others' entries.
+``record`` runs after each notebook: it replaces that notebook's line of ``results.tsv`` and its entry of
+``manifest.json`` and keeps every other notebook's, so an interrupted ``run_all.sh`` keeps what finished, and
+two runs of one profile at once (under one lock file, ``<out_dir>/.results.lock``) lose nothing.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -18,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 from .params import ParameterError, notebook_defaults, validate
 
@@ -59,10 +64,44 @@ def _device() -> dict:
         return {"type": "unknown", "error": str(e)}
 
 
+def _lock(out_dir) -> FileLock:
+    """The lock of ``<out_dir>``'s results.tsv and manifest.json (their read-merge-write is not atomic)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(Path(out_dir) / ".results.lock"))
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")   # per process: two writers never share a temp file
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def record(out_dir: str, profile: str, line: str) -> Path:
+    """Merge one notebook's result ``line`` (notebook, status, seconds, params file; tab-separated) into
+    ``<out_dir>/results.tsv`` (one line per notebook, sorted) and ``manifest.json``, under the results lock.
+    Raises ValueError for a line without those four fields."""
+    fields = line.rstrip("\n").split("\t")
+    if len(fields) != 4:
+        raise ValueError(f"a result line has 4 tab-separated fields (notebook, status, seconds, params), got {line!r}")
+    out = Path(out_dir)
+    with _lock(out):
+        path = out / "results.tsv"
+        old = path.read_text().splitlines() if path.is_file() else []
+        lines = sorted([ln for ln in old if ln.strip() and ln.split("\t")[0] != fields[0]] + ["\t".join(fields)])
+        _write(path, "\n".join(lines) + "\n")
+        return _manifest(out_dir, profile, ["\t".join(fields)])
+
+
 def manifest(out_dir: str, profile: str, results: str | None) -> Path:
     """Write ``<out_dir>/manifest.json`` for this run, merged with the one already there: a notebook this run
     did not execute keeps its entry, including the ``git_commit`` and ``finished`` time of the run that made it.
     ``results``: this run's lines (notebook, status, seconds, params file; tab-separated)."""
+    lines = Path(results).read_text().splitlines() if results and Path(results).is_file() else []
+    with _lock(out_dir):
+        return _manifest(out_dir, profile, lines)
+
+
+def _manifest(out_dir: str, profile: str, lines: list) -> Path:
     versions = {}
     for p in PACKAGES:
         try:
@@ -82,10 +121,8 @@ def manifest(out_dir: str, profile: str, results: str | None) -> Path:
     for e in old.get("notebooks", []):  # earlier runs; manifests before per-notebook commits: the run's commit
         entries[e["notebook"]] = {"git_commit": old.get("git_commit"), "git_dirty": old.get("git_dirty"),
                                   "finished": old.get("created"), **e}
-    if results and Path(results).is_file():
-        for line in Path(results).read_text().splitlines():
-            if not line.strip():
-                continue
+    for line in lines:
+        if line.strip():
             name, status, seconds, params_file = line.split("\t")
             pf = Path(params_file)
             entries[name] = {"notebook": name, "status": status, "seconds": float(seconds), "params": params_file,
@@ -95,9 +132,7 @@ def manifest(out_dir: str, profile: str, results: str | None) -> Path:
            "python": sys.version.split()[0], "platform": platform.platform(), "device": _device(),
            "packages": versions, "notebooks": [entries[n] for n in sorted(entries)]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    _write(path, json.dumps(doc, indent=1))
     return path
 
 
@@ -112,6 +147,10 @@ def main(argv=None) -> int:
     m.add_argument("out_dir")
     m.add_argument("--profile", required=True)
     m.add_argument("--results")
+    r = sub.add_parser("record", help="merge one notebook's result line into results.tsv and manifest.json")
+    r.add_argument("out_dir")
+    r.add_argument("--profile", required=True)
+    r.add_argument("--line", required=True)
     a = ap.parse_args(argv)
     if a.cmd == "check":
         try:
@@ -119,6 +158,9 @@ def main(argv=None) -> int:
         except (ParameterError, OSError, yaml.YAMLError) as e:
             print(f"parameter error: {e}", file=sys.stderr)
             return 2
+        return 0
+    if a.cmd == "record":
+        print(record(a.out_dir, a.profile, a.line))
         return 0
     print(manifest(a.out_dir, a.profile, a.results))
     return 0
