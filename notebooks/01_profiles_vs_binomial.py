@@ -98,7 +98,6 @@ force = False
 
 # %%
 import time
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd

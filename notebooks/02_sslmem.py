@@ -123,7 +123,7 @@ from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.augment import PRESETS
-from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes, probe, run_cell
+from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes, run_cell
 from memlab.jobs import Plan
 from memlab.rankings import agreement, feldman, square
 from memlab.sslmem import SUBSETS, cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets

@@ -97,7 +97,6 @@ import math
 import time
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display

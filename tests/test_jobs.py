@@ -73,6 +73,8 @@ def test_inline_local_and_submitit_give_identical_bits(tmp_path):
         status = make(name, device="cpu", workers=2 if name == "local" else None, slurm=slurm).run(js, cache, progress=False)
         assert set(status.values()) == {"trained"}
         results[name] = [weights(cache, j) for j in js]
+        if name == "slurm":  # finished tasks leave no submitit pickles or logs behind
+            assert not [p for p in (cache.root / "submitit").iterdir() if p.is_dir()]
     for name in ("local", "slurm"):
         for a, b in zip(results["inline"], results[name]):
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
@@ -144,6 +146,18 @@ def test_failed_job_is_named_with_its_log_and_the_others_finish(cache):
     assert "enc seed 1" in str(e.value) and str(bad.log_path(cache)) in str(e.value)
     assert "FloatingPointError" in bad.log_path(cache).read_text()
     assert cache.exists(good.kind, good.key) and not cache.exists(bad.kind, bad.key)
+
+
+def test_failed_slurm_task_keeps_its_logs_and_finished_ones_are_cleaned(cache):
+    good = jobs_for(cache, seeds=(0,))[0]
+    bad = jobs_for(cache, seeds=(1,), lr=1e12)[0]
+    with pytest.raises(JobsFailed) as e:
+        make("slurm", device="cpu", slurm={"cluster": "local", "time_min": 5}).run([bad, good], cache, progress=False)
+    (name, stderr, err), = e.value.failures
+    assert name == bad.name and "FloatingPointError" in err and Path(stderr).is_file()
+    assert [p for p in (cache.root / "submitit").iterdir() if p.is_dir()] == [Path(stderr).parent]
+    assert sorted(p.name for p in Path(stderr).parent.glob("*_log.*")) == [Path(stderr).name, Path(stderr).stem + ".out"]
+    assert cache.exists(good.kind, good.key)
 
 
 def test_bad_executor_choices_fail_before_compute(monkeypatch):

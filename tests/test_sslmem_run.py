@@ -1,7 +1,6 @@
 """A tiny controlled SSL run: f trains on S_S u S_C, g on S_S u S_I (SimCLR, synthetic images).
 SSLMem must then be positive for the points only f trained on and negative for those only g trained on."""
 import pytest
-import torch
 
 from memlab.augment import Augmentation, ViewBank
 from memlab.data import load_dataset

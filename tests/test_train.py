@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from memlab.train import TrainConfig, TrainingViews, build, lr_at, make_augmentation, train, train_encoder
+from memlab.engine import lr_at
+from memlab.train import TrainConfig, TrainingViews, build, make_augmentation, train, train_encoder
 
 
 def tiny_data(n=48, seed=0):

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from .augment import Augmentation, hash_uniform
 from .cache import Cache
 from .engine import Cosine, autocast, backward_step, fit, grad_scaler, order_batches, plan_steps
-from .models import build_model, spatial_mean
+from .models import build_model
 from .train import fingerprint, resolve_device
 
 HEAD_LAYERS = ("embedding", "P", "O")   # pooled encoder output, projector hidden (after ReLU), output

@@ -287,6 +287,26 @@ class Slurm:
             if left:
                 time.sleep(1.0)
         bar.close()
+        self._clean(handles, failed)
         if failed:
             raise JobsFailed(failed)
         return status
+
+    @staticmethod
+    def _clean(handles, failed) -> None:
+        """Once every task is done, their results are in the cache: remove submitit's pickles and logs, except
+        the logs of failed tasks (named in the error). One folder may hold several tasks (LocalExecutor)."""
+        keep = {f[1] for f in failed}
+        kept = {Path(h.paths.folder) for h in handles if str(h.paths.stderr) in keep}
+        for h in handles:
+            if Path(h.paths.folder) not in kept:
+                shutil.rmtree(h.paths.folder, ignore_errors=True)
+            elif str(h.paths.stderr) not in keep:
+                for f in (h.paths.stdout, h.paths.stderr, h.paths.result_pickle):
+                    Path(f).unlink(missing_ok=True)
+        folders = {h.paths.folder for h in handles}
+        for f in folders:  # submitit's staging folder, named by the unformatted pattern, is empty by now
+            try:
+                (Path(f).parent / "%j").rmdir()
+            except OSError:
+                pass

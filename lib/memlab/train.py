@@ -21,7 +21,7 @@ import torch
 
 from .augment import Augmentation
 from .cache import Cache
-from .engine import Cosine, Snapshots, amp_step, fit, grad_scaler, lr_at, order_batches, plan_steps  # noqa: F401
+from .engine import Cosine, Snapshots, amp_step, fit, grad_scaler, order_batches, plan_steps
 from .models import build_model
 from .objectives import build_objective
 
