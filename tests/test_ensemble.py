@@ -196,3 +196,40 @@ def test_vmap_groups_of_two_paradigms_with_one_objective_share_a_plan(tmp_path):
         "supervised seed 0": "trained", "random_labels seed 1": "trained"}
     nets = load_networks(groups["random_labels"], cache, [n for n, s in status.items() if s == "trained"])
     assert [n["from_cache"] for n in nets] == [False, False] and nets[0]["records"].shape == (1, 2, 8)
+
+
+def _hold_and_train(root, job, ready, go):
+    """Another run (one job per network) holding network 0's lock: it trains that network itself."""
+    from memlab.cache import Cache
+    from memlab.jobs import run_job
+    with Cache(root).lock(job.kind, job.key):
+        ready.set()
+        go.wait(30)
+        run_job(job, root)
+
+
+def test_vmap_group_leaves_a_network_locked_elsewhere_to_that_process(tmp_path, monkeypatch):
+    """A vmap group and a run that trains the same networks one job each, at once: every network trains once."""
+    import multiprocessing as mp
+    import threading
+    import memlab.ensemble as ens
+    from memlab.cache import Cache
+    from memlab.jobs import run_job
+    cache, imgs, cfg = Cache(tmp_path), _data(), _cfg(epochs=1)
+    bank = ViewBank(Augmentation(cfg.aug), 2, seed=2)
+    jobs = ens.network_jobs(cfg, [0, 1, 2], imgs, torch.arange(32) % 10, None, np.arange(8), bank, 2, [1],
+                            eval_batch=16, cache=cache, name="sup")
+    trained_here = []
+    real = ens._train_vmap
+    monkeypatch.setattr(ens, "_train_vmap", lambda cfgs, *a: trained_here.append([c.seed for c in cfgs]) or real(cfgs, *a))
+    ctx = mp.get_context("fork")
+    ready, go = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_hold_and_train, args=(str(cache.root), jobs[0], ready, go))
+    other.start()
+    assert ready.wait(30)
+    threading.Timer(2.0, go.set).start()   # the other run starts training once the group is under way
+    assert run_job(ens.vmap_job(jobs, cache), cache.root) == "trained"
+    other.join(60)
+    assert other.exitcode == 0
+    assert trained_here == [[1, 2]]                       # network 0 was left to the process holding it
+    assert all(cache.exists(j.kind, j.key) for j in jobs)

@@ -20,6 +20,7 @@ indicator of every (image, fixed augmentation) of a subset X (Sadrtdinov et al. 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 from dataclasses import asdict, replace
@@ -324,17 +325,42 @@ def load_networks(jobs: list, cache: Cache, trained=()) -> list[dict]:
 
 def _vmap_files(nets: list, root: str, *, ckpt_dir, device, progress: bool, epoch_callback) -> dict:
     """The work of a vmap group job: every pending network of ``nets`` (``network_jobs`` of one config) trained at
-    once with ``_train_vmap``; each is committed as its own "profile_net" entry."""
+    once with ``_train_vmap``; each is committed as its own "profile_net" entry.
+
+    Each network's own lock is held while it trains, so a run that trains the same networks one job each (another
+    backend, another notebook run) never trains one twice: networks locked elsewhere are left to that process
+    and waited for; one it gave up on is trained here in a later round."""
+    import filelock
     from .jobs import job_args
     cache = Cache(root)
-    todo = [j for j in nets if j.force or not cache.exists(j.kind, j.key)]
-    if todo:
-        a = job_args(todo[0].args)
-        outs = _train_vmap([j.args["cfg"] for j in todo], a["images"], a["labels"], a["index"], a["x_pos"], a["bank"],
-                           a["n_aug"], a["record_epochs"], a["eval_batch"], a["num_classes"], device, a["amp"],
-                           ckpt_dir, progress, epoch_callback)
-        for j, o in zip(todo, outs):
-            cache.save(j.kind, j.key, {"net.pt": o}, force=j.force)
+    left = [j for j in nets if j.force or not cache.exists(j.kind, j.key)]
+    first = True
+    while left:
+        held, todo = [], []
+        try:
+            for j in left:
+                lock = cache.lock(j.kind, j.key)
+                try:
+                    lock.acquire(timeout=0 if first else -1)   # first round: skip what another process trains
+                except filelock.Timeout:
+                    continue
+                held.append(lock)
+                if (j.force and first) or not cache.exists(j.kind, j.key):
+                    todo.append(j)
+            if todo:
+                a = job_args(todo[0].args)
+                # one checkpoint folder per set of networks: a resumed group must hold the same networks
+                sub = ckpt_dir / hashlib.sha256(" ".join(j.cache_key(cache) for j in todo).encode()).hexdigest()[:16]
+                outs = _train_vmap([j.args["cfg"] for j in todo], a["images"], a["labels"], a["index"], a["x_pos"],
+                                   a["bank"], a["n_aug"], a["record_epochs"], a["eval_batch"], a["num_classes"],
+                                   device, a["amp"], sub, progress, epoch_callback)
+                for j, o in zip(todo, outs):
+                    cache.save(j.kind, j.key, {"net.pt": o}, force=j.force and first)
+        finally:
+            for lock in held:
+                lock.release()
+        left = [j for j in left if not cache.exists(j.kind, j.key)]   # a forced one trained elsewhere counts
+        first = False
     return {"nets.json": json.dumps([j.cache_key(cache) for j in nets])}
 
 
