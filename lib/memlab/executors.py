@@ -155,8 +155,12 @@ class Local:
         fork_ok = "fork" in mp.get_all_start_methods() and not gpu and not torch.cuda.is_initialized()
         ctx = mp.get_context("fork" if fork_ok else "spawn")
         device = "cuda" if gpu else "cpu"
-        bar = tqdm(total=sum(j.cost.epochs for j in jobs), disable=not progress, unit="epoch",
-                   desc=f"jobs ({self.workers} {'GPU' if gpu else 'CPU'} workers)")
+        # the bar counts TFLOPs, so its rate and time left hold across jobs of different sizes (epochs where a
+        # job's FLOPs are unknown)
+        by_flops = all(j.cost.flops > 0 for j in jobs)
+        self.weight = [j.cost.flops / 1e12 / max(j.cost.epochs, 1) if by_flops else 1.0 for j in jobs]
+        bar = tqdm(total=round(sum(w * j.cost.epochs for w, j in zip(self.weight, jobs)), 3), disable=not progress,
+                   unit="TFLOP" if by_flops else "epoch", desc=f"jobs ({self.workers} {'GPU' if gpu else 'CPU'} workers)")
         reached, breaks = [0] * len(jobs), [0] * len(jobs)
         status, failed, todo, waiting = {}, [], list(range(len(jobs))), set()
         try:
@@ -219,7 +223,7 @@ class Local:
                         futures[ex.submit(_work, jobs[i], cache.root, device, True, i)] = i
                         continue
                     status[jobs[i].name], reached[i] = s, jobs[i].cost.epochs
-                bar.n = sum(min(r, j.cost.epochs) for r, j in zip(reached, jobs))
+                bar.n = round(sum(w * min(r, j.cost.epochs) for w, r, j in zip(self.weight, reached, jobs)), 3)
                 bar.set_postfix(jobs=f"{len(status)}/{len(jobs)}")
                 bar.refresh()
         except BaseException:
