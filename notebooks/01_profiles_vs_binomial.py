@@ -113,7 +113,7 @@ from memlab import executors
 from memlab.ensemble import ensemble_plan_jobs, load_network, load_networks, network_jobs, stack_records, views_needed
 from memlab.jobs import Plan
 from memlab.models import MODELS
-from memlab.params import ParameterError, check_injected, choice, positive
+from memlab.params import ParameterError, check_injected, choice
 from memlab.probes import extract, linear_probe
 from memlab.profiles import (binomial_noise, closest_epoch, p_averaged, p_fixed, profile_table, sorted_profile)
 from memlab.report import Report
@@ -149,13 +149,8 @@ for name, d in (("optimizer", optimizer), ("lr", lr), ("epochs", epochs), ("reco
     missing = [p for p in paradigms if p not in d]
     if missing:
         raise ParameterError(f"parameter {name!r} has no value for {missing}")
-    for p in paradigms:
-        if name == "optimizer":
-            choice(f"optimizer[{p}]", d[p], ["sgd", "adam", "adamw"])
-        else:
-            positive(**{f"{name}[{p}]": d[p]})
-positive(n_train=n_train, n_points=n_points, n_networks=n_networks, n_aug=n_aug, eval_batch=eval_batch, n_draws=n_draws, scatter_every=scatter_every, tsne_points=tsne_points,
-         probe_test=probe_test, actmax_channels=actmax_channels, actmax_steps=actmax_steps)
+    for p in paradigms if name == "optimizer" else ():   # the numbers' ranges: params.RANGES, checked above
+        choice(f"optimizer[{p}]", d[p], ["sgd", "adam", "adamw"])
 if (len(simclr_crop_scale) != 2 or not all(isinstance(v, (int, float)) for v in simclr_crop_scale)
         or not 0 < simclr_crop_scale[0] <= simclr_crop_scale[1] <= 1):
     raise ParameterError(f"simclr_crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {simclr_crop_scale}")

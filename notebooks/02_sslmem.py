@@ -118,7 +118,7 @@ from memlab.cache import Cache
 from memlab.data import DATASETS
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
-from memlab.params import check_injected, choice, positive
+from memlab.params import check_injected, choice
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
@@ -137,8 +137,6 @@ choice("method", method, OBJECTIVES)
 choice("arch", arch, MODELS)
 choice("representation", representation, ["flat", "pooled"])
 choice("normalize_over", normalize_over, ["all", *SUBSETS])
-positive(epochs=epochs, batch_size=batch_size, lr=lr, view_pairs=view_pairs, width=width, score_shared=score_shared,
-         dynamics_points=dynamics_points, dynamics_pairs=dynamics_pairs)
 if not seeds:
     raise ValueError("seeds must list at least one seed")
 TABLES = ["table1", "rankings", "table11", "table7", "table8", "table9"]
@@ -157,7 +155,6 @@ for r in mae_mask_ratios:
         raise ValueError(f"mae_mask_ratios must lie in (0, 1), got {r}")
 for fr in overlap_fracs:
     overlap_sizes(split_shared + split_candidates + split_independent, fr)
-positive(grid_view_pairs=grid_view_pairs, grid_points=grid_points, supervised_lr=supervised_lr)
 if ("table11" in tables or "rankings" in tables) and not supervised_epochs:
     raise ValueError("table11 and rankings need at least one supervised_epochs value")
 dev = resolve_device(device)

@@ -107,7 +107,7 @@ from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
-from memlab.params import ParameterError, check_injected, choice, positive
+from memlab.params import ParameterError, check_injected, choice
 from memlab.dp import dp_job, load_dp
 from memlab.jobs import Plan
 from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, f_scores, lambda_config, mean_sd, pair_scores,
@@ -127,9 +127,6 @@ for name in list(downstream) + list(lambda_datasets):
     choice("downstream / lambda_datasets entry", name, DATASETS)
 if len(set(downstream)) != len(downstream) or len(set(lambda_datasets)) != len(lambda_datasets):
     raise ParameterError("downstream and lambda_datasets must not repeat a dataset")
-positive(n_half=n_half, epochs=epochs, batch_size=batch_size, lr=lr, view_pairs=view_pairs, probe_train=probe_train,
-         probe_test=probe_test, probe_iters=probe_iters, lambda_n_half=lambda_n_half, lambda_epochs=lambda_epochs,
-         dp_points=dp_points, dp_lr=dp_lr, dp_max_grad_norm=dp_max_grad_norm)
 if not seeds or not lambda_seeds or not downstream or not lambdas or not lambda_datasets:
     raise ParameterError("seeds, lambda_seeds, downstream, lambdas and lambda_datasets must not be empty")
 if any(not 0 <= lam < 1 for lam in lambdas) or len(set(lambdas)) != len(lambdas):

@@ -128,7 +128,7 @@ from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots
 from memlab.jobs import Plan
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
-from memlab.params import ParameterError, check_injected, choice, positive
+from memlab.params import ParameterError, check_injected, choice
 from memlab.probes import extract, knn_accuracy, linear_probe
 from memlab.rankings import square
 from memlab.report import Report
@@ -145,10 +145,6 @@ choice("arch", arch, MODELS)
 choice("representation", representation, ["flat", "pooled"])
 choice("layer_range", layer_range, LM.MODES)
 choice("probe_kind", probe_kind, ["linear", "knn"])
-positive(layer_view_pairs=layer_view_pairs, layer_candidates=layer_candidates, random_points=random_points,
-         top_k=top_k, overlap_k=overlap_k, cell_view_pairs=cell_view_pairs, cell_candidates=cell_candidates,
-         k_layers=k_layers, random_draws=random_draws, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
-         second_n_train=second_n_train, second_n_test=second_n_test, second_epochs=second_epochs, probe_test=probe_test)
 if layer_view_pairs > view_pairs or cell_view_pairs > view_pairs:
     raise ParameterError(f"layer_view_pairs ({layer_view_pairs}) and cell_view_pairs ({cell_view_pairs}) take the "
                          f"first pairs of the SSLMem view bank and must not exceed view_pairs ({view_pairs})")

@@ -109,7 +109,7 @@ from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset
 from memlab.jobs import Plan
 from memlab.models import MODELS
-from memlab.params import check_injected, choice, positive
+from memlab.params import check_injected, choice
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
@@ -124,8 +124,6 @@ choice("dataset", dataset, DATASETS)
 choice("second_dataset", second_dataset, DATASETS)
 choice("arch", arch, MODELS)
 choice("unit_rest", unit_rest, ["mean", "median"])
-positive(unit_views=unit_views, unit_points=unit_points, deep_layers=deep_layers, top_k=top_k, dynamics_points=dynamics_points,
-         supervised_epochs=supervised_epochs, second_n_train=second_n_train, second_n_test=second_n_test)
 if any(not 0 < f < 1 for f in prune_fracs):
     raise ValueError(f"prune_fracs must lie in (0, 1), got {prune_fracs}")
 dev = resolve_device(device)

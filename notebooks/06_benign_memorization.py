@@ -124,7 +124,7 @@ from memlab.cache import Cache
 from memlab.data import DATASETS, load_dataset
 from memlab.jobs import Plan
 from memlab.models import MODELS
-from memlab.params import ParameterError, check_injected, choice, positive
+from memlab.params import ParameterError, check_injected, choice
 from memlab.probes import knn_accuracy, knn_loo_accuracy, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
@@ -139,14 +139,6 @@ choice("second_dataset", second_dataset, DATASETS)
 choice("arch", arch, MODELS)
 choice("loss", loss, ["ce", "mse"])
 choice("optimizer", optimizer, ["adam", "sgd"])
-positive(n_train=n_train, n_test=n_test, width=width, hidden=hidden, num_classes=num_classes, lr=lr,
-         batch_size=batch_size, eval_every=eval_every, epochs_noaug=epochs_noaug, epochs_aug=epochs_aug,
-         epochs_clean=epochs_clean, probe_every=probe_every, knn_k=knn_k, layer_probe_train=layer_probe_train,
-         layer_probe_test=layer_probe_test, inv_images=inv_images, inv_pairs=inv_pairs, cap_n=cap_n,
-         cap_steps=cap_steps, iid_s=iid_s, iid_B=iid_B, iid_steps=iid_steps, sweep_n=sweep_n,
-         sweep_epochs=sweep_epochs, second_n_train=second_n_train, second_n_test=second_n_test, toy_d=toy_d,
-         toy_d1=toy_d1, toy_classes=toy_classes, toy_K=toy_K, toy_sigma=toy_sigma, toy_steps=toy_steps,
-         mse_images=mse_images, mse_views=mse_views, fit_target=fit_target)
 for name, vals in {"cap_B": cap_B, "sweep_widths": sweep_widths, "toy_n": toy_n, "toy_B": toy_B}.items():
     if not vals or any(not isinstance(v, int) or v < 1 for v in vals):
         raise ParameterError(f"{name} must be a non-empty list of positive ints, got {vals!r}")

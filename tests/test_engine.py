@@ -176,3 +176,18 @@ def test_train_recovers_from_a_truncated_checkpoint(tmp_path, keep):
         assert _same_weights(a, b)
     assert [h["loss"] for h in fresh["history"]] == [h["loss"] for h in again["history"]]
     assert all(torch.equal(v, again["snapshots"][1][k]) for k, v in fresh["snapshots"][1].items())
+
+
+def test_weights_blown_up_by_the_last_step_raise_although_its_loss_was_finite():
+    t = _toy()
+
+    def step(b, epoch, i):
+        loss = t["step"](b, epoch, i)   # measured before the update: finite
+        if i == 8:                      # the last of epoch 3's three steps
+            with torch.no_grad():
+                t["model"][0].weight[0, 0] = float("inf")
+        return loss
+
+    with pytest.raises(FloatingPointError, match=r"toy diverged at epoch 3: 1 parameter tensor\(s\) .*0.weight"):
+        fit(step, t["batches"], epochs=3, optimizer=t["opt"], modules=(t["model"],), state={}, progress=False,
+            label="toy")

@@ -111,3 +111,34 @@ def test_knn_and_linear_probe_on_separable_and_random_features():
     noise = torch.randn(400, 16, generator=g)
     assert knn_accuracy(noise[:300], y[:300], noise[300:], y[300:]) < 0.45
     assert linear_probe(noise[:300], y[:300], noise[300:], y[300:]) < 0.45
+
+
+def test_degenerate_samples_never_come_out_significant():
+    from memlab.stats import one_sample
+    same = welch([0.1] * 139, [0.1] * 693)   # scipy: t = 8.76, p = 2.9e-17 from rounding in the means
+    assert (same["t"], same["p"], same["mean_a"], same["note"]) == (0.0, 0.5, 0.1, "identical constant samples: no difference")
+    assert np.isnan(same["d"]) and np.isnan(cohens_d([0.3] * 10, [0.3] * 20))   # scipy's d: 2.44
+    assert welch([0.3] * 10, [0.3] * 5, "two-sided")["p"] == 1.0
+    apart = welch([1.0] * 5, [0.0] * 5)                 # no spread at all: undefined, and it cannot pass p < alpha
+    assert np.isnan(apart["p"]) and "constant" in apart["note"]
+    tiny = welch([1.0], [0.0, 1.0, 2.0])
+    assert np.isnan(tiny["p"]) and "fewer than 2" in tiny["note"]
+    assert one_sample([0.0] * 8)["p"] == 0.5 and np.isnan(one_sample([0.1] * 50)["p"])
+    assert one_sample([0.0] * 8, "two-sided")["p"] == 1.0
+    with pytest.raises(ValueError, match=r"a hold 1 non-finite"):
+        welch([0.1, float("nan"), 0.2], [0.1, 0.2])
+    ok = welch([1.0, 2.0, 3.0], [1.0, 2.0, 3.5])        # ordinary samples are untouched: scipy's numbers
+    assert ok["note"] == "" and ok["t"] == pytest.approx(-0.1796053, abs=1e-6)
+
+
+def test_probes_refuse_non_finite_features():
+    from memlab.probes import knn_loo_accuracy
+    x, y = torch.randn(20, 4), torch.arange(20) % 2
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"non-finite features: train_x \(1 of 80 values\)"):
+        knn_accuracy(bad, y, x, y)
+    with pytest.raises(ValueError, match=r"test_x \(1 of 80"):
+        linear_probe(x, y, bad, y)
+    with pytest.raises(ValueError, match="non-finite features: x"):
+        knn_loo_accuracy(bad, y)

@@ -143,3 +143,31 @@ def test_supervised_encoder_excludes_the_classification_layer():
     assert not any(isinstance(m, torch.nn.Linear) for m in enc.modules())
     assert obj.classifier.out_features == 10
     assert nt_xent(torch.eye(4), torch.eye(4), 0.5).item() < nt_xent(torch.eye(4), torch.eye(4).flip(0), 0.5).item()
+
+
+@pytest.mark.parametrize("objective, kw, message", [
+    ("simclr", {"temperature": -0.5}, "simclr temperature = -0.5: .*inverts the loss"),
+    ("simclr", {"temperature": 0}, "simclr temperature = 0: .*divides by zero"),
+    ("simclr", {"temprature": 0.5}, r"no parameter\(s\) \['temprature'\]"),
+    ("supervised", {"num_classes": 1}, "at least 2 classes"),
+    ("dino", {"teacher_temp": 0.2}, "teacher must be sharper"),
+    ("dino", {"momentum": 1.5}, "EMA momentum is in"),
+    ("vicreg", {"sim_w": 0.0}, "vicreg sim_w = 0.0"),
+    ("vicreg", {"var_w": -1.0}, "vicreg var_w = -1.0"),
+    ("mae", {"mask_ratio": 1.0}, "mae mask_ratio = 1.0"),
+    ("mae", {"decoder_dim": 100, "decoder_heads": 16}, "divisible by decoder_heads"),
+    ("aligned", {"lam": 1.0}, "inverted objective"),
+    ("aligned", {"base_kw": {"temperature": -1}}, "simclr temperature = -1"),
+])
+def test_meaningless_objective_settings_are_refused_before_compute(objective, kw, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(objective=objective, objective_kw=kw)   # a config: nothing is built or trained
+
+
+def test_losses_refuse_a_batch_of_one_naming_the_batch_size():
+    with pytest.raises(ValueError, match="VICReg needs a batch of >= 2 images.*got 1; raise batch_size"):
+        vicreg_loss(torch.randn(1, 8), torch.randn(1, 8))
+    with pytest.raises(ValueError, match="NT-Xent needs a batch of >= 2 images"):
+        nt_xent(torch.randn(1, 8), torch.randn(1, 8), 0.5)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        TrainConfig(batch_size=1)

@@ -1,3 +1,4 @@
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -127,3 +128,38 @@ def test_layermem_notebook_shares_the_sslmem_encoders(profile):
     assert {k: a[k] for k in ENCODER_KEYS} == {k: b[k] for k in ENCODER_KEYS}
     assert set(b["grid_seeds"]) <= set(a["grid_seeds"])
     assert all(c in a["grid"] for c in b["method_cells"]), [c for c in b["method_cells"] if c not in a["grid"]]
+
+
+def test_every_numeric_parameter_has_a_declared_range():
+    from memlab.params import range_of
+    for nb in NOTEBOOKS:
+        for name, value in notebook_defaults(nb).items():
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if numeric:
+                assert range_of(name) is not None, (nb.name, name)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("alpha", 5.0, r"'alpha' = 5.0: 5.0 is outside the range of a significance level: \(0, 1\)"),
+    ("alpha", 0.0, "significance level"),
+    ("probe_test", -1, r"'probe_test' = -1: -1 is outside the range of a count: an integer in \[1, inf\)"),
+    ("temperature", -0.5, "inverts the loss"),
+    ("seeds", [0, -1], "a seed"),
+    ("batch_size", 1, "batch size"),
+])
+def test_out_of_range_parameters_are_refused_by_the_check_before_compute(tmp_path, capsys, name, value, message):
+    checked = 0
+    for nb in NOTEBOOKS:
+        if name not in notebook_defaults(nb) or isinstance(notebook_defaults(nb)[name], dict):
+            continue
+        checked += 1
+        f = tmp_path / "bad.yaml"
+        f.write_text(yaml.safe_dump({name: value}))
+        assert runner_main(["check", str(nb), str(f)]) == 2, nb.name
+        assert re.search(message, capsys.readouterr().err), nb.name
+    assert checked
+
+
+def test_per_paradigm_settings_are_checked_value_by_value():
+    with pytest.raises(ParameterError, match=r"'lr' = \{'supervised': 0.005, 'simclr': -1\}: -1"):
+        validate({"lr": {"supervised": 0.005, "simclr": -1}}, {"lr": {"supervised": 0.1}})

@@ -70,3 +70,11 @@ def test_feldman_is_the_true_label_probability_under_f_minus_g():
     with pytest.raises(ValueError, match="supervised"):
         feldman([SimpleNamespace(encoder=torch.nn.Linear(1, 1), objective=object())], [fake(g_logits)], images, labels,
                 lambda x: x.float(), device="cpu")
+
+
+def test_topk_overlap_breaks_ties_at_random_in_expectation():
+    assert topk_overlap([1.0] * 10, [1.0] * 10, 3) == pytest.approx(0.3)   # chance (k / n), not 1
+    # a: 0 and 1 are in, 2 and 3 share the last place (1/2 each); b's top 3 is {0, 1, 2}
+    assert topk_overlap([5, 4, 3, 3, 1], [5, 4, 3, 2, 1], 3) == pytest.approx(2.5 / 3)
+    with pytest.raises(ValueError, match="non-finite"):
+        topk_overlap([1, float("nan")], [1, 2], 1)

@@ -7,7 +7,7 @@ Written once here:
   the global step, so a resumed run needs nothing restored for it;
 - AMP: ``autocast`` (bf16 on CUDA when supported, else fp16 with a ``grad_scaler``) and the scaled
   backward + optimiser step (``backward_step``; ``amp_step`` = forward under autocast, then that);
-- the non-finite loss check: ``FloatingPointError`` naming the epoch and the likely cause;
+- the non-finite check of the loss and of the weights: ``FloatingPointError`` naming the epoch and the likely cause;
 - a checkpoint ``last.pt`` after every epoch (atomic, ``cache.atomic_save``) and the resume from it; a
   checkpoint that cannot be loaded is reported (``warnings.warn``), deleted, and training starts afresh.
 
@@ -166,6 +166,18 @@ def check_finite(loss, epoch: int, label, lr: float) -> None:
                 f"check the data")
 
 
+def check_weights(modules, epoch: int, label, lr: float) -> None:
+    """Raise ``FloatingPointError`` when a parameter of ``modules`` holds NaN or inf: a last step can blow the
+    weights up after its loss was measured (finite), and every trainer must stop on it the same way."""
+    bad = [n for m in modules for n, p in m.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        name = label if isinstance(label, str) else ", ".join(map(str, label))
+        raise FloatingPointError(
+            f"{name} diverged at epoch {epoch}: {len(bad)} parameter tensor(s) hold non-finite values (first: "
+            f"{bad[0]}); most likely the learning rate (base {lr}) is too high for this model and batch size; "
+            f"lower lr")
+
+
 # ----------------------------------------------------------------------------- the loop
 @dataclass
 class Fit:
@@ -268,6 +280,7 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
                "lr": optimizer.param_groups[0]["lr"], "time": time.time() - t0}
         if losses:
             check_finite(rec["loss"], epoch + 1, label, base_lr)
+        check_weights(modules, epoch + 1, label, base_lr)
         for cb in callbacks:
             stopped = bool(cb(epoch + 1, rec, n_steps)) or stopped
         seconds += time.time() - t0

@@ -21,6 +21,8 @@ that need a copy of the encoder (DINO's teacher) or its geometry (MAE's patch gr
 """
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Callable
 
 import torch
@@ -38,9 +40,72 @@ def register(name: str):
 
 
 def build_objective(name: str, encoder_dim: int, **kwargs) -> "Objective":
+    """The objective ``name`` on an encoder of output width ``encoder_dim``; ``kwargs`` are checked first
+    (``check_objective``)."""
+    check_objective(name, kwargs)
+    return OBJECTIVES[name](encoder_dim, **kwargs)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_objective(name: str, kw: dict) -> None:
+    """Refuse, before any compute, settings for which objective ``name``'s loss is undefined, constant or
+    inverted (ValueError naming the parameter, its value and the cause); unknown keyword names too."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose from {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name](encoder_dim, **kwargs)
+    cls = {"simclr": SimCLR, "supervised": Supervised, "simsiam": SimSiam, "dino": DINO, "vicreg": VICReg,
+           "mae": MAE, "aligned": AlignmentLimited}[name]
+    known = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "encoder_dim")]
+    unknown = [k for k in kw if k not in known]
+    if unknown:
+        raise ValueError(f"objective {name!r} has no parameter(s) {unknown}; its parameters: {known}")
+    v = {**{k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k in known}, **kw}
+    problems = []
+
+    def need(ok: bool, key: str, why: str):
+        if not ok:
+            problems.append(f"{name} {key} = {v[key]!r}: {why}")
+
+    for key in ("temperature", "student_temp", "teacher_temp"):
+        if key in v:
+            need(_finite(v[key]) and v[key] > 0, key, "a temperature must be > 0 (0 divides by zero; < 0 inverts "
+                 "the loss, pushing positive pairs apart)")
+    for key in ("proj_dim", "hidden", "pred_hidden", "bottleneck", "expander", "decoder_dim", "decoder_depth",
+                "decoder_heads", "local_size"):
+        if key in v:
+            need(isinstance(v[key], int) and v[key] >= 1, key, "a size must be an integer >= 1")
+    if name == "supervised":
+        need(isinstance(v["num_classes"], int) and v["num_classes"] >= 2, "num_classes",
+             "classification needs at least 2 classes (with 1 the loss is constant 0)")
+    if name == "dino":
+        if not problems:
+            need(v["teacher_temp"] < v["student_temp"], "teacher_temp", f"the teacher must be sharper than the "
+                 f"student (teacher_temp < student_temp = {v['student_temp']}), or training collapses")
+        need(isinstance(v["out_dim"], int) and v["out_dim"] >= 2, "out_dim", "the head needs >= 2 outputs")
+        need(_finite(v["momentum"]) and 0 <= v["momentum"] <= 1, "momentum", "the teacher EMA momentum is in [0, 1]")
+        need(_finite(v["center_momentum"]) and 0 <= v["center_momentum"] < 1, "center_momentum",
+             "the centre's momentum is in [0, 1) (1 never updates the centre)")
+        need(isinstance(v["n_local"], int) and v["n_local"] >= 0, "n_local", "the number of local crops is >= 0")
+    if name == "vicreg":
+        for key in ("sim_w", "var_w"):
+            need(_finite(v[key]) and v[key] > 0, key, "VICReg needs its invariance and variance terms (weight > 0): "
+                 "without the first the views are never pulled together, without the second it collapses")
+        need(_finite(v["cov_w"]) and v["cov_w"] >= 0, "cov_w", "a loss weight must be >= 0")
+    if name == "mae":
+        need(_finite(v["mask_ratio"]) and 0 < v["mask_ratio"] < 1, "mask_ratio",
+             "must be in (0, 1): 0 masks nothing (nothing to predict), 1 leaves nothing visible")
+        if isinstance(v["decoder_dim"], int) and isinstance(v["decoder_heads"], int) and v["decoder_heads"] >= 1:
+            need(v["decoder_dim"] % v["decoder_heads"] == 0, "decoder_dim", "must be divisible by decoder_heads")
+    if name == "aligned":
+        need(_finite(v["lam"]) and 0 <= v["lam"] < 1, "lam", "must be in [0, 1): at 1 only the push-apart term "
+             "is left, an inverted objective")
+        need(v["base"] != "aligned", "base", "the alignment regulariser cannot wrap itself")
+        if not problems:
+            check_objective(v["base"], dict(v["base_kw"] or {}))
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class Objective(nn.Module):
@@ -63,7 +128,14 @@ class Objective(nn.Module):
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's NT-Xent over the 2B views: positives are (i, i+B); all other 2B-2 views are negatives."""
+    """SimCLR's NT-Xent over the 2B views: positives are (i, i+B); all other 2B-2 views are negatives.
+    z1, z2: (B, D) projections of the two views. Raises ValueError for B < 2 (no negatives: the loss is
+    constant) or a temperature <= 0."""
+    if z1.shape[0] < 2:
+        raise ValueError(f"NT-Xent needs a batch of >= 2 images (their other views are the negatives), got "
+                         f"{z1.shape[0]}; raise batch_size")
+    if not temperature > 0:
+        raise ValueError(f"NT-Xent temperature must be > 0, got {temperature}")
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
     sim = z @ z.t() / temperature
     sim.fill_diagonal_(float("-inf"))
@@ -241,6 +313,9 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_w: float = 25.0, var_w: 
     """
     z1, z2 = z1.float(), z2.float()
     n, d = z1.shape
+    if n < 2:
+        raise ValueError(f"VICReg needs a batch of >= 2 images (its variance and covariance are over the batch), "
+                         f"got {n}; raise batch_size")
     inv = F.mse_loss(z1, z2)
     var, cov = 0.0, 0.0
     for z in (z1, z2):

@@ -30,8 +30,21 @@ def extract(encoder, images: torch.Tensor, normalize, *, rep: str = "pooled", la
     return torch.cat(out)
 
 
+def check_features(**features) -> None:
+    """Raise ValueError naming each features tensor that holds NaN or inf (a diverged encoder): a probe on them
+    would report an accuracy (by chance, about 1 / classes) instead of the failure."""
+    bad = [f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()} values)" for k, v in features.items()
+           if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"non-finite features: {', '.join(bad)}; the encoder that made them has diverged or was "
+                         "fed non-finite input")
+
+
 @torch.no_grad()
 def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, batch_size: int = 1024) -> float:
+    """K-NN test accuracy (cosine similarity, majority vote, ties by summed similarity). train_x (N, D),
+    test_x (M, D) float features; labels long. Raises ValueError for non-finite features."""
+    check_features(train_x=train_x, test_x=test_x)
     tx, qx = F.normalize(train_x.float(), dim=1), F.normalize(test_x.float(), dim=1)
     train_y, test_y = train_y.long(), test_y.long()
     c = int(max(train_y.max(), test_y.max())) + 1
@@ -48,7 +61,9 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 20, batch_size: int 
 
 def linear_probe(train_x, train_y, test_x, test_y, *, weight_decay: float = 1e-4, max_iter: int = 200,
                  device=None) -> float:
-    """Test accuracy of an L2-regularised softmax regression fitted on the training features."""
+    """Test accuracy of an L2-regularised softmax regression fitted on the training features (N, D) and
+    evaluated on the test features (M, D). Raises ValueError for non-finite features."""
+    check_features(train_x=train_x, test_x=test_x)
     device = device or train_x.device
     mu, sd = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     xtr = ((train_x - mu) / sd).float().to(device)
@@ -75,6 +90,7 @@ def knn_loo_accuracy(x, y, k: int = 20, batch_size: int = 1024) -> float:
     """Leave-one-out K-NN accuracy on a labelled set (each point voted on by its K nearest *other* points,
     cosine similarity of L2-normalised features, ties by summed similarity): how well a representation
     clusters by ``y`` (e.g. the random training labels, Fig. 3 of the benign-memorization paper)."""
+    check_features(x=x)
     xn, y = F.normalize(x.float(), dim=1), y.long()
     c, k = int(y.max()) + 1, min(k, len(xn) - 1)
     if k < 1:

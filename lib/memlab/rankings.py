@@ -17,19 +17,33 @@ import torch
 from scipy.stats import kendalltau
 
 
-def _np(x) -> np.ndarray:
-    return np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=float)
+def _np(x, name: str = "scores") -> np.ndarray:
+    a = np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=float)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} hold {int((~np.isfinite(a)).sum())} non-finite value(s): a ranking of them is "
+                         "meaningless")
+    return a
+
+
+def _in_top(s: np.ndarray, k: int) -> np.ndarray:
+    """P(point i is among the k highest of s) when ties are broken at random: 1 above the k-th value, 0 below,
+    and (places left) / (points tied) for the points tied at it."""
+    kth = np.sort(s)[::-1][k - 1]
+    above, tied = s > kth, s == kth
+    return above + tied * (k - above.sum()) / tied.sum()
 
 
 def topk_overlap(a, b, k: int) -> float:
-    """Fraction of the k highest-scored points of ``a`` that are among the k highest of ``b``."""
-    a, b = _np(a), _np(b)
+    """Fraction of the k highest-scored points of ``a`` that are among the k highest of ``b`` (SSLMem paper,
+    Table 13). a, b: 1-D scores over the same points. Ties at the k-th place are broken at random, in
+    expectation: two constant vectors give k / n (chance), not 1. Raises ValueError for unequal lengths, k
+    outside 1..n, or non-finite scores."""
+    a, b = _np(a, "a"), _np(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"score vectors differ in length: {a.shape} vs {b.shape}")
     if not 1 <= k <= len(a):
         raise ValueError(f"k must be in 1..{len(a)}, got {k}")
-    ta, tb = np.argsort(-a, kind="stable")[:k], np.argsort(-b, kind="stable")[:k]
-    return len(np.intersect1d(ta, tb)) / k
+    return float((_in_top(a, k) * _in_top(b, k)).sum() / k)
 
 
 def agreement(scores: dict, ks=(10, 20, 50, 100, 200)) -> pd.DataFrame:

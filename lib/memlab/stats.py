@@ -4,6 +4,12 @@
   (pooled-sd effect size). The paper's "effect size" column is the t statistic; both are reported.
 - ``one_sample``: t-test of the mean against 0 (greater / less / two-sided).
 - ``subset_table``: the paper's hypotheses for S_C, S_S, S_I, S_E as one DataFrame.
+
+Degenerate samples never come out significant: scipy's t on two identical constant samples is rounding noise
+(``[0.1] * 139`` against ``[0.1] * 693`` gives t = 8.8). So a sample with fewer than 2 points, or samples
+without spread, get a defined answer and a ``note``: no difference at all (identical constants, or a constant
+0 against 0) is t = 0 with p = 0.5 one-sided (1 two-sided); anything else without spread is NaN (undefined).
+NaN never passes ``p < alpha``. Non-finite scores raise ValueError.
 """
 from __future__ import annotations
 
@@ -12,30 +18,78 @@ import pandas as pd
 from scipy import stats as st
 
 
-def _arr(x) -> np.ndarray:
-    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+ALTERNATIVES = ("greater", "less", "two-sided")
+NAN = float("nan")
+
+
+def _arr(x, name: str = "scores") -> np.ndarray:
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64).ravel()
+    bad = int((~np.isfinite(a)).sum())
+    if bad:
+        raise ValueError(f"{name} hold {bad} non-finite value(s) (NaN or inf) of {len(a)}: a statistic of them "
+                         "would be meaningless; find where they came from (a diverged encoder?)")
+    return a
+
+
+def _constant(a: np.ndarray) -> bool:
+    return len(a) > 0 and a.max() == a.min()   # exact: scipy's rounding makes such a variance tiny, not 0
+
+
+def _mean(a: np.ndarray) -> float:
+    return NAN if not len(a) else float(a[0]) if _constant(a) else float(a.mean())
+
+
+def _null(alternative: str) -> float:
+    """The p-value of a difference of exactly 0."""
+    return 1.0 if alternative == "two-sided" else 0.5
 
 
 def cohens_d(a, b) -> float:
-    a, b = _arr(a), _arr(b)
+    """(mean a - mean b) / pooled sd; NaN when a sample has < 2 points or both lack spread."""
+    a, b = _arr(a, "a"), _arr(b, "b")
     na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return NAN
     sp = np.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    return float((a.mean() - b.mean()) / sp) if sp > 0 else float("nan")
+    return float((a.mean() - b.mean()) / sp) if sp > 0 and not (_constant(a) and _constant(b)) else NAN
 
 
 def welch(a, b, alternative: str = "greater") -> dict:
-    a, b = _arr(a), _arr(b)
+    """Welch's t-test of mean(a) vs mean(b) (``alternative`` "greater": H1 mean a > mean b), with Cohen's d.
+    a, b: 1-D float scores (any length). Returns {mean_a, mean_b, n_a, n_b, t, p, d, note}; ``note`` says why
+    a degenerate input got t = 0 / p = 0.5 or NaN (see the module docstring). Raises ValueError for non-finite
+    scores or an unknown alternative."""
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+    a, b = _arr(a, "a"), _arr(b, "b")
+    out = {"mean_a": _mean(a), "mean_b": _mean(b), "n_a": len(a),
+           "n_b": len(b), "t": NAN, "p": NAN, "d": NAN, "note": ""}
+    if len(a) < 2 or len(b) < 2:
+        return {**out, "note": "fewer than 2 points in a sample: no test"}
+    if _constant(a) and _constant(b):
+        if a[0] == b[0]:
+            return {**out, "t": 0.0, "p": _null(alternative), "note": "identical constant samples: no difference"}
+        return {**out, "note": "both samples constant (no spread): the t statistic is undefined"}
     r = st.ttest_ind(a, b, equal_var=False, alternative=alternative)
-    return {"mean_a": a.mean(), "mean_b": b.mean(), "n_a": len(a), "n_b": len(b), "t": float(r.statistic),
-            "p": float(r.pvalue), "d": cohens_d(a, b)}
+    return {**out, "t": float(r.statistic), "p": float(r.pvalue), "d": cohens_d(a, b)}
 
 
 def one_sample(a, alternative: str = "greater") -> dict:
-    a = _arr(a)
+    """t-test of mean(a) against 0 (``alternative`` "greater": H1 mean > 0); d = mean / sd. Returns the keys of
+    ``welch`` (mean_b = 0, n_b = 0). A constant sample: t = 0, p = 0.5 (one-sided) if it is all 0, else NaN."""
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+    a = _arr(a, "a")
+    out = {"mean_a": _mean(a), "mean_b": 0.0, "n_a": len(a), "n_b": 0, "t": NAN, "p": NAN,
+           "d": NAN, "note": ""}
+    if len(a) < 2:
+        return {**out, "note": "fewer than 2 points: no test"}
+    if _constant(a):
+        if a[0] == 0:
+            return {**out, "t": 0.0, "p": _null(alternative), "note": "constant 0: no difference from 0"}
+        return {**out, "note": "constant sample (no spread): the t statistic is undefined"}
     r = st.ttest_1samp(a, 0.0, alternative=alternative)
-    sd = a.std(ddof=1)
-    return {"mean_a": a.mean(), "mean_b": 0.0, "n_a": len(a), "n_b": 0, "t": float(r.statistic),
-            "p": float(r.pvalue), "d": float(a.mean() / sd) if sd > 0 else float("nan")}
+    return {**out, "t": float(r.statistic), "p": float(r.pvalue), "d": float(a.mean() / a.std(ddof=1))}
 
 
 # (label, a, b or None, alternative): the hypotheses of Tables 2 and 16 (H0 is the complement)

@@ -15,6 +15,7 @@ the training images and labels, so f and g (and every notebook that needs the sa
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -23,7 +24,7 @@ from .augment import Augmentation
 from .cache import Cache
 from .engine import Cosine, Snapshots, amp_step, fit, grad_scaler, order_batches, plan_steps
 from .models import build_model
-from .objectives import build_objective
+from .objectives import build_objective, check_objective
 
 
 @dataclass
@@ -47,8 +48,21 @@ class TrainConfig:
     std: tuple = (0.25, 0.25, 0.25)
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        """Refuse, before any compute, a setting that makes training meaningless (ValueError naming it)."""
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (batch statistics, and the contrastive and variance terms, "
+                             f"are over the batch), got {self.batch_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs = {self.epochs}], got {self.warmup_epochs}")
+        check_objective(self.objective, dict(self.objective_kw))
         if self.optimizer not in ("sgd", "adam", "adamw"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or adamw")
         self.snapshot_epochs = tuple(sorted(int(e) for e in self.snapshot_epochs))
