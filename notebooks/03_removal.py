@@ -72,7 +72,8 @@ representation = "flat"    # "flat" (full output) or "pooled"
 # -- removal (Fig. 3)
 removal_ks = [100, 300, 500]   # paper: 500, 1k, 2k, 4k, 8k, 16k of 25k
 removal_seed = 0               # random removal with seed removal_seed + training seed
-downstream = ["cifar10", "fashion_mnist"]   # linear-probe datasets; unavailable ones fall back to synthetic
+downstream = ["cifar10", "fashion_mnist"]   # linear-probe datasets
+synthetic_fallback = False # True: synthetic data stands in for an unavailable downstream / lambda dataset
 probe_train = 2000
 probe_test = 1000
 probe_iters = 200          # L-BFGS iterations of the linear probe
@@ -104,7 +105,7 @@ from IPython.display import display
 from memlab import executors, plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
-from memlab.data import DATASETS, DatasetNotFound, load_dataset
+from memlab.data import DATASETS, DatasetNotFound, load_dataset, stand_in
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
 from memlab.params import ParameterError, check_injected, choice
@@ -160,8 +161,8 @@ def load(name, fallback_seed=0):
             except DatasetNotFound as e:
                 if name == dataset:
                     raise
+                stand_in(e, name, synthetic_fallback)
                 kw = dict(seed=split_seed + 100 * (fallback_seed + 1), atypical_frac=atypical_frac)
-                print(f"{name} unavailable ({str(e)[:160]}...); synthetic data (seed {kw['seed']}) stands in for it")
                 _loaded[name] = (load_dataset("synthetic", "train", n=synthetic_n_train, **kw),
                                  load_dataset("synthetic", "test", n=synthetic_n_test, **kw),
                                  f"synthetic (for {name})")

@@ -96,6 +96,7 @@ cell_view_pairs = 5        # K view pairs per point for the other encoders
 cell_candidates = 500      # S_C candidates scored per other encoder
 # -- downstream: a second dataset (STL-10 / CIFAR-100 when available, else Fashion-MNIST, else synthetic)
 second_dataset = "fashion_mnist"
+synthetic_fallback = False # True: synthetic data stands in for an unavailable second_dataset
 second_n_train = 2000
 second_n_test = 1000
 second_epochs = 20         # SimCLR epochs of the encoder trained on the second dataset (layer replacement)
@@ -123,7 +124,7 @@ from memlab import layermem as LM
 from memlab import plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
-from memlab.data import DATASETS, DatasetNotFound, load_dataset
+from memlab.data import DATASETS, DatasetNotFound, load_dataset, stand_in
 from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots
 from memlab.jobs import Plan
 from memlab.models import MODELS
@@ -182,7 +183,7 @@ try:
     second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=split_seed + 11)
     second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=split_seed + 11)
 except DatasetNotFound as e:
-    print(f"second dataset {second_dataset!r} unavailable ({e}); using synthetic data instead")
+    stand_in(e, second_dataset, synthetic_fallback)
     second_dataset = "synthetic"
     second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
     second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)

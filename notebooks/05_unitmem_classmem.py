@@ -77,7 +77,8 @@ top_k = 50                 # top-k vs least-k memorised points (by SSLMem)
 supervised_epochs = 120     # long enough to fit the training set (cross-entropy about 0.01)
 supervised_lr = 0.05
 # -- second dataset: UnitMem across datasets, and the downstream probe after pruning
-second_dataset = "fashion_mnist"   # falls back to synthetic data when it is not available
+second_dataset = "fashion_mnist"
+synthetic_fallback = False # True: synthetic data stands in for an unavailable second_dataset
 second_n_train = 2000
 second_n_test = 1000
 second_epochs = 40         # SimCLR epochs of the encoder trained on the second dataset (0 = skip)
@@ -106,7 +107,7 @@ from scipy import stats as sst
 from memlab import executors, plots
 from memlab.augment import Augmentation, ViewBank
 from memlab.cache import Cache
-from memlab.data import DATASETS, DatasetNotFound, load_dataset
+from memlab.data import DATASETS, DatasetNotFound, load_dataset, stand_in
 from memlab.jobs import Plan
 from memlab.models import MODELS
 from memlab.params import check_injected, choice
@@ -141,7 +142,7 @@ try:
     second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=split_seed + 11)
     second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=split_seed + 11)
 except DatasetNotFound as e:
-    print(f"second dataset {second_dataset!r} unavailable ({e}); using synthetic data instead")
+    stand_in(e, second_dataset, synthetic_fallback)
     second_dataset = "synthetic"
     second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
     second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)

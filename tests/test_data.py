@@ -84,3 +84,47 @@ def test_real_offline_archive():
     assert np.all(np.bincount(d.labels.numpy()) == 500)
     sub = load_dataset("mnist", "train", n=100, seed=0)
     assert np.all(np.bincount(sub.labels.numpy()) == 10)
+
+
+def _fashion(path):
+    x = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    np.savez(path, x_train=x, y_train=np.arange(20) % 10, x_test=x[:5], y_test=np.arange(5))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not a zip"])
+def test_damaged_archive_is_named_and_treated_as_missing(tmp_path, damage):
+    path = tmp_path / "fashion_mnist.npz"
+    _fashion(path)
+    raw = path.read_bytes()
+    path.write_bytes({"truncated": raw[: len(raw) // 2], "empty": b"", "not a zip": b"hello" * 100}[damage])
+    with pytest.raises(DatasetNotFound) as e:     # the notebooks' fallback catches DatasetNotFound
+        load_dataset("fashion_mnist", "train", root=tmp_path, download=False)
+    msg = str(e.value)
+    assert f"{path} is damaged" in msg and "Replace it with a fresh copy" in msg and "MEMLAB_DATA" in msg
+
+
+def test_checksums_beside_the_archives_are_verified_once(tmp_path, monkeypatch):
+    import hashlib
+    import memlab.data as D
+    path = tmp_path / "fashion_mnist.npz"
+    _fashion(path)
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  fashion_mnist.npz\n")
+    with pytest.raises(DatasetNotFound, match=r"fashion_mnist.npz is damaged: its SHA-256 .*SHA256SUMS"):
+        load_dataset("fashion_mnist", "train", root=tmp_path, download=False)
+    (tmp_path / "SHA256SUMS").write_text(f"{good}  fashion_mnist.npz\n")
+    assert len(load_dataset("fashion_mnist", "train", root=tmp_path)) == 20
+    assert (tmp_path / ".memlab_verified.json").is_file()
+    D._VERIFIED.clear()                                   # a new process: the file remembers the verification
+    monkeypatch.setattr(D.hashlib, "sha256", lambda *a: pytest.fail("hashed again"))
+    assert len(load_dataset("fashion_mnist", "test", root=tmp_path)) == 5
+
+
+def test_a_missing_dataset_is_substituted_only_when_the_parameter_allows_it(tmp_path, capsys):
+    from memlab.data import stand_in
+    with pytest.raises(DatasetNotFound) as e:
+        load_dataset("cifar100", "train", root=tmp_path, download=False)
+    with pytest.raises(DatasetNotFound, match="set the parameter synthetic_fallback: true .*'cifar100'"):
+        stand_in(e.value, "cifar100", allowed=False)
+    stand_in(e.value, "cifar100", allowed=True)
+    assert "synthetic data stands in for it" in capsys.readouterr().out

@@ -9,11 +9,19 @@ Sources, in the order they are tried:
 3. ``synthetic``: generated offline and deterministically (``synthetic.py``), any size.
 
 Offline and not found: ``DatasetNotFound`` names the files looked for and the ``MEMLAB_DATA`` variable.
+A damaged archive (truncated, not a zip, wrong layout, or a SHA-256 that differs from a ``SHA256SUMS`` file
+beside it) is treated like a missing one: the next source is tried, and if none works ``DatasetNotFound``
+names the damaged file and how to replace it. Checksums are verified once per archive version (size and
+modification time) and remembered in ``<root>/.memlab_verified.json`` (in memory when the folder is read-only).
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +44,55 @@ SPLITS = ("train", "test")
 
 class DatasetNotFound(FileNotFoundError):
     pass
+
+
+class DatasetDamaged(DatasetNotFound):
+    """A local archive that cannot be read, or whose checksum is wrong; handled like a missing one."""
+
+
+_VERIFIED: dict = {}   # {(path, size, mtime_ns, expected sha256): True}, this process
+
+
+def _expected_sha256(path: Path) -> str | None:
+    sums = path.parent / "SHA256SUMS"
+    if not sums.is_file():
+        return None
+    for line in sums.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("*") == path.name:
+            return parts[0].lower()
+    return None
+
+
+def verify_archive(path: Path) -> None:
+    """Raise ``DatasetDamaged`` if ``path``'s SHA-256 differs from its line in ``SHA256SUMS`` beside it (no such
+    file or line: nothing to check). A verified version (size, mtime) is not hashed again."""
+    want = _expected_sha256(path)
+    if want is None:
+        return
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, want)
+    memo = path.parent / ".memlab_verified.json"
+    try:
+        done = json.loads(memo.read_text()) if memo.is_file() else []
+    except (OSError, ValueError):
+        done = []
+    if key in _VERIFIED or list(key) in done:
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != want:
+        raise DatasetDamaged(f"{path} is damaged: its SHA-256 {h.hexdigest()[:16]}... differs from "
+                             f"{want[:16]}... in {path.parent / 'SHA256SUMS'}")
+    _VERIFIED[key] = True
+    try:
+        tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([k for k in done if k[0] != key[0]] + [list(key)]))
+        tmp.replace(memo)
+    except OSError:  # a read-only data folder: remembered for this process only
+        pass
 
 
 @dataclass
@@ -108,6 +165,17 @@ def _decode_jpegs(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
+def _read_archive(path: Path, split: str):
+    """``_read_npz`` of a verified archive; any failure to read it is ``DatasetDamaged`` naming the file."""
+    verify_archive(path)
+    try:
+        return _read_npz(str(path), split)
+    except DatasetNotFound:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error) as e:
+        raise DatasetDamaged(f"{path} is damaged and cannot be read ({type(e).__name__}: {e})") from e
+
+
 @lru_cache(maxsize=8)
 def _read_npz(path: str, split: str):
     z = np.load(path, allow_pickle=False)
@@ -165,19 +233,26 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
                          list(d["atypical_kind"]))
     root = data_root(root)
     tried = [root / f for f in ARCHIVES[name]]
-    found = next((p for p in tried if p.is_file()), None)
-    if found is not None:
-        x, y, names = _read_npz(str(found), split)
-    else:
+    got, damaged = None, []
+    for path in (p for p in tried if p.is_file()):
         try:
-            x, y, names = _torchvision(name, split, root, download)
+            got = _read_archive(path, split)
+            break
+        except DatasetDamaged as e:
+            damaged.append(str(e))
+    if got is None:
+        try:
+            got = _torchvision(name, split, root, download)
         except Exception as e:  # offline, or download disabled
+            bad = (f" Damaged: {'; '.join(damaged)}. Replace it with a fresh copy (delete it to fall back to the "
+                   f"torchvision download)." if damaged else "")
             raise DatasetNotFound(
-                f"dataset {name!r} ({split}) not found. Looked for {[str(p) for p in tried]} and a torchvision "
+                f"dataset {name!r} ({split}) not found.{bad} Looked for {[str(p) for p in tried]} and a torchvision "
                 f"copy under {root / 'torchvision'}; the download {'failed' if download else 'is disabled'} "
                 f"({type(e).__name__}: {e}). Offline: put one of {ARCHIVES[name]} (arrays x_train, y_train, "
                 f"x_test, y_test, or the JPEG layout of shared/data/README.md) in a folder and set MEMLAB_DATA "
                 f"to it, e.g. `export MEMLAB_DATA=../shared/data`.") from e
+    x, y, names = got
     names = names or [str(i) for i in range(int(y.max()) + 1)]
     data = ImageData(name, split, x, y, names)
     if n is not None:
@@ -186,3 +261,14 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
         from .splits import balanced_subset
         data = data.subset(balanced_subset(data.labels.numpy(), n, seed))
     return data
+
+
+def stand_in(error: DatasetNotFound, name: str, allowed: bool) -> None:
+    """Called where dataset ``name`` failed to load with ``error``: raise ``DatasetNotFound`` (the error, and the
+    parameter that would allow a substitute) unless ``allowed`` (a notebook's ``synthetic_fallback``
+    parameter); else print that synthetic data stands in for ``name``. The caller then loads the synthetic set
+    and names it in every caption, table and claim, so a missing dataset never turns silently into another."""
+    if not allowed:
+        raise DatasetNotFound(f"{error}\nOr set the parameter synthetic_fallback: true to let synthetic data stand "
+                              f"in for {name!r} (captions and tables then name the synthetic set).") from error
+    print(f"{name} unavailable ({str(error)[:160]}...); synthetic_fallback: synthetic data stands in for it")
