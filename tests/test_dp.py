@@ -66,3 +66,9 @@ def test_cached_dp_encoder_is_served_from_the_cache_with_its_accounting(tmp_path
     assert all(torch.equal(sa[k], sb[k]) for k in sa) and not b.encoder.training
     c = cached_dp_encoder(Cache(tmp_path), cfg, DATA.images, idx, **{**kw, "epsilon": 20.0})
     assert not c.from_cache and c.key != a.key
+
+
+def test_diverging_dp_training_raises_instead_of_returning_nan_weights():
+    cfg = TrainConfig(epochs=3, **{**CFG, "lr": 1e4})
+    with pytest.raises(FloatingPointError, match=r"DP-SGD training \(epsilon 8.0\) diverged"):
+        train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False)

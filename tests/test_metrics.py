@@ -142,3 +142,11 @@ def test_probes_refuse_non_finite_features():
         linear_probe(x, y, bad, y)
     with pytest.raises(ValueError, match="non-finite features: x"):
         knn_loo_accuracy(bad, y)
+
+
+def test_metrics_refuse_non_finite_scores():
+    from memlab.layermem import normalise
+    with pytest.raises(ValueError, match=r"raw scores hold 1 non-finite"):
+        normalize_scores(torch.tensor([0.1, float("nan"), 0.3]))
+    with pytest.raises(ValueError, match=r"layer\(s\) \['conv2'\] hold non-finite"):
+        normalise({"conv1": torch.tensor([0.1, 0.2]), "conv2": torch.tensor([float("inf"), 0.2])})

@@ -131,6 +131,9 @@ def normalise(raw: dict, *, mode: str = "layer", reference=None) -> dict:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not raw:
         raise ValueError("no layers to normalise")
+    bad = [l for l, v in raw.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"LayerMem: raw scores of layer(s) {bad} hold non-finite values (a diverged f or g?)")
     ref = {l: (v if reference is None else v[reference]).float() for l, v in raw.items()}
     rng = {l: float(v.max() - v.min()) for l, v in ref.items()}
     for l, r in rng.items():

@@ -78,6 +78,10 @@ def sslmem_raw(align_f: torch.Tensor, align_g: torch.Tensor) -> torch.Tensor:
 def normalize_scores(raw: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
     """Divide by the range (max - min) of ``reference`` (default: ``raw`` itself), appendix A."""
     ref = raw if reference is None else reference
+    for name, v in (("raw", raw), ("reference", ref)):
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"cannot normalise SSLMem scores: the {name} scores hold "
+                             f"{int((~torch.isfinite(v)).sum())} non-finite value(s) (a diverged f or g?)")
     rng = float(ref.max() - ref.min())
     if not rng > 0:
         raise ValueError("cannot normalise SSLMem scores: the reference scores have zero range")

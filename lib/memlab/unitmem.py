@@ -117,6 +117,8 @@ def unitmem(stats: UnitStats, rest: str = "mean") -> torch.Tensor:
     (reference code) of mu_u over the points other than the arg-max."""
     if stats.n < 2:
         raise ValueError("UnitMem needs at least two points")
+    if not (bool(torch.isfinite(stats.max).all()) and bool(torch.isfinite(stats.sum).all())):
+        raise ValueError(f"UnitMem: layer {stats.layer!r} has non-finite activations (a diverged encoder?)")
     if rest == "mean":
         other = (stats.sum - stats.max) / (stats.n - 1)
     elif rest == "median":
