@@ -78,3 +78,10 @@ def test_topk_overlap_breaks_ties_at_random_in_expectation():
     assert topk_overlap([5, 4, 3, 3, 1], [5, 4, 3, 2, 1], 3) == pytest.approx(2.5 / 3)
     with pytest.raises(ValueError, match="non-finite"):
         topk_overlap([1, float("nan")], [1, 2], 1)
+
+
+def test_a_constant_ranking_has_no_kendall_tau_and_says_why():
+    t = agreement({"sslmem": [0.1, 0.5, 0.3, 0.2], "flat": [0.2] * 4}, ks=(2,))
+    row = t.iloc[0]
+    assert np.isnan(row.kendall_tau) and np.isnan(row.p) and row.note == "constant scores (flat): no ranking"
+    assert row.top2 == pytest.approx(0.5)    # flat ties: each point is in its top 2 with probability 1/2

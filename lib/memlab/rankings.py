@@ -17,6 +17,9 @@ import torch
 from scipy.stats import kendalltau
 
 
+NAN = float("nan")
+
+
 def _np(x, name: str = "scores") -> np.ndarray:
     a = np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=float)
     if not np.isfinite(a).all():
@@ -48,12 +51,17 @@ def topk_overlap(a, b, k: int) -> float:
 
 def agreement(scores: dict, ks=(10, 20, 50, 100, 200)) -> pd.DataFrame:
     """One row per unordered pair of rankings in ``scores`` ({name: vector over the same points}):
-    Kendall tau-b, its p-value, and the top-k overlap for every k (k larger than the points are skipped)."""
+    Kendall tau-b, its p-value, and the top-k overlap for every k (k larger than the points are skipped).
+    A constant score vector has no ranking: tau and p are NaN, and ``note`` says so."""
     rows = []
     for a, b in itertools.combinations(scores, 2):
-        x, y = _np(scores[a]), _np(scores[b])
-        tau, p = kendalltau(x, y)
-        row = {"a": a, "b": b, "kendall_tau": float(tau), "p": float(p), "n": len(x)}
+        x, y = _np(scores[a], a), _np(scores[b], b)
+        const = [name for name, v in ((a, x), (b, y)) if len(v) and v.max() == v.min()]
+        if const or len(x) < 2:   # scipy would warn and give NaN: say why instead
+            tau, p, note = NAN, NAN, f"constant scores ({', '.join(const)}): no ranking" if const else "< 2 points"
+        else:
+            (tau, p), note = kendalltau(x, y), ""
+        row = {"a": a, "b": b, "kendall_tau": float(tau), "p": float(p), "n": len(x), "note": note}
         row.update({f"top{k}": topk_overlap(x, y, k) for k in ks if k <= len(x)})
         rows.append(row)
     return pd.DataFrame(rows)
