@@ -115,9 +115,8 @@ from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.sslmem import cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets
-from memlab.stats import welch
 from memlab.train import TrainConfig, encoder_job, load_encoder, resolve_device
-from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
+from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, link_test, point_unit_link, prune_masks, pruned,
                             unitmem)
 
 check_injected()
@@ -230,8 +229,8 @@ ssl_table, sup_table = layer_table(ssl_stats, unit_rest), layer_table(sup_stats,
 report.table(ssl_table, "units_ssl")
 report.table(sup_table, "units_supervised")
 for name, st in (("SSL", ssl_stats), ("supervised", sup_stats)):
-    dead = {l: int(s.dead.sum()) for l, s in st.items() if s.dead.any()}
-    print(f"{name}: dead units (reported, excluded): {dead or 'none'}")
+    out_ = {l: f"{int(s.dead.sum())} dead, {int(s.negative.sum())} negative" for l, s in st.items() if s.excluded.any()}
+    print(f"{name}: excluded units (reported, not scored): {out_ or 'none'}")
 
 # %% [markdown]
 # ## UnitMem per layer, and across datasets
@@ -297,7 +296,7 @@ dyn = []
 for e in sorted(ssl.snapshots):
     st = stats_of(ssl.at_epoch(e), train_data, Dd)[dyn_layer]
     um = unitmem(st, "mean")
-    dyn.append({"epoch": e, "mean UnitMem": float(um[~st.dead].mean()), "dead units": int(st.dead.sum())})
+    dyn.append({"epoch": e, "mean UnitMem": float(um[~st.excluded].mean()), "excluded units": int(st.excluded.sum())})
 dyn = pd.DataFrame(dyn)
 report.table(dyn, "unitmem_over_epochs")
 display(dyn.round(4))
@@ -309,10 +308,11 @@ if len(dyn):
 
 # %% [markdown]
 # ## Memorised points and memorising units
-# For each point x we take its most selective unit in a layer -- the UnitMem that unit would have with x as
-# its top point (exactly UnitMem(u) when x *is* u's top point). If highly memorised points (by SSLMem,
-# notebook 02) are the ones individual units single out, the two are correlated, and the top-k memorised
-# points have higher values than the least-k in every layer.
+# The localisation paper links a data point to the units it activates maximally: the units u whose top point
+# (the one reaching mu_max,u) it is. We take the top-k and least-k points by SSLMem (notebook 02's scores),
+# count the units each group tops, and compare those units' UnitMem (one-sided Welch, top > least), layer by
+# layer. A point that tops no unit has no linked unit. (`point_selectivity`, each point's most selective
+# unit, is a different quantity, kept in the library as an extra.)
 
 # %%
 scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
@@ -322,37 +322,24 @@ results = cached_scores(cache, fs, gs, train_data, test_data, scored, bank, n_pa
                         device=dev, force=force)
 m = normalized(results, layers[-1])
 mem = dict(zip(torch.cat([scored["S_C"], scored["S_S"]]).tolist(), torch.cat([m["S_C"], m["S_S"]]).tolist()))
-pos = {int(i): r for r, i in enumerate(D.tolist())}
-link_pts = [i for i in D.tolist() if i in mem]
-link = []
-for l in layers:
-    sel, unit = point_selectivity(ssl_stats[l])
-    s = np.array([float(sel[pos[i]]) for i in link_pts])
-    mm = np.array([mem[i] for i in link_pts])
-    order = np.argsort(mm)
-    top, low = s[order[-top_k:]], s[order[:top_k]]
-    t = welch(top, low)
-    rho = sst.spearmanr(mm, s)
-    link.append({"layer": l, "spearman rho": rho.statistic, "rho p": rho.pvalue, f"top-{top_k}": top.mean(),
-                 f"least-{top_k}": low.mean(), "t": t["t"], "p (top > least)": t["p"]})
-link = pd.DataFrame(link)
+order = sorted((i for i in D.tolist() if i in mem), key=lambda i: mem[i])
+top_pts, least_pts = order[-top_k:], order[:top_k]
+link = pd.DataFrame([{"layer": l, **link_test(ssl_table, top_pts, least_pts, l)} for l in layers])
 report.table(link, "sslmem_unitmem_link")
 display(link.round(4))
-last = ssl_stats[layers[-1]]
-live_argmax = last.argmax[~last.dead].tolist()
-order = sorted(link_pts, key=lambda i: mem[i])
-hits = pd.DataFrame([{"group": g, "points": top_k,
-                      "points that are some unit's top point": sum(i in set(live_argmax) for i in pts),
-                      "units they top": sum(live_argmax.count(i) for i in pts)}
-                     for g, pts in ((f"top-{top_k} memorised", order[-top_k:]), (f"least-{top_k} memorised", order[:top_k]))])
+pu = point_unit_link(ssl_table[ssl_table.layer == layers[-1]], order)
+pu["SSLMem"] = pu.point.map(mem)
+hits = pd.DataFrame([{"group": g, "points": len(pts), "points that top some unit": int((pu.point.isin(pts) & (pu.n_units > 0)).sum()),
+                      "units they top": int(pu[pu.point.isin(pts)].n_units.sum())}
+                     for g, pts in ((f"top-{top_k} memorised", top_pts), (f"least-{top_k} memorised", least_pts))])
 report.table(hits, "mu_max_points")
 display(hits)
-sel_last = point_selectivity(last)[0]
-r_last = link.set_index("layer").loc[layers[-1]]
-fig = plots.scatter([mem[i] for i in link_pts], [float(sel_last[pos[i]]) for i in link_pts],
-                    f"SSLMem vs unit selectivity ({layers[-1]})", "SSLMem (normalised, notebook 02)",
-                    "UnitMem of the point's most selective unit", report.caption(f"{len(link_pts)} training points of f"),
-                    note=f"Spearman rho = {r_last['spearman rho']:.3f} (p = {r_last['rho p']:.2g})")
+tops = pu[pu.n_units > 0]
+rho = sst.spearmanr(tops.SSLMem, tops.mean_unitmem) if len(tops) > 2 else None
+fig = plots.scatter(tops.SSLMem, tops.mean_unitmem, f"SSLMem vs the UnitMem of the units a point tops ({layers[-1]})",
+                    "SSLMem (normalised, notebook 02)", "mean UnitMem of the units it activates maximally",
+                    report.caption(f"{len(tops)} of {len(order)} training points of f top some unit"),
+                    note="" if rho is None else f"Spearman rho = {rho.statistic:.3f} (p = {rho.pvalue:.2g})")
 report.figure(fig, "sslmem_vs_unitmem")
 
 # %% [markdown]
@@ -412,7 +399,7 @@ if dp_epochs > 0:
         t = layer_table(st, unit_rest)
         acc = probe_all(tr.encoder)[dataset]
         for l in layers:
-            d = t[(t.layer == l) & ~t.dead]
+            d = t[(t.layer == l) & ~(t.dead | t.negative)]
             dp_rows.append({"epsilon": name, "layer": l, "mean UnitMem": d.unitmem.mean(), "probe acc": acc})
     dp_df = pd.DataFrame(dp_rows)
     report.table(dp_df, "dp_unitmem")
@@ -434,7 +421,11 @@ for l in deep:
     f_ = s_ssl.loc[l, "frac_unitmem_gt_classmem"]
     report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem", f_ > 0.5,
                  f"{f_:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
-cm_gt = lambda t: float((t[~t.dead].classmem > t[~t.dead].unitmem).mean())  # noqa: E731
+def cm_gt(t):  # the fraction of scored (live) units with ClassMem > UnitMem
+    t = t[~(t.dead | t.negative)]
+    return float((t.classmem > t.unitmem).mean())
+
+
 report.claim("the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL encoder",
              cm_gt(sup_table) > cm_gt(ssl_table),
              f"supervised {cm_gt(sup_table):.1%} vs SSL {cm_gt(ssl_table):.1%} (all layers)")
@@ -454,9 +445,11 @@ report.claim("pruning the highest-UnitMem units costs more probe accuracy than p
              "; ".join(f"{k}: highest {r['highest']:.4f}, lowest {r['lowest']:.4f}, random {r['random']:.4f}"
                        for k, r in pr.iterrows()))
 lt = link.set_index("layer")
-report.claim(f"top-{top_k} SSLMem points have higher unit selectivity than the least-{top_k} in most layers "
-             f"(Welch p < {alpha})", (lt["p (top > least)"] < alpha).sum() > len(layers) / 2,
-             f"{int((lt['p (top > least)'] < alpha).sum())}/{len(layers)} layers significant")
+report.claim(f"the units the top-{top_k} SSLMem points activate maximally have higher UnitMem than those of the "
+             f"least-{top_k}, in most layers (Welch p < {alpha})", (lt["p"] < alpha).sum() > len(layers) / 2,
+             f"{int((lt['p'] < alpha).sum())}/{len(layers)} layers significant; {layers[-1]}: "
+             f"{lt['units_top'].iloc[-1]} vs {lt['units_least'].iloc[-1]} units, mean UnitMem "
+             f"{lt['mean_top'].iloc[-1]:.4f} vs {lt['mean_least'].iloc[-1]:.4f}")
 if dp_rows:
     last_dp = dp_df[dp_df.layer == layers[-1]].set_index("epsilon")["mean UnitMem"]
     report.claim("DP-SGD (every epsilon tried) lowers the mean UnitMem of the last layer below the non-private encoder",

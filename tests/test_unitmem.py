@@ -156,3 +156,47 @@ def test_cached_unit_stats_roundtrip(cache):
                           keep=["block2"], progress=False)  # no encoder needed: served from the cache
     assert torch.equal(a["block2"].values, b["block2"].values) and a["block1"].n == b["block1"].n == 30
     assert torch.allclose(unitmem(a["block1"]), unitmem(b["block1"]), equal_nan=True)
+
+
+def _stats(mu, labels=None, layer="l"):
+    """UnitStats of hand-made per-point means mu (points x units), as unit_stats would accumulate them."""
+    from memlab.unitmem import UnitStats
+    mu = torch.tensor(mu, dtype=torch.float32)
+    y = torch.zeros(len(mu), dtype=torch.long) if labels is None else torch.tensor(labels)
+    onehot = torch.nn.functional.one_hot(y, int(y.max()) + 1).float()
+    mx, arg = mu.max(0)
+    return UnitStats(layer, mx, arg, mu.sum(0), len(mu), onehot.t() @ mu, onehot.sum(0), mu,
+                     torch.arange(len(mu)), float(mu.min()), mu.min(0).values)
+
+
+def test_unitmem_median_is_the_true_median():
+    # the other points' values {1, 2, 3, 0}: median 1.5 (torch.median's lower middle value, 1, gave 0.600)
+    s = _stats([[4.0], [1.0], [2.0], [3.0], [0.0]])
+    assert float(unitmem(s, "median")[0]) == pytest.approx((4 - 1.5) / (4 + 1.5))   # 0.4545
+    assert float(unitmem(s, "mean")[0]) == pytest.approx((4 - 1.5) / (4 + 1.5))     # mean of the others: 1.5 too
+
+
+def test_signed_activations_are_excluded_and_counted_not_nan_without_a_flag():
+    # unit 0 has a negative value, unit 1 is dead, unit 2 is an ordinary non-negative unit
+    s = _stats([[1.0, 0.0, 1.0], [-0.5, 0.0, 2.0], [2.0, 0.0, 3.0]], labels=[0, 1, 1])
+    assert s.negative.tolist() == [True, False, False] and s.dead.tolist() == [False, True, False]
+    um, cm = unitmem(s), classmem(s)
+    assert torch.isnan(um[:2]).all() and torch.isnan(cm[:2]).all()
+    assert float(um[2]) == pytest.approx((3 - 1.5) / (3 + 1.5))
+    t = layer_table({"l": s})
+    assert t[t.unitmem.isna()][["dead", "negative"]].any(axis=1).all()     # every NaN unit carries a flag
+    row = layer_summary(t).iloc[0]
+    assert (row.units_live, row.units_dead, row.units_negative) == (1, 1, 1)
+
+
+def test_point_unit_link_is_the_papers_mu_max_link():
+    from memlab.unitmem import link_test, point_unit_link
+    # points x units: unit 0 is topped by point 0 (UnitMem (4-1)/(4+1) = 0.6), unit 1 by point 2
+    # ((3-0.5)/(3+0.5) = 0.714); point 1 tops no unit, so it has no linked unit (not a score of -0.2)
+    t = layer_table({"l": _stats([[4.0, 0.0], [1.0, 1.0], [1.0, 3.0]], labels=[0, 1, 0])})
+    link = point_unit_link(t, [0, 1, 2]).set_index("point")
+    assert link.n_units.tolist() == [1, 0, 1]
+    assert link.mean_unitmem[0] == pytest.approx(0.6) and np.isnan(link.mean_unitmem[1])
+    assert link.mean_unitmem[2] == pytest.approx(2.5 / 3.5)
+    r = link_test(t, top=[0, 2], least=[1], layer="l")
+    assert (r["units_top"], r["units_least"]) == (2, 0) and np.isnan(r["p"]) and "fewer than 2" in r["note"]

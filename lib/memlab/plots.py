@@ -173,7 +173,7 @@ def unit_scatter_grid(tables: dict, layers: list, title: str, cap: str):
         t = tables[r]
         for j, l in enumerate(layers):
             ax = axes[i, j]
-            d = t[(t["layer"] == l) & ~t["dead"]]
+            d = t[(t["layer"] == l) & ~(t["dead"] | t.get("negative", False))]
             ax.scatter(d["unitmem"], d["classmem"], s=5, alpha=0.6, color="#4c72b0" if i == 0 else "#dd8452")
             ax.plot([0, 1], [0, 1], "r-", lw=0.8)
             frac = float((d["unitmem"] > d["classmem"]).mean()) if len(d) else float("nan")

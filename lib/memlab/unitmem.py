@@ -13,11 +13,23 @@ ClassMem(u) is the same with class means: mu_c = mean of mu_u(x) over the points
 classes against the mean over the other classes (class selectivity, Morcos et al. 2018). Activations are
 taken after the ReLU / residual addition, so both lie in [0, 1].
 
+Signed activations (ViT tokens, GELU outputs, anything before a ReLU): the formula assumes mu_u >= 0, and
+with negative values it leaves [0, 1] or divides by zero. So a unit with mu_u(x) < 0 for some x in D is
+*excluded* (flag ``negative``), like a dead unit (mu_u = 0 on all of D, flag ``dead``): its scores are NaN
+and ``layer_summary`` counts both kinds per layer. A ViT unit's activation is its mean over ALL tokens,
+the CLS token included (``forward_features(pool=True)``: 1 of 65 tokens at 32 px with 4-px patches).
+
+The link to SSLMem (the localisation paper, §4): a point is linked to the units it activates maximally,
+the units u whose mu_max,u it attains (``point_unit_link``); the top-k and least-k SSLMem points are compared
+on the UnitMem of their units (``link_test``). ``point_selectivity`` is an extra, not the paper's link.
+
 Every layer is measured from ONE forward pass per view. Statistics are accumulated in a streaming way:
 per unit a running max (and its arg-max point), a sum and per-class sums -- memory O(units x classes), not
 |D| x units x views. Per-point means are kept only for the layers in ``keep`` (needed for the median and
 for linking points to units). A dead unit (zero on every point, so 0/0) is reported and excluded: it is
 flagged in ``dead`` and its scores are NaN, never silently mixed into summaries.
+
+Ranges: UnitMem and ClassMem of a kept unit lie in [0, 1]; excluded units are NaN.
 """
 from __future__ import annotations
 
@@ -43,6 +55,17 @@ class UnitStats:
     values: torch.Tensor | None = None   # (|D|, U) per-point means, for layers in ``keep``
     index: torch.Tensor | None = None    # (|D|,) global indices of the rows of ``values``
     min_activation: float = 0.0
+    min: torch.Tensor | None = None      # (U,) min over D of mu_u(x)
+
+    @property
+    def negative(self) -> torch.Tensor:
+        """Units with mu_u(x) < 0 for some x (signed activations): excluded, UnitMem is only defined for >= 0."""
+        return torch.zeros_like(self.max, dtype=torch.bool) if self.min is None else self.min < 0
+
+    @property
+    def excluded(self) -> torch.Tensor:
+        """Dead or negative units: their UnitMem and ClassMem are NaN."""
+        return self.dead | self.negative
 
     @property
     def units(self) -> int:
@@ -51,7 +74,7 @@ class UnitStats:
     @property
     def dead(self) -> torch.Tensor:
         """Units whose activation is zero on every point (UnitMem and ClassMem are 0/0)."""
-        return self.max <= 0
+        return (self.max <= 0) & ~self.negative
 
 
 @torch.no_grad()
@@ -87,7 +110,7 @@ def unit_stats(encoder, images: torch.Tensor, idx, labels, bank: ViewBank, *, n_
             if l not in st:
                 st[l] = UnitStats(l, torch.full_like(bmax, -float("inf")), torch.zeros_like(barg), torch.zeros_like(bmax),
                                   0, torch.zeros(c, mu.shape[1], device=device), torch.zeros(c, device=device),
-                                  min_activation=float("inf"))
+                                  min_activation=float("inf"), min=torch.full_like(bmax, float("inf")))
             u = st[l]
             better = bmax > u.max
             u.argmax = torch.where(better, ii.to(device)[barg], u.argmax)
@@ -97,13 +120,14 @@ def unit_stats(encoder, images: torch.Tensor, idx, labels, bank: ViewBank, *, n_
             u.class_sum += onehot.t() @ mu
             u.class_count += onehot.sum(0)
             u.min_activation = min(u.min_activation, float(mu.min()))
+            u.min = torch.minimum(u.min, mu.min(0).values)
             if l in kept:
                 kept[l].append(mu.cpu())
     out = {}
     for l, u in st.items():
         out[l] = UnitStats(l, u.max.cpu(), u.argmax.cpu(), u.sum.cpu(), u.n, u.class_sum.cpu(), u.class_count.cpu(),
                            torch.cat(kept[l]) if l in kept else None, idx.clone() if l in kept else None,
-                           u.min_activation)
+                           u.min_activation, u.min.cpu())
     return out
 
 
@@ -113,8 +137,10 @@ def _selectivity(top: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
 
 
 def unitmem(stats: UnitStats, rest: str = "mean") -> torch.Tensor:
-    """UnitMem per unit; NaN for dead units (see ``stats.dead``). ``rest``: "mean" (paper) or "median"
-    (reference code) of mu_u over the points other than the arg-max."""
+    """UnitMem per unit (U,) float, in [0, 1]; NaN for excluded units (``stats.excluded``: dead or negative).
+    ``rest``: "mean" (paper) or "median" (reference code) of mu_u over the points other than the arg-max --
+    the true median (the mean of the two middle values for an even count). Raises ValueError for fewer than
+    two points, non-finite activations, or the median without per-point values."""
     if stats.n < 2:
         raise ValueError("UnitMem needs at least two points")
     if not (bool(torch.isfinite(stats.max).all()) and bool(torch.isfinite(stats.sum).all())):
@@ -128,48 +154,87 @@ def unitmem(stats: UnitStats, rest: str = "mean") -> torch.Tensor:
         drop = v.argmax(0)  # remove the arg-max point of each unit, then take the median of the others
         mask = torch.ones_like(v, dtype=torch.bool)
         mask[drop, torch.arange(v.shape[1])] = False
-        other = torch.stack([v[mask[:, j], j].median() for j in range(v.shape[1])])
+        other = torch.stack([v[mask[:, j], j].double().quantile(0.5).to(v.dtype) for j in range(v.shape[1])])
     else:
         raise ValueError(f"rest must be 'mean' or 'median', got {rest!r}")
-    return _selectivity(stats.max, other)
+    return _excluded_nan(_selectivity(stats.max, other), stats)
+
+
+def _excluded_nan(score: torch.Tensor, stats: UnitStats) -> torch.Tensor:
+    return torch.where(stats.excluded, torch.full_like(score, float("nan")), score)
 
 
 def classmem(stats: UnitStats) -> torch.Tensor:
-    """ClassMem per unit: (mu_maxclass - mean of the other class means) / (sum of both); NaN when dead."""
+    """ClassMem per unit (U,): (mu_maxclass - mean of the other class means) / (sum of both), in [0, 1];
+    NaN for excluded units (dead or negative)."""
     present = stats.class_count > 0
     if present.sum() < 2:
         raise ValueError("ClassMem needs points of at least two classes")
     means = stats.class_sum[present] / stats.class_count[present, None]   # (C', U)
     top = means.max(0).values
     other = (means.sum(0) - top) / (means.shape[0] - 1)
-    return _selectivity(top, other)
+    return _excluded_nan(_selectivity(top, other), stats)
 
 
 def layer_table(stats: dict, rest: str = "mean"):
-    """One row per (layer, unit): UnitMem, ClassMem, dead flag and the arg-max point."""
+    """One row per (layer, unit): UnitMem, ClassMem, the dead and negative flags and the arg-max point."""
     import pandas as pd
     rows = []
     for l, s in stats.items():
-        um, cm, dead = unitmem(s, rest), classmem(s), s.dead
+        um, cm = unitmem(s, rest), classmem(s)
         rows.append(pd.DataFrame({"layer": l, "unit": np.arange(s.units), "unitmem": um.numpy(),
-                                  "classmem": cm.numpy(), "dead": dead.numpy(), "argmax_point": s.argmax.numpy()}))
+                                  "classmem": cm.numpy(), "dead": s.dead.numpy(), "negative": s.negative.numpy(),
+                                  "argmax_point": s.argmax.numpy()}))
     return pd.concat(rows, ignore_index=True)
 
 
 def layer_summary(table):
-    """Per layer: units, dead units, mean UnitMem and ClassMem over live units, and the fraction of live
-    units with UnitMem > ClassMem."""
-    live = table[~table["dead"]]
+    """Per layer: live units, excluded units (dead; negative), mean UnitMem and ClassMem over live units, and
+    the fraction of live units with UnitMem > ClassMem."""
+    table = table if "negative" in table else table.assign(negative=False)
+    live = table[~(table["dead"] | table["negative"])]
     g = live.groupby("layer", sort=False)
     out = g.agg(units_live=("unit", "size"), mean_unitmem=("unitmem", "mean"), mean_classmem=("classmem", "mean"))
     out["frac_unitmem_gt_classmem"] = g.apply(lambda d: float((d["unitmem"] > d["classmem"]).mean()),
                                               include_groups=False)
     out.insert(1, "units_dead", table.groupby("layer", sort=False)["dead"].sum())
+    out.insert(2, "units_negative", table.groupby("layer", sort=False)["negative"].sum())
     return out.reset_index()
 
 
+def point_unit_link(table, points):
+    """The localisation paper's point-to-unit link: one row per (layer, point) for ``points`` (global indices):
+    ``n_units``, how many live units of the layer the point activates maximally (it attains their mu_max),
+    and ``mean_unitmem``, their mean UnitMem (NaN when it is nobody's arg-max). ``table``: ``layer_table``."""
+    import pandas as pd
+    live = table[~(table["dead"] | table.get("negative", False))]
+    pts = [int(p) for p in points]
+    rows = []
+    for l, d in live.groupby("layer", sort=False):
+        g = d[d["argmax_point"].isin(pts)].groupby("argmax_point")["unitmem"]
+        n, m = g.size(), g.mean()
+        rows += [{"layer": l, "point": p, "n_units": int(n.get(p, 0)), "mean_unitmem": float(m.get(p, np.nan))}
+                 for p in pts]
+    return pd.DataFrame(rows, columns=["layer", "point", "n_units", "mean_unitmem"])
+
+
+def link_test(table, top, least, layer: str) -> dict:
+    """Top-k vs least-k SSLMem points (global indices ``top``, ``least``) in ``layer``: the UnitMem of the units
+    each group activates maximally (pooled over the group's points), compared with a one-sided Welch test
+    (top > least), and how many units each group tops. Returns {units_top, units_least, mean_top,
+    mean_least, t, p, note} (NaN p with a note when a group tops fewer than 2 units)."""
+    from .stats import welch
+    d = table[(table["layer"] == layer) & ~(table["dead"] | table.get("negative", False))]
+    a = d[d["argmax_point"].isin([int(p) for p in top])]["unitmem"].to_numpy()
+    b = d[d["argmax_point"].isin([int(p) for p in least])]["unitmem"].to_numpy()
+    w = welch(a, b)
+    return {"units_top": len(a), "units_least": len(b), "mean_top": w["mean_a"], "mean_least": w["mean_b"],
+            "t": w["t"], "p": w["p"], "note": w["note"]}
+
+
 def point_selectivity(stats: UnitStats) -> tuple:
-    """For every kept point x: ``max_u (mu_u(x) - m_u(-x)) / (mu_u(x) + m_u(-x))`` with m_u(-x) the mean
+    """An extra, NOT the paper's point-to-unit link (that is ``point_unit_link``).
+    For every kept point x: ``max_u (mu_u(x) - m_u(-x)) / (mu_u(x) + m_u(-x))`` with m_u(-x) the mean
     over the other points -- the UnitMem that x's most selective unit would have with x as its top
     point (equal to UnitMem(u) when x is u's arg-max). Returns (selectivity (N,), that unit (N,)).
     Dead units are skipped. Needs ``keep=[layer]``."""
@@ -178,7 +243,7 @@ def point_selectivity(stats: UnitStats) -> tuple:
     v = stats.values
     rest = (v.sum(0, keepdim=True) - v) / (v.shape[0] - 1)
     sel = _selectivity(v, rest)
-    sel[:, stats.dead] = -float("inf")
+    sel[:, stats.excluded] = -float("inf")
     best, unit = sel.max(1)
     return best, unit
 
