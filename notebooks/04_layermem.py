@@ -282,14 +282,14 @@ display(tab[cols].round(4))
 x_ = np.arange(1, len(layers) + 1)
 fig = plots.lines(x_, {f"{random_points} random candidates": tab["LayerMem random"], f"top-{top_k}": tab["LayerMem top"],
                        f"least-{top_k}": tab["LayerMem least"], "S_S control": tab["LayerMem S_S control"]},
-                  f"LayerMem per layer ({method}, {arch} x{width})", "layer", "LayerMem (normalised)",
+                  f"LayerMem per layer ({method}, {arch} x{width})", "layer", "LayerMem (in [-1, 1]; 0: none)",
                   report.caption(f"K={layer_view_pairs} view pairs, {len(fs)} f/g seeds, range: {layer_range}"))
 fig.axes[0].set_xticks(x_, layers, rotation=30, ha="right", fontsize=8)
 fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
 report.figure(fig, "layermem_per_layer")
 long = tab.melt(id_vars=["layer"], value_vars=["Delta random", "Delta top", "Delta least"], var_name="group",
                 value_name="Delta-LayerMem")
-fig = plots.grouped_bars(long, "layer", "group", "Delta-LayerMem", "Delta-LayerMem per layer", "Delta-LayerMem",
+fig = plots.grouped_bars(long, "layer", "group", "Delta-LayerMem", "Delta-LayerMem per layer", "Delta-LayerMem (in [-2, 2])",
                          report.caption(f"{method}, {arch} x{width}"))
 fig.axes[0].set_ylim(min(0, long["Delta-LayerMem"].min() * 1.1), None)
 fig.axes[0].tick_params(axis="x", labelrotation=30, labelsize=7)

@@ -8,9 +8,15 @@
                       ONE forward pass per view (``sslmem.score(..., layers=...)``).
     normalisation   (SSLMem appendix A, methods.md §2): m_l divided by its range (max - min) over the scored
                       points, per layer (``mode="layer"``: LayerMem_l is exactly the normalised SSLMem of the
-                      truncated encoder) or by one range shared by all layers (``mode="shared"``). Scores lie
-                      in an interval of width 1; 0 means "no memorisation"; a layer whose raw scores are all
-                      zero (e.g. its output does not depend on the input) has LayerMem 0.
+                      truncated encoder) or by one range shared by all layers (``mode="shared"``).
+    range           memlab settles the paper's two statements ("in [0, 1]" and "normalised as SSLMem") on the
+                      second: the raw difference is divided by its range, never shifted, so the sign is kept.
+                      LayerMem_l lies in [-1, 1] and in an interval of width 1 inside it (the reference points'
+                      max - min); 0 means "no memorisation", < 0 that g aligns the point better than f at that
+                      layer (a point f did not train on, or noise). Delta-LayerMem lies in [-2, 2]. A layer
+                      whose raw scores are all zero (its output does not depend on the input) has LayerMem 0.
+                      A min-max map onto [0, 1] would move "no memorisation" away from 0 by a different
+                      amount in every layer, so layers could not be compared.
     Delta-LayerMem_l = LayerMem_l - LayerMem_{l-1} (first layer: LayerMem_1), so sum_l Delta_l = LayerMem_L.
 
 Layers: every block output after its residual addition (ResNet-9: 8 layers; CIFAR ResNets: stem and every
