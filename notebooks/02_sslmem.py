@@ -71,7 +71,7 @@ pair_seeds = True          # g_s shares f_s's seed (common random numbers: less 
 view_pairs = 20            # K view pairs per point
 measure_aug = ""           # augmentation used for measuring ("" = the training augmentation)
 representation = "flat"    # "flat": full output map flattened (as in the paper); "pooled": spatial mean
-normalize_over = "all"     # range for normalisation: "all" scored points, or one subset such as "S_C"
+normalize_over = "S_C+S_S" # reference set of the normalising range: "S_C+S_S" (every table), "all", or one subset
 snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]  # encoder weights kept
 dynamics_epochs = [10, 20, 40, 80]  # snapshots scored for the training-dynamics figure (Fig. 2b)
 dynamics_points = 500      # candidates (and as many shared points) scored per snapshot
@@ -126,7 +126,8 @@ from memlab.augment import PRESETS
 from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes, run_cell
 from memlab.jobs import Plan
 from memlab.rankings import agreement, feldman, square
-from memlab.sslmem import SUBSETS, cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets
+from memlab.sslmem import (SUBSETS, cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, reference_label,
+                           scored_subsets)
 from memlab.stats import subset_table, summary, welch
 from memlab.train import load_encoder, resolve_device
 
@@ -136,7 +137,7 @@ choice("dataset", dataset, DATASETS)
 choice("method", method, OBJECTIVES)
 choice("arch", arch, MODELS)
 choice("representation", representation, ["flat", "pooled"])
-choice("normalize_over", normalize_over, ["all", *SUBSETS])
+choice("normalize_over", normalize_over, ["S_C+S_S", "all", *SUBSETS])
 if not seeds:
     raise ValueError("seeds must list at least one seed")
 TABLES = ["table1", "rankings", "table11", "table7", "table8", "table9"]
@@ -276,7 +277,9 @@ def score_pair(f_list, g_list, subsets, n_pairs):
 
 results = score_pair(fs, gs, scored, view_pairs)
 layer = fs[0].encoder.layer_names[-1]
-m = normalized(results, layer, None if normalize_over == "all" else normalize_over)
+ref_set = ("S_C", "S_S") if normalize_over == "S_C+S_S" else normalize_over
+m = normalized(results, layer, ref_set)
+norm_note = f"SSLMem divided by its range over {reference_label(results, ref_set)}"
 rows = []
 for k in SUBSETS:
     for i, idx in enumerate(scored[k].tolist()):
@@ -287,6 +290,7 @@ for k in SUBSETS:
 scores = pd.DataFrame(rows)
 report.table(scores, "scores")
 subset_stats = summary(m)
+subset_stats["mean raw"] = [float(results[k][layer]["raw"].mean()) for k in subset_stats.subset]  # alignment-loss units
 report.table(subset_stats, "subset_summary")
 display(subset_stats.round(4))
 
@@ -306,6 +310,8 @@ for t in fs:
     accs.append(linear_probe(tr_x, train_data.labels[splits.f_train], te_x, test_data.labels[probe_idx], device=dev))
 table1 = pd.DataFrame([{"dataset": dataset, "method": method, "arch": f"{arch} x{width}", "epochs": epochs,
                         "mean SSLMem(S_C)": float(m["S_C"].mean()), "sd": float(m["S_C"].std()),
+                        "mean raw SSLMem(S_C)": float(results["S_C"][layer]["raw"].mean()), "normalised over":
+                        reference_label(results, ref_set),
                         "linear probe acc": float(np.mean(accs)), "f seeds": len(fs)}])
 report.table(table1, "table1_row")
 display(table1.round(4))
@@ -325,7 +331,7 @@ tests = subset_table(m)
 report.table(tests, "ttests")
 display(tests.round(5))
 fig = plots.subset_distributions(m, f"SSLMem per subset ({method}, {arch} x{width}, {epochs} ep.)",
-                                 report.caption(f"{representation} representation, K={view_pairs} view pairs"))
+                                 report.caption(f"{representation} representation, K={view_pairs} view pairs; {norm_note}"))
 report.figure(fig, "fig2c_subsets")
 
 # %% [markdown]

@@ -150,3 +150,19 @@ def test_metrics_refuse_non_finite_scores():
         normalize_scores(torch.tensor([0.1, float("nan"), 0.3]))
     with pytest.raises(ValueError, match=r"layer\(s\) \['conv2'\] hold non-finite"):
         normalise({"conv1": torch.tensor([0.1, 0.2]), "conv2": torch.tensor([float("inf"), 0.2])})
+
+
+def test_one_reference_set_gives_one_normalised_score_in_every_table():
+    from memlab.sslmem import normalized, reference_label
+
+    def res(**raw):
+        return {k: {"last": {"raw": torch.tensor(v)}} for k, v in raw.items()}
+    main = res(S_C=[0.2, 0.4], S_S=[-0.1, 0.1], S_I=[-0.6], S_E=[0.0])   # notebook 02's main table
+    cell = res(S_C=[0.2, 0.4], S_S=[-0.1, 0.1])                          # a grid cell, Table 8, ...
+    # the range over S_C u S_S is 0.4 - (-0.1) = 0.5 in both: S_C = [0.4, 0.8] (over all points: [0.2, 0.4])
+    for r in (main, cell):
+        assert torch.allclose(normalized(r, "last")["S_C"], torch.tensor([0.4, 0.8]))
+        assert reference_label(r) == "S_C u S_S"
+    assert torch.allclose(normalized(main, "last")["S_I"], torch.tensor([-1.2]))   # outside R: may leave [-1, 1]
+    assert torch.allclose(normalized(main, "last", "all")["S_C"], torch.tensor([0.2, 0.4]))
+    assert reference_label(res(S_C=[0.1, 0.3])) == "S_C"                          # removal: f's half only

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .augment import Augmentation, ViewBank
 from .probes import extract, linear_probe
-from .sslmem import cached_scores, encoder_config, f_and_g_jobs, normalized, train_f_and_g
+from .sslmem import cached_scores, encoder_config, f_and_g_jobs, normalized, reference_label, train_f_and_g
 
 CELL_KEYS = {"label", "method", "arch", "width", "dataset", "epochs", "batch_size", "optimizer", "lr",
              "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug"}
@@ -65,7 +65,7 @@ class CellResult:
     fs: list
     gs: list
     results: dict      # score_splits output {subset: {layer: {align_f, align_g, raw}}}
-    m: dict            # normalised scores per subset (range over all scored points of the cell)
+    m: dict            # normalised scores per subset (range over the cell's scored S_C u S_S: sslmem.REFERENCE)
     probe_acc: float
     measure_aug: str
 
@@ -75,7 +75,12 @@ class CellResult:
                 "dataset": self.spec["dataset"], "epochs": self.spec["epochs"], "seeds": len(self.fs),
                 "measured with": self.measure_aug, "mean SSLMem(S_C)": float(mc.mean()),
                 **({"mean SSLMem(S_S)": float(self.m["S_S"].mean())} if "S_S" in self.m else {}),
-                "linear probe acc": self.probe_acc}
+                "mean raw SSLMem(S_C)": float(self._raw("S_C").mean()),
+                **({"mean raw SSLMem(S_S)": float(self._raw("S_S").mean())} if "S_S" in self.m else {}),
+                "normalised over": reference_label(self.results), "linear probe acc": self.probe_acc}
+
+    def _raw(self, subset: str):
+        return self.results[subset][self.fs[0].encoder.layer_names[-1]]["raw"]
 
 
 def run_cell(spec: dict, train_data, test_data, splits, subsets: dict, *, cache, device, view_pairs: int,

@@ -201,9 +201,28 @@ def score_splits(f_encoders, g_encoders, train_data, test_data, subsets: dict, b
     return out
 
 
-def normalized(results: dict, layer: str, reference: str | None = None) -> dict:
-    """Normalised scores per subset for one layer; the range is taken over ``reference`` (a subset name)
-    or, by default, over all scored points together."""
+REFERENCE = ("S_C", "S_S")   # the one reference set of every SSLMem table, figure and CSV (methods.md §2)
+
+
+def reference_subsets(results: dict, reference=REFERENCE) -> list:
+    """The subsets of ``results`` whose raw scores set the normalising range: those of ``reference`` (a subset
+    name, a sequence of names, or "all") that were scored; all scored subsets when none of them was."""
+    names = list(results) if reference == "all" else [reference] if isinstance(reference, str) else list(reference)
+    return [k for k in names if k in results] or list(results)
+
+
+def reference_label(results: dict, reference=REFERENCE) -> str:
+    """The reference set for captions and CSV columns, e.g. "S_C u S_S"."""
+    return " u ".join(reference_subsets(results, reference))
+
+
+def normalized(results: dict, layer: str, reference=REFERENCE) -> dict:
+    """Normalised SSLMem per subset for one layer (SSLMem appendix A): every subset's raw scores divided by
+    the range (max - min) of the raw scores over the reference set (``reference_subsets``). By default that
+    set is the scored S_C u S_S points of the same f/g pair, in every table (main, grid cells, Tables 7-9,
+    the UnitMem link), so normalised numbers compare across tables; the raw differences (``results[k][layer]
+    ["raw"]``, in alignment-loss units) are kept beside them. Values lie in [-1, 1] for the reference points.
+    Returns {subset: (N,) float tensor}; ValueError for non-finite scores or a zero range."""
     raw = {k: v[layer]["raw"] for k, v in results.items()}
-    ref = raw[reference] if reference else torch.cat(list(raw.values()))
+    ref = torch.cat([raw[k] for k in reference_subsets(results, reference)])
     return {k: normalize_scores(v, ref) for k, v in raw.items()}
