@@ -291,6 +291,7 @@ scores = pd.DataFrame(rows)
 report.table(scores, "scores")
 subset_stats = summary(m)
 subset_stats["mean raw"] = [float(results[k][layer]["raw"].mean()) for k in subset_stats.subset]  # alignment-loss units
+subset_stats["normalised over"] = reference_label(results, ref_set)
 report.table(subset_stats, "subset_summary")
 display(subset_stats.round(4))
 
@@ -327,7 +328,7 @@ display(table1.round(4))
 # f (or better), all four distributions shift together; the mean over $S_S$ measures that offset.
 
 # %%
-tests = subset_table(m)
+tests = subset_table(m).assign(**{"normalised over": reference_label(results, ref_set)})
 report.table(tests, "ttests")
 display(tests.round(5))
 fig = plots.subset_distributions(m, f"SSLMem per subset ({method}, {arch} x{width}, {epochs} ep.)",
