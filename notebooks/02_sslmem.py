@@ -536,7 +536,8 @@ if "rankings" in tables and grid_res:
 
 # %%
 ablation_rows = []
-ABLATION_COLUMNS = ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d", "linear probe acc")
+ABLATION_COLUMNS = ("mean SSLMem(S_C)", "mean SSLMem(S_S)", "p(S_C > S_S)", "d", "mean raw SSLMem(S_C)",
+                    "mean raw SSLMem(S_S)", "normalised over", "linear probe acc")
 
 
 def ablation_row(table, variant, res_):
@@ -556,7 +557,8 @@ if "table8" in tables:
         t_ = welch(m_a["S_C"], m_a["S_S"])
         ablation_rows.append({"table": "8", "variant": f"measured with {a}", "mean SSLMem(S_C)": float(m_a["S_C"].mean()),
                               "mean SSLMem(S_S)": float(m_a["S_S"].mean()), "p(S_C > S_S)": t_["p"], "d": t_["d"],
-                              "linear probe acc": float(np.mean(accs))})
+                              **{f"mean raw SSLMem({k})": float(res_a[k][layer]["raw"].mean()) for k in ("S_C", "S_S")},
+                              "normalised over": reference_label(res_a), "linear probe acc": float(np.mean(accs))})
 for fr, (spec, key_) in zip(overlap_fracs, overlap_specs):  # Table 7
     tr, te, sp, sc = data_for(*key_)
     sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
