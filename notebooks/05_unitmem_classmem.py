@@ -116,7 +116,7 @@ from memlab.report import Report
 from memlab.splits import balanced_subset
 from memlab.sslmem import cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets
 from memlab.train import TrainConfig, encoder_job, load_encoder, resolve_device
-from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, link_test, point_unit_link, prune_masks, pruned,
+from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, link_test, live_units, point_unit_link, prune_masks, pruned,
                             unitmem)
 
 check_injected()
@@ -399,7 +399,7 @@ if dp_epochs > 0:
         t = layer_table(st, unit_rest)
         acc = probe_all(tr.encoder)[dataset]
         for l in layers:
-            d = t[(t.layer == l) & ~(t.dead | t.negative)]
+            d = live_units(t[t.layer == l])
             dp_rows.append({"epsilon": name, "layer": l, "mean UnitMem": d.unitmem.mean(), "probe acc": acc})
     dp_df = pd.DataFrame(dp_rows)
     report.table(dp_df, "dp_unitmem")
@@ -422,7 +422,7 @@ for l in deep:
     report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem", f_ > 0.5,
                  f"{f_:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
 def cm_gt(t):  # the fraction of scored (live) units with ClassMem > UnitMem
-    t = t[~(t.dead | t.negative)]
+    t = live_units(t)
     return float((t.classmem > t.unitmem).mean())
 
 

@@ -166,7 +166,7 @@ def _stats(mu, labels=None, layer="l"):
     onehot = torch.nn.functional.one_hot(y, int(y.max()) + 1).float()
     mx, arg = mu.max(0)
     return UnitStats(layer, mx, arg, mu.sum(0), len(mu), onehot.t() @ mu, onehot.sum(0), mu,
-                     torch.arange(len(mu)), float(mu.min()), mu.min(0).values)
+                     torch.arange(len(mu)), mu.min(0).values)
 
 
 def test_unitmem_median_is_the_true_median():

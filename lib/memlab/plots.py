@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .unitmem import live_units
+
 SUBSET_COLORS = {"S_C": "#d62728", "S_S": "#7f7f7f", "S_E": "#1f77b4", "S_I": "#2ca02c"}
 SUBSET_LABELS = {"S_C": "S_C candidates (f only)", "S_S": "S_S shared (f and g)",
                  "S_E": "S_E extra (neither)", "S_I": "S_I independent (g only)"}
@@ -173,7 +175,7 @@ def unit_scatter_grid(tables: dict, layers: list, title: str, cap: str):
         t = tables[r]
         for j, l in enumerate(layers):
             ax = axes[i, j]
-            d = t[(t["layer"] == l) & ~(t["dead"] | t.get("negative", False))]
+            d = live_units(t[t["layer"] == l])
             ax.scatter(d["unitmem"], d["classmem"], s=5, alpha=0.6, color="#4c72b0" if i == 0 else "#dd8452")
             ax.plot([0, 1], [0, 1], "r-", lw=0.8)
             frac = float((d["unitmem"] > d["classmem"]).mean()) if len(d) else float("nan")

@@ -54,7 +54,6 @@ class UnitStats:
     class_count: torch.Tensor  # (C,)
     values: torch.Tensor | None = None   # (|D|, U) per-point means, for layers in ``keep``
     index: torch.Tensor | None = None    # (|D|,) global indices of the rows of ``values``
-    min_activation: float = 0.0
     min: torch.Tensor | None = None      # (U,) min over D of mu_u(x)
 
     @property
@@ -110,7 +109,7 @@ def unit_stats(encoder, images: torch.Tensor, idx, labels, bank: ViewBank, *, n_
             if l not in st:
                 st[l] = UnitStats(l, torch.full_like(bmax, -float("inf")), torch.zeros_like(barg), torch.zeros_like(bmax),
                                   0, torch.zeros(c, mu.shape[1], device=device), torch.zeros(c, device=device),
-                                  min_activation=float("inf"), min=torch.full_like(bmax, float("inf")))
+                                  min=torch.full_like(bmax, float("inf")))
             u = st[l]
             better = bmax > u.max
             u.argmax = torch.where(better, ii.to(device)[barg], u.argmax)
@@ -119,7 +118,6 @@ def unit_stats(encoder, images: torch.Tensor, idx, labels, bank: ViewBank, *, n_
             u.n += mu.shape[0]
             u.class_sum += onehot.t() @ mu
             u.class_count += onehot.sum(0)
-            u.min_activation = min(u.min_activation, float(mu.min()))
             u.min = torch.minimum(u.min, mu.min(0).values)
             if l in kept:
                 kept[l].append(mu.cpu())
@@ -127,7 +125,7 @@ def unit_stats(encoder, images: torch.Tensor, idx, labels, bank: ViewBank, *, n_
     for l, u in st.items():
         out[l] = UnitStats(l, u.max.cpu(), u.argmax.cpu(), u.sum.cpu(), u.n, u.class_sum.cpu(), u.class_count.cpu(),
                            torch.cat(kept[l]) if l in kept else None, idx.clone() if l in kept else None,
-                           u.min_activation, u.min.cpu())
+                           u.min.cpu())
     return out
 
 
@@ -188,11 +186,15 @@ def layer_table(stats: dict, rest: str = "mean"):
     return pd.concat(rows, ignore_index=True)
 
 
+def live_units(table):
+    """The rows of a ``layer_table`` whose units are scored: neither dead nor negative."""
+    return table[~(table["dead"] | table["negative"])]
+
+
 def layer_summary(table):
     """Per layer: live units, excluded units (dead; negative), mean UnitMem and ClassMem over live units, and
     the fraction of live units with UnitMem > ClassMem."""
-    table = table if "negative" in table else table.assign(negative=False)
-    live = table[~(table["dead"] | table["negative"])]
+    live = live_units(table)
     g = live.groupby("layer", sort=False)
     out = g.agg(units_live=("unit", "size"), mean_unitmem=("unitmem", "mean"), mean_classmem=("classmem", "mean"))
     out["frac_unitmem_gt_classmem"] = g.apply(lambda d: float((d["unitmem"] > d["classmem"]).mean()),
@@ -207,7 +209,7 @@ def point_unit_link(table, points):
     ``n_units``, how many live units of the layer the point activates maximally (it attains their mu_max),
     and ``mean_unitmem``, their mean UnitMem (NaN when it is nobody's arg-max). ``table``: ``layer_table``."""
     import pandas as pd
-    live = table[~(table["dead"] | table.get("negative", False))]
+    live = live_units(table)
     pts = [int(p) for p in points]
     rows = []
     for l, d in live.groupby("layer", sort=False):
@@ -224,7 +226,7 @@ def link_test(table, top, least, layer: str) -> dict:
     (top > least), and how many units each group tops. Returns {units_top, units_least, mean_top,
     mean_least, t, p, note} (NaN p with a note when a group tops fewer than 2 units)."""
     from .stats import welch
-    d = table[(table["layer"] == layer) & ~(table["dead"] | table.get("negative", False))]
+    d = live_units(table[table["layer"] == layer])
     a = d[d["argmax_point"].isin([int(p) for p in top])]["unitmem"].to_numpy()
     b = d[d["argmax_point"].isin([int(p) for p in least])]["unitmem"].to_numpy()
     w = welch(a, b)
@@ -294,7 +296,7 @@ def cached_unit_stats(cache, trained, data, idx, bank: ViewBank, *, keep=(), dev
     """``unit_stats`` of a cached encoder (``train.Trained``) on ``data[idx]``, through the result cache."""
     idx = torch.as_tensor(idx, dtype=torch.long)
     key = {"encoder": trained.key, "points": idx.tolist(), "bank": bank.describe(), "keep": sorted(keep),
-           "data": f"{data.name}/{data.split}"}
+           "data": f"{data.name}/{data.split}", "stats": 2}   # 2: per-unit minimum (negative units); 1 lacked it
     raw = cache.get_or_compute("unitstats", key, lambda: {
         l: vars(s) for l, s in unit_stats(trained.encoder, data.images[idx], idx, data.labels[idx], bank, keep=keep,
                                           num_classes=data.num_classes, device=device, progress=progress).items()},
