@@ -72,12 +72,15 @@ def verify_archive(path: Path) -> None:
         return
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, want)
+    if key in _VERIFIED:   # this process checked it already: no file I/O on every load
+        return
     memo = path.parent / ".memlab_verified.json"
     try:
         done = json.loads(memo.read_text()) if memo.is_file() else []
     except (OSError, ValueError):
         done = []
-    if key in _VERIFIED or list(key) in done:
+    if list(key) in done:
+        _VERIFIED[key] = True
         return
     h = hashlib.sha256()
     with open(path, "rb") as f:

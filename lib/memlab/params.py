@@ -183,8 +183,7 @@ def check_injected() -> dict:
         return {}
     defaults = literal_assignments(ours)
     values = literal_assignments(injected) if injected is not None else {}
-    validate(values, defaults, "injected parameters")
-    check_ranges({**defaults, **values}, "parameters")
+    validate(values, defaults, "injected parameters")   # types, then the ranges of {**defaults, **values}
     return values
 
 
