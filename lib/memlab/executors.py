@@ -158,21 +158,23 @@ class Local:
         # the bar counts TFLOPs, so its rate and time left hold across jobs of different sizes (epochs where a
         # job's FLOPs are unknown)
         by_flops = all(j.cost.flops > 0 for j in jobs)
-        self.weight = [j.cost.flops / 1e12 / max(j.cost.epochs, 1) if by_flops else 1.0 for j in jobs]
-        bar = tqdm(total=round(sum(w * j.cost.epochs for w, j in zip(self.weight, jobs)), 3), disable=not progress,
-                   unit="TFLOP" if by_flops else "epoch", desc=f"jobs ({self.workers} {'GPU' if gpu else 'CPU'} workers)")
+        weight = [j.cost.flops / 1e12 / max(j.cost.epochs, 1) if by_flops else 1.0 for j in jobs]   # per epoch
+        bar = tqdm(total=round(sum(w * j.cost.epochs for w, j in zip(weight, jobs)), 3), disable=not progress,
+                   unit="TFLOP" if by_flops else "epoch",
+                   desc=f"jobs ({self.workers} {'GPU' if gpu else 'CPU'} workers)")
         reached, breaks = [0] * len(jobs), [0] * len(jobs)
         status, failed, todo, waiting = {}, [], list(range(len(jobs))), set()
         try:
             while todo:
-                todo = self._pool(ctx, jobs, todo, waiting, cache, device, gpu, bar, reached, breaks, status, failed)
+                todo = self._pool(ctx, jobs, todo, waiting, cache, device, gpu, bar, weight, reached, breaks, status,
+                                  failed)
         finally:
             bar.close()
         if failed:
             raise JobsFailed(failed)
         return status
 
-    def _pool(self, ctx, jobs, todo, waiting, cache, device, gpu, bar, reached, breaks, status, failed) -> list:
+    def _pool(self, ctx, jobs, todo, waiting, cache, device, gpu, bar, weight, reached, breaks, status, failed) -> list:
         """One process pool over the job indices ``todo``; returns the indices to run again in a fresh pool."""
         reports = ctx.Queue()
         gpu_ids = None
@@ -223,7 +225,7 @@ class Local:
                         futures[ex.submit(_work, jobs[i], cache.root, device, True, i)] = i
                         continue
                     status[jobs[i].name], reached[i] = s, jobs[i].cost.epochs
-                bar.n = round(sum(w * min(r, j.cost.epochs) for w, r, j in zip(self.weight, reached, jobs)), 3)
+                bar.n = round(sum(w * min(r, j.cost.epochs) for w, r, j in zip(weight, reached, jobs)), 3)
                 bar.set_postfix(jobs=f"{len(status)}/{len(jobs)}")
                 bar.refresh()
         except BaseException:
