@@ -50,51 +50,51 @@
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/01_profiles_vs_binomial.yaml)
-profile = "laptop"
-output_dir = "outputs/laptop"
-device = "auto"
-executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
-                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
-slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
-                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
-cpu_threads = 1            # torch threads of this process on a CPU for the analysis (0 = torch's default);
-                           # training jobs always run single-threaded on a CPU, whichever executor runs them
-dataset = "cifar10"
-synthetic_n_train = 1000   # size of the generated training split when dataset == "synthetic"
-n_train = 500              # training images (class-balanced); "a few thousand" does not fit 25 min on 2 cores
-n_points = 500             # |X|, the recorded subset of the training images (paper: 1000)
-n_networks = 8             # N networks per paradigm (paper: 30)
-n_aug = 5                  # M fixed augmentations (SimCLR: view pairs) per image (paper: 10)
-data_seed = 0
-arch = "cnn"
-channels = [16, 32, 64, 128]   # CNN4 channels (arch == "cnn"): a half-width CNN4
-width = 1.0                # width multiplier (ResNets)
-weight_decay = 1e-4
-temperature = 0.07         # SimCLR
-proj_dim = 128             # SimCLR output dimension
-simclr_crop_scale = [0.2, 1.0]  # RandomResizedCrop area range of SimCLR's views (training and recognition).
-                                # SimCLR's own is [0.08, 1.0] (the paper profile); 0.2 is the usual CIFAR choice
-                                # and lets SimCLR pass mean p = 0.75 within the laptop budget
-eval_batch = 256           # B of the fixed SimCLR evaluation batches
-paradigms = ["supervised", "simclr", "random_labels", "random_labels_aug"]
-batch_size = {"supervised": 64, "simclr": 64, "random_labels": 64, "random_labels_aug": 64}
-optimizer = {"supervised": "sgd", "simclr": "adam", "random_labels": "sgd", "random_labels_aug": "sgd"}  # as the paper
-lr = {"supervised": 0.005, "simclr": 0.001, "random_labels": 0.02, "random_labels_aug": 0.02}
-epochs = {"supervised": 80, "simclr": 500, "random_labels": 40, "random_labels_aug": 100}
-record_every = {"supervised": 2, "simclr": 20, "random_labels": 1, "random_labels_aug": 3}
-backend = "auto"           # how the N networks train: "jobs" (one job each, run by the executor), "vmap" (all at
-                           # once with torch.func, one job; fast on a GPU for small models) or "auto"
-n_draws = 10               # binomial noise draws per MAE
-targets = [0.25, 0.5, 0.75]     # Fig. 3: epochs aligned by mean p
-claim_ratio = 1.5          # supervised MAE / other MAE at p ~ 0.5 must reach this
-alpha = 0.01
-scatter_every = 25         # Fig. 4: every 25th image
-tsne_points = 500
-probe_test = 1000
-actmax_channels = 4        # random channels per block
-actmax_steps = 60
-force = False
+profile: str = "laptop"         # parameter profile these values come from: smoke, laptop or paper (labels the outputs)
+output_dir: str = "outputs/laptop"  # folder of the figures, tables and claims (outputs/<profile>)
+device: str = "auto"            # "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"
+executor: str = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                                # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
+slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                                # array_parallelism, sbatch (a dict of extra #SBATCH options)
+cpu_threads: int = 1            # torch threads of this process on a CPU for the analysis (0: torch's default);
+                                # training jobs always run single-threaded on a CPU, whichever executor runs them
+dataset: str = "cifar10"        # training dataset: cifar10, fashion_mnist, mnist, ... or "synthetic" (offline)
+synthetic_n_train: int = 1000   # size of the generated training split when dataset is "synthetic"
+n_train: int = 500              # training images (class-balanced); "a few thousand" does not fit 25 min on 2 cores
+n_points: int = 500             # |X|, the recorded subset of the training images (paper: 1000)
+n_networks: int = 8             # N networks per paradigm (paper: 30)
+n_aug: int = 5                  # M fixed augmentations (SimCLR: view pairs) per image (paper: 10)
+data_seed: int = 0              # seed of the class-balanced subsets drawn from the dataset
+arch: str = "cnn"               # "cnn" (CNN4, the paper's), "resnet9" or "resnet18"
+channels: list = [16, 32, 64, 128]  # CNN4 channels (arch "cnn"): a half-width CNN4
+width: float = 1.0              # width multiplier (ResNets)
+weight_decay: float = 1e-4      # weight decay of every paradigm
+temperature: float = 0.07       # SimCLR
+proj_dim: int = 128             # SimCLR output dimension
+simclr_crop_scale: list = [0.2, 1.0]  # RandomResizedCrop area range of SimCLR's views (training and recognition).
+                                      # SimCLR's own is [0.08, 1.0] (the paper profile); 0.2 is the usual CIFAR choice
+                                      # and lets SimCLR pass mean p = 0.75 within the laptop budget
+eval_batch: int = 256           # B of the fixed SimCLR evaluation batches
+paradigms: list = ["supervised", "simclr", "random_labels", "random_labels_aug"]  # training paradigms compared: supervised, simclr, random_labels, random_labels_aug
+batch_size: dict = {"supervised": 64, "simclr": 64, "random_labels": 64, "random_labels_aug": 64}  # training batch size per paradigm
+optimizer: dict = {"supervised": "sgd", "simclr": "adam", "random_labels": "sgd", "random_labels_aug": "sgd"}  # as the paper
+lr: dict = {"supervised": 0.005, "simclr": 0.001, "random_labels": 0.02, "random_labels_aug": 0.02}  # learning rate per paradigm
+epochs: dict = {"supervised": 80, "simclr": 500, "random_labels": 40, "random_labels_aug": 100}  # training epochs per paradigm
+record_every: dict = {"supervised": 2, "simclr": 20, "random_labels": 1, "random_labels_aug": 3}  # epochs between recognition records, per paradigm
+backend: str = "auto"           # how the N networks train: "jobs" (one job each, run by the executor), "vmap" (all at
+                                # once with torch.func, one job; fast on a GPU for small models) or "auto"
+n_draws: int = 10               # binomial noise draws per MAE
+targets: list = [0.25, 0.5, 0.75]  # Fig. 3: epochs aligned by mean p
+claim_ratio: float = 1.5        # supervised MAE / other MAE at p ~ 0.5 must reach this
+alpha: float = 0.01             # significance level of the printed claims
+scatter_every: int = 25         # Fig. 4: every 25th image
+tsne_points: int = 500          # images in the t-SNE plot (Fig. 5)
+probe_test: int = 1000          # test images of the linear probe
+actmax_channels: int = 4        # random channels per block
+actmax_steps: int = 60          # gradient steps of activation maximisation (Fig. 6)
+force: bool = False             # recompute cached results instead of reusing them
 
 # %%
 import time
@@ -118,6 +118,7 @@ from memlab.probes import extract, linear_probe
 from memlab.profiles import (binomial_noise, closest_epoch, p_averaged, p_fixed, profile_table, sorted_profile)
 from memlab.report import Report
 from memlab.splits import balanced_subset, random_labels
+from memlab.streams import ProfilesSeed
 from memlab.train import TrainConfig, build, resolve_device
 
 PARADIGMS = {  # objective, training augmentation, labels
@@ -176,10 +177,10 @@ if n_train > len(full):
     raise ParameterError(f"n_train ({n_train}) exceeds the {len(full)} training images of {dataset}")
 train_idx = balanced_subset(full.labels.numpy(), n_train, data_seed)
 train = full.subset(train_idx)
-X = balanced_subset(train.labels.numpy(), n_points, data_seed + 1).numpy()   # positions in the training set
-test = test.subset(balanced_subset(test.labels.numpy(), min(probe_test, len(test)), data_seed + 2))
+X = balanced_subset(train.labels.numpy(), n_points, data_seed + ProfilesSeed.RECORDED).numpy()   # positions in the training set
+test = test.subset(balanced_subset(test.labels.numpy(), min(probe_test, len(test)), data_seed + ProfilesSeed.PROBE_TEST))
 mean, std = train.stats()
-rand_y = random_labels(n_train, train.num_classes, data_seed + 7)  # drawn once per sample, shared by both paradigms
+rand_y = random_labels(n_train, train.num_classes, data_seed + ProfilesSeed.RANDOM_LABELS)  # drawn once per sample, shared by both paradigms
 print(f"device {dev} | {dataset}: {n_train} training images, |X| = {len(X)}, {len(test)} test images | "
       f"N = {n_networks}, M = {n_aug} | cache {cache.root}")
 
@@ -202,7 +203,7 @@ for p in paradigms:
                       batch_size=batch_size[p], optimizer=optimizer[p], lr=lr[p], weight_decay=weight_decay,
                       warmup_epochs=0.0, mean=mean, std=std)
     m = 1 if aug == "none" else n_aug
-    bank = ViewBank(Augmentation(aug, mean=mean, std=std, **akw), views_needed(cfg, m), seed=data_seed + 3)
+    bank = ViewBank(Augmentation(aug, mean=mean, std=std, **akw), views_needed(cfg, m), seed=data_seed + ProfilesSeed.VIEW_BANK)
     rec_epochs[p] = sorted(set(range(record_every[p], epochs[p] + 1, record_every[p])) | {1, epochs[p]})
     labels = {"true": train.labels, "random": rand_y, None: None}[lab]
     configs[p] = cfg

@@ -39,69 +39,71 @@
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/02_sslmem.yaml)
-profile = "laptop"
-output_dir = "outputs/laptop"
-device = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
-executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
-                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
-slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
-                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
-dataset = "cifar10"        # any memlab dataset; "synthetic" works offline and has planted atypical points
-synthetic_n_train = 5000   # sizes of the generated splits when dataset == "synthetic"
-synthetic_n_test = 1000
-atypical_frac = 0.05       # synthetic: fraction of planted atypical points
-method = "simclr"          # SSL objective (memlab.objectives)
-arch = "resnet9"           # encoder (memlab.models)
-width = 0.25               # width multiplier (resnet9 / resnets)
-split_shared = 500         # |S_S|: a count, or a fraction of the training split
-split_candidates = 500     # |S_C|
-split_independent = 500    # |S_I|
-split_extra = 500          # |S_E|: a count, or a fraction of the test split
-split_seed = 0
-score_shared = 500         # how many S_S points to score (a random, class-balanced part of S_S)
-epochs = 80
-batch_size = 256
-optimizer = "sgd"
-lr = 0.06
-weight_decay = 5e-4
-temperature = 0.5          # NT-Xent temperature
-seeds = [0, 1]             # one f and one g per seed; scores average over them (the expectations)
-pair_seeds = True          # g_s shares f_s's seed (common random numbers: less noise, same expectation)
-view_pairs = 20            # K view pairs per point
-measure_aug = ""           # augmentation used for measuring ("" = the training augmentation)
-representation = "flat"    # "flat": full output map flattened (as in the paper); "pooled": spatial mean
-normalize_over = "S_C+S_S" # reference set of the normalising range: "S_C+S_S" (every table), "all", or one subset
-snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]  # encoder weights kept
-dynamics_epochs = [10, 20, 40, 80]  # snapshots scored for the training-dynamics figure (Fig. 2b)
-dynamics_points = 500      # candidates (and as many shared points) scored per snapshot
-dynamics_pairs = 5         # view pairs per point for the snapshots
-probe_test = 2000          # test images for the linear probe
-gallery_k = 10
-alpha = 0.01               # significance level of the printed claims
-force = False              # recompute cached encoders and scores
+profile: str = "laptop"         # parameter profile these values come from: smoke, laptop or paper (labels the outputs)
+output_dir: str = "outputs/laptop"  # folder of the figures, tables and claims (outputs/<profile>)
+device: str = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
+executor: str = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                                # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
+slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                                # array_parallelism, sbatch (a dict of extra #SBATCH options)
+# -- the f/g pair, from dataset to snapshot_epochs: notebooks 04 and 05 read these values from this profile's
+#    params/<profile>/02_sslmem.yaml (memlab.recipes), so they reuse this notebook's encoders
+dataset: str = "cifar10"        # any memlab dataset; "synthetic" works offline and has planted atypical points
+synthetic_n_train: int = 5000   # sizes of the generated splits when dataset is "synthetic"
+synthetic_n_test: int = 1000    # test-split size of the generated data when dataset is "synthetic"
+atypical_frac: float = 0.05     # synthetic: fraction of planted atypical points
+method: str = "simclr"          # SSL objective (memlab.objectives)
+arch: str = "resnet9"           # encoder (memlab.models)
+width: float = 0.25             # width multiplier (resnet9 / resnets)
+split_shared: int = 500         # |S_S|: a count, or a fraction of the training split
+split_candidates: int = 500     # |S_C|
+split_independent: int = 500    # |S_I|
+split_extra: int = 500          # |S_E|: a count, or a fraction of the test split
+split_seed: int = 0             # seed of the disjoint splits S_S, S_C, S_I, S_E
+score_shared: int = 500         # how many S_S points to score (a random, class-balanced part of S_S)
+epochs: int = 80                # training epochs of the main pair f and g
+batch_size: int = 256           # training batch size
+optimizer: str = "sgd"          # "sgd", "adam", "adamw" or "lars"
+lr: float = 0.06                # base learning rate (cosine schedule)
+weight_decay: float = 5e-4      # weight decay of the optimizer
+temperature: float = 0.5        # NT-Xent temperature
+seeds: list = [0, 1]            # one f and one g per seed; scores average over them (the expectations)
+pair_seeds: bool = True         # g_s shares f_s's seed (common random numbers: less noise, same expectation)
+view_pairs: int = 20            # K view pairs per point
+measure_aug: str = ""           # augmentation used for measuring ("": the training augmentation)
+representation: str = "flat"    # "flat": full output map flattened (as in the paper); "pooled": spatial mean
+normalize_over: str = "S_C+S_S"  # reference set of the normalising range: "S_C+S_S" (every table), "all", or one subset
+snapshot_epochs: list = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]  # encoder weights kept
+dynamics_epochs: list = [10, 20, 40, 80]  # snapshots scored for the training-dynamics figure (Fig. 2b)
+dynamics_points: int = 500      # candidates (and as many shared points) scored per snapshot
+dynamics_pairs: int = 5         # view pairs per point for the snapshots
+probe_test: int = 2000          # test images for the linear probe
+gallery_k: int = 10             # images per row of the most / least memorised galleries
+alpha: float = 0.01             # significance level of the printed claims
+force: bool = False             # recompute cached encoders and scores
 # -- cross-method tables. `tables` selects what to build: "table1" (methods x architectures x datasets),
 #    "rankings" (Tables 12-13 and Fig. 9), "table11" (supervised encoders), ablations "table7" (overlap
 #    fraction), "table8" (measuring augmentation), "table9" (training augmentation, MAE mask ratio).
-tables = ["table1", "rankings", "table11"]
-grid = [                   # Table 1 cells; missing keys take the encoder settings above (dataset, arch, ...)
-    {"method": "simclr"},  # = the main pair above (served from the cache)
+tables: list = ["table1", "rankings", "table11"]  # which cross-method tables to build (see above)
+grid: list = [
+    {"method": "simclr"},       # the main pair above (served from the cache)
     {"method": "dino", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001, "epochs": 30},
     {"method": "vicreg", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001, "epochs": 30},
     {"method": "simsiam", "epochs": 30},
     {"method": "mae", "arch": "vit_tiny", "model_kw": {"depth": 4, "embed_dim": 128, "num_heads": 4},
      "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05, "epochs": 30},
-]
-grid_seeds = [0]           # f/g seeds per cell (one on the laptop, for time: a cell's p-value is weaker than the main pair's)
-grid_view_pairs = 10       # K view pairs per point in the grid
-grid_points = 500          # S_C and S_S points scored per cell
-supervised_epochs = [20, 50]  # Table 11: two training lengths; the longest enters the rankings
-supervised_lr = 0.05
-topk = [10, 20, 50, 100, 200]
-overlap_fracs = [0.7, 0.8, 0.85]                       # Table 7: |S_S| as a fraction of the pool
-measure_augs = ["noise", "rotate", "colordrop"]        # Table 8: measured with other augmentations
-simclr_augs = ["croponly", "crop", "noise", "mask"]    # Table 9: SimCLR trained with one augmentation type
-mae_mask_ratios = [0.5, 0.75, 0.8, 0.9]                # Table 9: MAE mask ratio
+]                               # Table 1 cells; missing keys take the encoder settings above (dataset, arch, ...)
+grid_seeds: list = [0]          # f/g seeds per cell (one on the laptop, for time: a cell's p-value is weaker than the main pair's)
+grid_view_pairs: int = 10       # K view pairs per point in the grid
+grid_points: int = 500          # S_C and S_S points scored per cell
+supervised_epochs: list = [20, 50]  # Table 11: two training lengths; the longest enters the rankings
+supervised_lr: float = 0.05     # learning rate of the supervised encoders (Table 11)
+topk: list = [10, 20, 50, 100, 200]  # k of the top-k overlaps between rankings (Tables 12-13)
+overlap_fracs: list = [0.7, 0.8, 0.85]  # Table 7: |S_S| as a fraction of the pool
+measure_augs: list = ["noise", "rotate", "colordrop"]  # Table 8: measured with other augmentations
+simclr_augs: list = ["croponly", "crop", "noise", "mask"]  # Table 9: SimCLR trained with one augmentation type
+mae_mask_ratios: list = [0.5, 0.75, 0.8, 0.9]  # Table 9: MAE mask ratio
 
 # %%
 import time
@@ -122,6 +124,7 @@ from memlab.params import check_injected, choice
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
+from memlab.streams import SplitSeed
 from memlab.augment import PRESETS
 from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes, run_cell
 from memlab.jobs import Plan
@@ -266,7 +269,7 @@ display(summary_train)
 # width 1; the raw differences are kept in the CSV as well.
 
 # %%
-meas = Augmentation(measure_aug or cfg.aug or fs[0].objective.aug, mean=cfg.mean, std=cfg.std)
+meas = fs[0].measuring(measure_aug)
 bank = ViewBank(meas, 2 * view_pairs, seed=split_seed)
 
 
@@ -302,7 +305,7 @@ display(subset_stats.round(4))
 # tested on held-out test images).
 
 # %%
-probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), split_seed + 2)
+probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), split_seed + SplitSeed.PROBE_TEST)
 norm_fn = meas.normalize
 accs = []
 for t in fs:
@@ -445,7 +448,7 @@ else:
 def run(spec, measure=""):
     tr, te, sp, sc = data_for(spec["dataset"])
     sub = {k: sc[k][:grid_points] for k in ("S_C", "S_S")}
-    pidx = balanced_subset(te.labels.numpy(), min(probe_test, len(te)), split_seed + 2)
+    pidx = balanced_subset(te.labels.numpy(), min(probe_test, len(te)), split_seed + SplitSeed.PROBE_TEST)
     return run_cell(spec, tr, te, sp, sub, cache=cache, device=dev, view_pairs=grid_view_pairs,
                     rep=representation, probe_idx=pidx, bank_seed=split_seed, measure_aug=measure,
                     snapshot_epochs=snapshots_for(spec), force=force, progress=False)

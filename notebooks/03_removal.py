@@ -39,59 +39,59 @@
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/03_removal.yaml)
-profile = "laptop"
-output_dir = "outputs/laptop"
-device = "auto"            # "auto", "cpu", "cuda", ...
-executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
-                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
-slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
-                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
+profile: str = "laptop"         # parameter profile these values come from: smoke, laptop or paper (labels the outputs)
+output_dir: str = "outputs/laptop"  # folder of the figures, tables and claims (outputs/<profile>)
+device: str = "auto"            # "auto", "cpu", "cuda", ...
+executor: str = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                                # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
+slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                                # array_parallelism, sbatch (a dict of extra #SBATCH options)
 # -- pre-training data (Fig. 3: cifar10; Fig. 6: stl10; Fig. 7: cifar100 -- any memlab dataset)
-dataset = "cifar10"
-synthetic_n_train = 3000   # sizes of the generated splits when a dataset is "synthetic"
-synthetic_n_test = 1000
-atypical_frac = 0.05
-n_half = 1000              # points of f's half and of g's (disjoint; paper: 25000 each)
-split_seed = 0
-download = True            # let torchvision download a missing dataset (False: fall back to synthetic at once)
+dataset: str = "cifar10"        # pre-training data (Fig. 3: cifar10; Fig. 6: stl10; Fig. 7: cifar100)
+synthetic_n_train: int = 3000   # sizes of the generated splits when a dataset is "synthetic"
+synthetic_n_test: int = 1000    # test-split size of the generated data when dataset is "synthetic"
+atypical_frac: float = 0.05     # synthetic data: fraction of planted atypical points
+n_half: int = 1000              # points of f's half and of g's (disjoint; paper: 25000 each)
+split_seed: int = 0             # seed of the disjoint splits S_S, S_C, S_I, S_E
+download: bool = True           # let torchvision download a missing dataset (False: fall back to synthetic at once)
 # -- the SSL encoders
-method = "simclr"
-arch = "resnet9"
-width = 0.25
-objective_kw = {}          # extra objective options (e.g. MAE mask ratio)
-epochs = 40
-batch_size = 256
-optimizer = "sgd"
-lr = 0.06
-weight_decay = 5e-4
-temperature = 0.5
-seeds = [0, 1]             # f, g and every retrained encoder, once per seed (error bars)
-view_pairs = 5             # K view pairs per point for SSLMem (paper: 5)
-representation = "flat"    # "flat" (full output) or "pooled"
+method: str = "simclr"          # SSL objective of f, g and the retrained encoders
+arch: str = "resnet9"           # encoder architecture (memlab.models)
+width: float = 0.25             # width multiplier of the ResNet encoders
+objective_kw: dict = {}         # extra objective options (e.g. MAE mask ratio)
+epochs: int = 40                # training epochs of f, g and the retrained encoders
+batch_size: int = 256           # training batch size
+optimizer: str = "sgd"          # "sgd", "adam", "adamw" or "lars"
+lr: float = 0.06                # base learning rate (cosine schedule)
+weight_decay: float = 5e-4      # weight decay of the optimizer
+temperature: float = 0.5        # NT-Xent temperature
+seeds: list = [0, 1]            # f, g and every retrained encoder, once per seed (error bars)
+view_pairs: int = 5             # K view pairs per point for SSLMem (paper: 5)
+representation: str = "flat"    # "flat" (full output) or "pooled"
 # -- removal (Fig. 3)
-removal_ks = [300, 500]   # paper: 500, 1k, 2k, 4k, 8k, 16k of 25k
-removal_seed = 0               # random removal with seed removal_seed + training seed
-downstream = ["cifar10", "fashion_mnist"]   # linear-probe datasets
-synthetic_fallback = False # True: synthetic data stands in for an unavailable downstream / lambda dataset
-probe_train = 2000
-probe_test = 1000
-probe_iters = 200          # L-BFGS iterations of the linear probe
+removal_ks: list = [300, 500]   # paper: 500, 1k, 2k, 4k, 8k, 16k of 25k
+removal_seed: int = 0           # random removal with seed removal_seed + training seed
+downstream: list = ["cifar10", "fashion_mnist"]  # linear-probe datasets
+synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable downstream / lambda dataset
+probe_train: int = 2000         # training images of the linear probe
+probe_test: int = 1000          # test images of the linear probe
+probe_iters: int = 200          # L-BFGS iterations of the linear probe
 # -- limiting alignment (Eq. 3, Fig. 4)
-lambdas = [0.0, 0.1, 0.3, 0.5]
-lambda_datasets = ["cifar10", "fashion_mnist"]
-lambda_n_half = 250        # fewer points for more epochs per point: stronger memorisation per CPU-minute
-lambda_epochs = 30
-lambda_seeds = [0]
+lambdas: list = [0.0, 0.1, 0.3, 0.5]  # alignment weights lambda of Eq. 3 (0: plain SSL)
+lambda_datasets: list = ["cifar10", "fashion_mnist"]  # datasets of the lambda sweep
+lambda_n_half: int = 250        # fewer points for more epochs per point: stronger memorisation per CPU-minute
+lambda_epochs: int = 30         # training epochs of the lambda sweep's encoders
+lambda_seeds: list = [0]        # seeds of the lambda sweep's f and g
 # -- differential privacy (Table 5): DP-SGD, SimSiam, GroupNorm ResNet; needs opacus
-dp_epsilons = [20.0, 8.0]  # plus the non-private reference, epsilon = inf
-dp_epochs = 5              # 0 = skip
-dp_points = 500            # points of f's and of g's half used by the DP encoders
-dp_arch = "resnet9"
-dp_width = 0.25
-dp_lr = 0.05
-dp_max_grad_norm = 1.0
-force = False
+dp_epsilons: list = [20.0, 8.0]  # plus the non-private reference, epsilon inf
+dp_epochs: int = 5              # 0: skip
+dp_points: int = 500            # points of f's and of g's half used by the DP encoders
+dp_arch: str = "resnet9"        # encoder of the DP runs (GroupNorm variant)
+dp_width: float = 0.25          # width multiplier of the DP encoder
+dp_lr: float = 0.05             # learning rate of DP-SGD
+dp_max_grad_norm: float = 1.0   # per-example gradient clipping norm C of DP-SGD
+force: bool = False             # recompute cached results instead of reusing them
 
 # %%
 import math
@@ -103,7 +103,7 @@ import torch
 from IPython.display import display
 
 from memlab import executors, plots
-from memlab.augment import Augmentation, ViewBank
+from memlab.augment import ViewBank
 from memlab.cache import Cache
 from memlab.data import DATASETS, DatasetNotFound, load_dataset, stand_in
 from memlab.models import MODELS
@@ -115,6 +115,7 @@ from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, f_scores,
                             probe_accuracy, removal_gap, removal_set, retained, ssl_job)
 from memlab.report import Report
 from memlab.splits import balanced_subset
+from memlab.streams import SplitSeed
 from memlab.sslmem import encoder_config
 from memlab.train import TrainConfig, load_encoder, resolve_device, training_cost
 
@@ -162,7 +163,7 @@ def load(name, fallback_seed=0):
                 if name == dataset:
                     raise
                 stand_in(e, name, synthetic_fallback)
-                kw = dict(seed=split_seed + 100 * (fallback_seed + 1), atypical_frac=atypical_frac)
+                kw = dict(seed=split_seed + SplitSeed.SYNTHETIC_STAND_IN * (fallback_seed + 1), atypical_frac=atypical_frac)
                 _loaded[name] = (load_dataset("synthetic", "train", n=synthetic_n_train, **kw),
                                  load_dataset("synthetic", "test", n=synthetic_n_test, **kw),
                                  f"synthetic (for {name})")
@@ -176,8 +177,8 @@ f_pool, g_pool = disjoint_halves(train_data.labels, n_half, split_seed)
 def task(name, i):
     """Linear-probe task: class-balanced probe_train / probe_test images of a dataset's train / test split."""
     tr, te, shown = load(name, i)
-    a = balanced_subset(tr.labels.numpy(), min(probe_train, len(tr)), split_seed + 2)
-    b = balanced_subset(te.labels.numpy(), min(probe_test, len(te)), split_seed + 3)
+    a = balanced_subset(tr.labels.numpy(), min(probe_train, len(tr)), split_seed + SplitSeed.PROBE_TRAIN)
+    b = balanced_subset(te.labels.numpy(), min(probe_test, len(te)), split_seed + SplitSeed.REMOVAL_PROBE_TEST)
     return shown, (tr.images[a], tr.labels[a], te.images[b], te.labels[b])
 
 
@@ -200,8 +201,8 @@ if dp_eps_all:
     dp_cfg = TrainConfig(model=dp_arch, model_kw={"width": dp_width, "norm": "group"}, objective="simsiam",
                          objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
                          weight_decay=0.0, mean=mean, std=std, seed=seeds[0])
-    fd = f_pool[balanced_subset(train_data.labels[f_pool].numpy(), dp_points, split_seed + 5)]
-    gd = g_pool[balanced_subset(train_data.labels[g_pool].numpy(), dp_points, split_seed + 5)]
+    fd = f_pool[balanced_subset(train_data.labels[f_pool].numpy(), dp_points, split_seed + SplitSeed.DP_POINTS)]
+    gd = g_pool[balanced_subset(train_data.labels[g_pool].numpy(), dp_points, split_seed + SplitSeed.DP_POINTS)]
 
 # %% [markdown]
 # ## The plan
@@ -248,7 +249,7 @@ def loaded(job):
 
 def bank_for(trained):
     """K fixed view pairs of the encoder's own training augmentation (the same views for f and g)."""
-    aug = Augmentation(trained.config.aug or trained.objective.aug, mean=trained.config.mean, std=trained.config.std)
+    aug = trained.measuring()
     return ViewBank(aug, 2 * view_pairs, seed=split_seed)
 
 

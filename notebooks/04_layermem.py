@@ -37,77 +37,47 @@
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/04_layermem.yaml)
-profile = "laptop"
-output_dir = "outputs/laptop"
-device = "auto"
-executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
-                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
-slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
-                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
-# -- the SSL encoder pair of notebook 02 (identical values reuse its cached f and g)
-dataset = "cifar10"
-synthetic_n_train = 5000
-synthetic_n_test = 1000
-atypical_frac = 0.05
-method = "simclr"
-arch = "resnet9"
-width = 0.25
-split_shared = 500 
-split_candidates = 500 
-split_independent = 500 
-split_extra = 500 
-split_seed = 0
-score_shared = 500 
-epochs = 80
-batch_size = 256
-optimizer = "sgd"
-lr = 0.06
-weight_decay = 5e-4
-temperature = 0.5
-seeds = [0, 1]
-pair_seeds = True
-view_pairs = 20
-measure_aug = ""
-representation = "flat"
-snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]
+profile: str = "laptop"         # parameter profile these values come from: smoke, laptop or paper (labels the outputs)
+output_dir: str = "outputs/laptop"  # folder of the figures, tables and claims (outputs/<profile>)
+device: str = "auto"            # "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"
+executor: str = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                                # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
+slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                                # array_parallelism, sbatch (a dict of extra #SBATCH options)
+# -- the SSL encoder pair f/g is notebook 02's, read from params/<profile>/02_sslmem.yaml (memlab.recipes):
+#    it comes from 02's cache by construction
 # -- LayerMem
-layer_view_pairs = 5       # K view pairs per point: the first pairs of the same view bank as SSLMem (paper: 5)
-layer_candidates = 500     # S_C candidates scored at every layer; top/least are ranked among them
-layer_shared = 200         # S_S points scored as a control (trained by both f and g: LayerMem about 0)
-layer_range = "layer"      # normalising range: "layer" (per layer) or "shared" (one range for all layers)
-random_points = 100        # the paper's "100 random candidates"
-top_k = 50                 # the 50 most / least memorised candidates (by final-layer SSLMem)
-overlap_k = 100            # top-k overlap between layers
-distant_gap = 4            # layer pairs at least this far apart count as "distant"
-# -- other encoders, as grid cells in notebook 02's format (missing keys take the encoder settings above).
-#    method_cells: SSL methods (equal to 02's grid entries, so their cached f/g are reused);
-#    arch_cells: other architectures (SimCLR unless set). Every cell trains one f/g pair per grid seed.
-grid_seeds = [0]           # seeds per cell: a subset of 02's grid_seeds (its cached encoders are reused per seed)
-method_cells = [
-    {"method": "simclr"},  # = the main pair's recipe: its seed-0 f/g come from the cache
-    {"method": "dino", "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001, "epochs": 30},
-    {"method": "simsiam", "epochs": 30},
-    {"method": "mae", "arch": "vit_tiny", "model_kw": {"depth": 4, "embed_dim": 128, "num_heads": 4},
-     "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.05, "epochs": 30},
-]
-arch_cells = []            # laptop: the larger ResNets are paper-profile only; the ViT comes from the MAE cell
-cell_view_pairs = 5        # K view pairs per point for the other encoders
-cell_candidates = 500      # S_C candidates scored per other encoder
+layer_view_pairs: int = 5       # K view pairs per point: the first pairs of the same view bank as SSLMem (paper: 5)
+layer_candidates: int = 500     # S_C candidates scored at every layer; top/least are ranked among them
+layer_shared: int = 200         # S_S points scored as a control (trained by both f and g: LayerMem about 0)
+layer_range: str = "layer"      # normalising range: "layer" (per layer) or "shared" (one range for all layers)
+random_points: int = 100        # the paper's "100 random candidates"
+top_k: int = 50                 # the 50 most / least memorised candidates (by final-layer SSLMem)
+overlap_k: int = 100            # top-k overlap between layers
+distant_gap: int = 4            # layer pairs at least this far apart count as "distant"
+# -- other encoders. method_cells: SSL methods, named by the labels of notebook 02's grid cells in this profile
+#    (their f/g come from 02's cache); arch_cells: other architectures, as cells in 02's format (missing keys
+#    take the pair's settings; SimCLR unless set). Every cell trains one f/g pair per grid seed.
+grid_seeds: list = [0]          # seeds per cell: a subset of 02's grid_seeds (its cached encoders are reused per seed)
+method_cells: list = ["simclr/resnet9", "dino/resnet9", "simsiam/resnet9", "mae/vit_tiny"]  # labels of 02's grid cells
+arch_cells: list = []           # laptop: the larger ResNets are paper-profile only; the ViT comes from the MAE cell
+cell_view_pairs: int = 5        # K view pairs per point for the other encoders
+cell_candidates: int = 500      # S_C candidates scored per other encoder
 # -- downstream: a second dataset (STL-10 / CIFAR-100 when available, else Fashion-MNIST, else synthetic)
-second_dataset = "fashion_mnist"
-synthetic_fallback = False # True: synthetic data stands in for an unavailable second_dataset
-second_n_train = 2000
-second_n_test = 1000
-second_epochs = 20         # SimCLR epochs of the encoder trained on the second dataset (layer replacement)
-k_layers = 2               # how many layers are fine-tuned / replaced
-random_draws = 2           # random layer choices averaged
-finetune_epochs = 3
-finetune_lr = 0.02
-probe_test = 2000          # CIFAR-10 test images for the probe
-probe_kind = "linear"      # "linear" probe (as in the paper) or "knn" (20-NN, cosine; for quick runs)
-alpha = 0.01
-force = False
+second_dataset: str = "fashion_mnist"  # second dataset (downstream / transfer)
+synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable second_dataset
+second_n_train: int = 2000      # training images taken from the second dataset
+second_n_test: int = 1000       # test images taken from the second dataset
+second_epochs: int = 20         # SimCLR epochs of the encoder trained on the second dataset (layer replacement)
+k_layers: int = 2               # how many layers are fine-tuned / replaced
+random_draws: int = 2           # random layer choices averaged
+finetune_epochs: int = 3        # epochs of the fine-tuning in the layer experiments
+finetune_lr: float = 0.02       # learning rate of that fine-tuning
+probe_test: int = 2000          # CIFAR-10 test images for the probe
+probe_kind: str = "linear"      # "linear" probe (as in the paper) or "knn" (20-NN, cosine; for quick runs)
+alpha: float = 0.01             # significance level of the printed claims
+force: bool = False             # recompute cached results instead of reusing them
 
 # %%
 import time
@@ -134,60 +104,66 @@ from memlab.probes import extract, knn_accuracy, linear_probe
 from memlab.rankings import square
 from memlab.report import Report
 from memlab.splits import balanced_subset
-from memlab.sslmem import encoder_config, f_and_g_jobs, load_splits, scored_subsets
+from memlab.streams import SplitSeed
+from memlab.recipes import sslmem_grid, sslmem_pair
 from memlab.train import encoder_job, load_encoder, resolve_device
 
 # Reject bad parameters before any compute.
 check_injected()
-choice("dataset", dataset, DATASETS)
+pair = sslmem_pair(profile)  # notebook 02's f/g recipe of this profile (params/<profile>/02_sslmem.yaml)
+choice("dataset", pair.dataset, DATASETS)
 choice("second_dataset", second_dataset, DATASETS)
-choice("method", method, OBJECTIVES)
-choice("arch", arch, MODELS)
-choice("representation", representation, ["flat", "pooled"])
+choice("method", pair.method, OBJECTIVES)
+choice("arch", pair.arch, MODELS)
+choice("representation", pair.representation, ["flat", "pooled"])
 choice("layer_range", layer_range, LM.MODES)
 choice("probe_kind", probe_kind, ["linear", "knn"])
-if layer_view_pairs > view_pairs or cell_view_pairs > view_pairs:
+if layer_view_pairs > pair.view_pairs or cell_view_pairs > pair.view_pairs:
     raise ParameterError(f"layer_view_pairs ({layer_view_pairs}) and cell_view_pairs ({cell_view_pairs}) take the "
-                         f"first pairs of the SSLMem view bank and must not exceed view_pairs ({view_pairs})")
+                         f"first pairs of the SSLMem view bank and must not exceed view_pairs ({pair.view_pairs})")
 if max(random_points, 2 * top_k, overlap_k) > min(layer_candidates, cell_candidates):
     raise ParameterError(f"layer_candidates and cell_candidates ({layer_candidates}, {cell_candidates}) must be at least "
                          f"random_points, 2 * top_k and overlap_k ({random_points}, {2 * top_k}, {overlap_k})")
 if distant_gap < 2:
     raise ParameterError(f"distant_gap must be >= 2, got {distant_gap}")
-if not seeds or not grid_seeds:
+if not pair.seeds or not grid_seeds:
     raise ParameterError("seeds and grid_seeds must list at least one seed")
-base_cell = dict(method=method, arch=arch, width=width, dataset=dataset, epochs=epochs, batch_size=batch_size,
-                 optimizer=optimizer, lr=lr, weight_decay=weight_decay, temperature=temperature, seeds=list(grid_seeds))
-m_cells = [cell_spec(c, base_cell) for c in method_cells]  # unknown keys fail here
-a_cells = [cell_spec({"label": f"{c.get('method', method)}/{c.get('arch', arch)}", **c}, base_cell) for c in arch_cells]
+base_cell = pair.base_cell(grid_seeds)
+grid02, grid_seeds02 = sslmem_grid(profile)  # notebook 02's cells: method_cells names some of them
+grid_cells = {c["label"]: c for c in (cell_spec(c, base_cell) for c in grid02)}
+if [c for c in method_cells if c not in grid_cells]:
+    raise ParameterError(f"method_cells {[c for c in method_cells if c not in grid_cells]} are not cells of notebook 02's "
+                         f"grid in profile {profile!r}; its cells: {list(grid_cells)}")
+if not set(grid_seeds) <= set(grid_seeds02):
+    raise ParameterError(f"grid_seeds {grid_seeds} must be a subset of notebook 02's grid_seeds {grid_seeds02} "
+                         f"(profile {profile!r}), whose cached encoders this notebook reuses")
+m_cells = [grid_cells[c] for c in method_cells]
+a_cells = [cell_spec({"label": f"{c.get('method', pair.method)}/{c.get('arch', pair.arch)}", **c}, base_cell) for c in arch_cells]
 for c in m_cells + a_cells:
     choice("cell method", c["method"], OBJECTIVES), choice("cell arch", c["arch"], MODELS)
-    if c["dataset"] != dataset:
-        raise ParameterError(f"cell {c['label']}: LayerMem cells must use the main dataset {dataset!r}")
+    if c["dataset"] != pair.dataset:
+        raise ParameterError(f"cell {c['label']}: LayerMem cells must use the main dataset {pair.dataset!r}")
     if c["method"] == "supervised":
         raise ParameterError(f"cell {c['label']}: LayerMem cells are SSL encoders")
 dev = resolve_device(device)
 executors.make(executor, device=dev, workers=workers or None, slurm=slurm)  # a bad executor fails here
 T0 = time.time()
-report = Report(output_dir, "04_layermem", profile, dataset)
+report = Report(output_dir, "04_layermem", profile, pair.dataset)
 cache = Cache()
 
 # Data first: a missing dataset fails here, before any training.
-train_data, test_data, splits = load_splits(
-    dataset, split_shared=split_shared, split_candidates=split_candidates, split_independent=split_independent,
-    split_extra=split_extra, split_seed=split_seed, synthetic_n_train=synthetic_n_train,
-    synthetic_n_test=synthetic_n_test, atypical_frac=atypical_frac)
+train_data, test_data, splits = pair.load()
 if min(layer_candidates, cell_candidates) > len(splits.candidates):
     raise ParameterError(f"layer_candidates / cell_candidates exceed |S_C| = {len(splits.candidates)}")
 try:
-    second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=split_seed + 11)
-    second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=split_seed + 11)
+    second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
+    second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
 except DatasetNotFound as e:
     stand_in(e, second_dataset, synthetic_fallback)
     second_dataset = "synthetic"
-    second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
-    second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)
-print(f"device {dev} | cache {cache.root} | {dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
+    second_train = load_dataset("synthetic", "train", n=second_n_train, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
+    second_test = load_dataset("synthetic", "test", n=second_n_test, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
+print(f"device {dev} | cache {cache.root} | {pair.dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
 
 # %% [markdown]
 # ## The plan
@@ -197,19 +173,16 @@ print(f"device {dev} | cache {cache.root} | {dataset}: {len(train_data)} train i
 
 # %%
 mean, std = train_data.stats()
-cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
-                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
+cfg = pair.config(mean, std)
 cells = a_cells + [c for c in m_cells if c["label"] not in {a["label"] for a in a_cells}]
 
 
 plan = Plan("04_layermem", cache=cache, device=dev)
-f_jobs, g_jobs = (plan.add_all(js) for js in f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds,
-                                                          cache=cache, force=force))
+f_jobs, g_jobs = (plan.add_all(js) for js in pair.jobs(cfg, train_data, splits, cache=cache, force=force))
 # a cell that repeats the main pair's recipe keeps its snapshot list (as in notebook 02): it is the main pair
 cell_fg = {c["label"]: [plan.add_all(js) for js in cell_jobs(c, train_data, splits, cache=cache, force=force,
                                                               snapshot_epochs=main_recipe_snapshots(c, base_cell,
-                                                                                                    snapshot_epochs))]
+                                                                                                    pair.snapshot_epochs))]
            for c in cells}
 m2_job = plan.add(encoder_job(replace(cfg, epochs=second_epochs, snapshot_epochs=()), second_train.images, None,
                               torch.arange(len(second_train)), cache=cache, data_id=f"{second_dataset}/train",
@@ -236,7 +209,7 @@ def origins(label, trained):
 # %%
 fs, gs = [load(j) for j in f_jobs], [load(j) for j in g_jobs]
 print(origins("f", fs), "|", origins("g", gs))
-scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
+scored = pair.scored(splits, train_data.labels)
 cand_pts = scored["S_C"][:layer_candidates]
 ctrl_pts = scored["S_S"][:layer_shared]
 
@@ -247,26 +220,25 @@ def layermem_of(f_list, g_list, n_cand, n_pairs, measure=""):
     enc = f_list[0].encoder
     layers = LM.layermem_layers(enc)
     final = enc.layer_names[-1]
-    meas = Augmentation(measure or f_list[0].config.aug or f_list[0].objective.aug, mean=f_list[0].config.mean,
-                        std=f_list[0].config.std)
-    bank = ViewBank(meas, 2 * view_pairs, seed=split_seed)
+    meas = f_list[0].measuring(measure)
+    bank = ViewBank(meas, 2 * pair.view_pairs, seed=pair.split_seed)
     pts = torch.cat([cand_pts[:n_cand], ctrl_pts])
     res = LM.cached_layer_scores(cache, f_list, g_list, train_data, pts, bank, layers=list(dict.fromkeys(layers + [final])),
-                                 n_pairs=n_pairs, rep=representation, device=dev, force=force)
+                                 n_pairs=n_pairs, rep=pair.representation, device=dev, force=force)
     lm_all = LM.normalise({l: r["raw"] for l, r in res.items()}, mode=layer_range)
     nc = len(cand_pts[:n_cand])
     cand = {l: v[:nc] for l, v in lm_all.items()}
     ctrl = {l: v[nc:] for l, v in lm_all.items()}
-    grp = LM.groups(cand[final], n_random=random_points, k=top_k, seed=split_seed + 7)
+    grp = LM.groups(cand[final], n_random=random_points, k=top_k, seed=pair.split_seed + SplitSeed.LAYERMEM_GROUPS)
     table = LM.layer_table(cand, layers, grp)
     table["LayerMem S_S control"] = [float(ctrl[l].mean()) for l in layers] if len(ctrl_pts) else np.nan
     table["raw m S_C (mean)"] = [float(res[l]["raw"][:nc].mean()) for l in layers]
     return {"layers": layers, "final": final, "cand": cand, "grp": grp, "table": table, "raw": res}
 
 
-main = layermem_of(fs, gs, layer_candidates, layer_view_pairs, measure_aug)
+main = layermem_of(fs, gs, layer_candidates, layer_view_pairs, pair.measure_aug)
 layers, tab = main["layers"], main["table"]
-report.table(tab, "layermem_resnet9" if arch == "resnet9" else f"layermem_{arch}")
+report.table(tab, "layermem_resnet9" if pair.arch == "resnet9" else f"layermem_{pair.arch}")
 cols = ["layer", "LayerMem random", "Delta random", "LayerMem top", "Delta top", "LayerMem least", "Delta least",
         "LayerMem S_S control"]
 display(tab[cols].round(4))
@@ -282,7 +254,7 @@ display(tab[cols].round(4))
 x_ = np.arange(1, len(layers) + 1)
 fig = plots.lines(x_, {f"{random_points} random candidates": tab["LayerMem random"], f"top-{top_k}": tab["LayerMem top"],
                        f"least-{top_k}": tab["LayerMem least"], "S_S control": tab["LayerMem S_S control"]},
-                  f"LayerMem per layer ({method}, {arch} x{width})", "layer", "LayerMem (in [-1, 1]; 0: none)",
+                  f"LayerMem per layer ({pair.method}, {pair.arch} x{pair.width})", "layer", "LayerMem (in [-1, 1]; 0: none)",
                   report.caption(f"K={layer_view_pairs} view pairs, {len(fs)} f/g seeds, range: {layer_range}"))
 fig.axes[0].set_xticks(x_, layers, rotation=30, ha="right", fontsize=8)
 fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
@@ -290,7 +262,7 @@ report.figure(fig, "layermem_per_layer")
 long = tab.melt(id_vars=["layer"], value_vars=["Delta random", "Delta top", "Delta least"], var_name="group",
                 value_name="Delta-LayerMem")
 fig = plots.grouped_bars(long, "layer", "group", "Delta-LayerMem", "Delta-LayerMem per layer", "Delta-LayerMem (in [-2, 2])",
-                         report.caption(f"{method}, {arch} x{width}"))
+                         report.caption(f"{pair.method}, {pair.arch} x{pair.width}"))
 fig.axes[0].set_ylim(min(0, long["Delta-LayerMem"].min() * 1.1), None)
 fig.axes[0].tick_params(axis="x", labelrotation=30, labelsize=7)
 fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
@@ -429,8 +401,8 @@ else:
 # %%
 f0 = fs[0]
 norm = Augmentation("none", mean=cfg.mean, std=cfg.std).normalize
-probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), split_seed + 2)
-tasks = {dataset: (train_data.images[splits.f_train], train_data.labels[splits.f_train], test_data.images[probe_idx],
+probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), pair.split_seed + SplitSeed.PROBE_TEST)
+tasks = {pair.dataset: (train_data.images[splits.f_train], train_data.labels[splits.f_train], test_data.images[probe_idx],
                    test_data.labels[probe_idx]),
          f"{second_dataset} (2nd)": (second_train.images, second_train.labels, second_test.images, second_test.labels)}
 
@@ -443,18 +415,18 @@ def probe_on(enc, which):
 
 choices = {s: LM.pick_layers(tab, k_layers, s) for s in ("LayerMem", "Delta", "last")}
 for d_ in range(random_draws):
-    choices[f"random #{d_ + 1}"] = LM.pick_layers(tab, k_layers, "random", seed=split_seed + 100 + d_)
+    choices[f"random #{d_ + 1}"] = LM.pick_layers(tab, k_layers, "random", seed=pair.split_seed + SplitSeed.RANDOM_LAYERS + d_)
 second_key = list(tasks)[1]
 ft_rows = [{"strategy": "none (frozen f)", "layers": "", "accuracy": cache.get_or_compute(
-    "layer_probe", {"enc": f0.key, "task": second_key, "n": [second_n_train, second_n_test, split_seed], "probe": probe_kind},
+    "layer_probe", {"enc": f0.key, "task": second_key, "n": [second_n_train, second_n_test, pair.split_seed], "probe": probe_kind},
     lambda: probe_on(f0.encoder, second_key), force=force)}]
 for s, ls in choices.items():
     key = {"enc": f0.key, "layers": ls, "epochs": finetune_epochs, "lr": finetune_lr, "data": second_dataset,
-           "n": [second_n_train, second_n_test, split_seed], "seed": split_seed, "probe": probe_kind}
+           "n": [second_n_train, second_n_test, pair.split_seed], "seed": pair.split_seed, "probe": probe_kind}
 
     def run_ft(ls=ls):  # a few epochs of a few layers: fine-tuned here, not a job of the plan
         enc, hist = LM.finetune(f0, ls, second_train.images, epochs=finetune_epochs, lr=finetune_lr,
-                                batch_size=batch_size, seed=split_seed, device=dev)
+                                batch_size=pair.batch_size, seed=pair.split_seed, device=dev)
         return {"acc": probe_on(enc, second_key), "loss": hist[-1]["loss"]}
 
     r_ = cache.get_or_compute("layer_finetune", key, run_ft, force=force)
@@ -478,11 +450,11 @@ rep_choices = {"most (LayerMem)": LM.pick_layers(tab, k_layers, "LayerMem"),
                "least (LayerMem)": LM.pick_layers(tab, k_layers, "least LayerMem"),
                "least (Delta)": LM.pick_layers(tab, k_layers, "least Delta")}
 for d_ in range(random_draws):
-    rep_choices[f"random #{d_ + 1}"] = LM.pick_layers(tab, k_layers, "random", seed=split_seed + 200 + d_)
+    rep_choices[f"random #{d_ + 1}"] = LM.pick_layers(tab, k_layers, "random", seed=pair.split_seed + SplitSeed.RANDOM_REPLACED + d_)
 rep_rows = []
 for s, ls in [("none (f)", []), *rep_choices.items(), ("all (second-dataset encoder)", layers)]:
     key = {"target": f0.key, "source": m2.key, "layers": list(ls), "probe": [probe_kind, probe_test, second_n_train,
-                                                                             second_n_test, split_seed]}
+                                                                             second_n_test, pair.split_seed]}
 
     def run_rep(ls=ls):
         enc = LM.replace_layers(f0.encoder, m2.encoder, ls) if ls else f0.encoder
@@ -538,9 +510,9 @@ best_mem = max(fa["LayerMem"], fa["Delta"])
 report.claim(f"fine-tuning the {k_layers} most memorising layers beats fine-tuning the last {k_layers} (probe "
              f"accuracy on {second_dataset})", best_mem > fa["last"],
              f"LayerMem {fa['LayerMem']:.4f}, Delta {fa['Delta']:.4f}, last {fa['last']:.4f}, random {fa['random']:.4f}")
-ra = rep[rep.dataset == dataset].groupby("group", sort=False).accuracy.mean()
+ra = rep[rep.dataset == pair.dataset].groupby("group", sort=False).accuracy.mean()
 worst_most = min(ra["most (LayerMem)"], ra["most (Delta)"])
-report.claim(f"replacing the most memorising layers costs the most {dataset} accuracy (vs least and random)",
+report.claim(f"replacing the most memorising layers costs the most {pair.dataset} accuracy (vs least and random)",
              worst_most < min(ra["least (LayerMem)"], ra["least (Delta)"], ra["random"]),
              ", ".join(f"{k} {v:.4f}" for k, v in ra.items()))
 report.claims_table()
@@ -549,7 +521,7 @@ report.claims_table()
 # ## Closing note
 
 # %%
-print(f"profile {profile} | {dataset} | {method}/{arch} x{width}, {epochs} epochs, seeds {list(seeds)} | "
+print(f"profile {profile} | {pair.dataset} | {pair.method}/{pair.arch} x{pair.width}, {pair.epochs} epochs, seeds {list(pair.seeds)} | "
       f"K={layer_view_pairs} view pairs | {len(cand_pts)} candidates + {len(ctrl_pts)} controls | range: {layer_range} "
       f"| device {dev} | wall time {time.time() - T0:.0f}s")
 report.print_claims()

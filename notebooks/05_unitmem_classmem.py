@@ -31,68 +31,44 @@
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/05_unitmem_classmem.yaml)
-profile = "laptop"
-output_dir = "outputs/laptop"
-device = "auto"
-executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
-                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
-slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
-                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
-# -- the SSL encoder pair of notebook 02 (identical values reuse its cached f and g and its SSLMem scores)
-dataset = "cifar10"
-synthetic_n_train = 5000
-synthetic_n_test = 1000
-atypical_frac = 0.05
-method = "simclr"
-arch = "resnet9"
-width = 0.25
-split_shared = 500 
-split_candidates = 500 
-split_independent = 500 
-split_extra = 500 
-split_seed = 0
-score_shared = 500 
-epochs = 80
-batch_size = 256
-optimizer = "sgd"
-lr = 0.06
-weight_decay = 5e-4
-temperature = 0.5
-seeds = [0, 1]
-pair_seeds = True
-view_pairs = 20
-measure_aug = ""
-representation = "flat"
-snapshot_epochs = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]
+profile: str = "laptop"         # parameter profile these values come from: smoke, laptop or paper (labels the outputs)
+output_dir: str = "outputs/laptop"  # folder of the figures, tables and claims (outputs/<profile>)
+device: str = "auto"            # "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"
+executor: str = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                                # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
+slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                                # array_parallelism, sbatch (a dict of extra #SBATCH options)
+# -- the SSL encoder pair f/g is notebook 02's, read from params/<profile>/02_sslmem.yaml (memlab.recipes):
+#    it and its SSLMem scores come from 02's cache by construction
 # -- UnitMem
-unit_views = 10            # K augmentations per point (paper: 10)
-unit_points = 1000         # |D|: a class-balanced part of f's training set (all of it when larger)
-unit_rest = "mean"         # mu_-max: "mean" of the other points (paper) or "median" (reference code)
-deep_layers = 2            # how many of the last layers count as "the deepest" for the claim
-dynamics_layer = ""        # layer followed over training ("" = the last layer)
-dynamics_points = 1000     # points of D used per snapshot
-top_k = 50                 # top-k vs least-k memorised points (by SSLMem)
+unit_views: int = 10            # K augmentations per point (paper: 10)
+unit_points: int = 1000         # |D|: a class-balanced part of f's training set (all of it when larger)
+unit_rest: str = "mean"         # mu_-max: "mean" of the other points (paper) or "median" (reference code)
+deep_layers: int = 2            # how many of the last layers count as "the deepest" for the claim
+dynamics_layer: str = ""        # layer followed over training ("": the last layer)
+dynamics_points: int = 1000     # points of D used per snapshot
+top_k: int = 50                 # top-k vs least-k memorised points (by SSLMem)
 # -- supervised encoder (same architecture and training points, true labels, weak augmentation)
-supervised_epochs = 120     # long enough to fit the training set (cross-entropy about 0.01)
-supervised_lr = 0.05
+supervised_epochs: int = 120    # long enough to fit the training set (cross-entropy about 0.01)
+supervised_lr: float = 0.05     # learning rate of the supervised encoders
 # -- second dataset: UnitMem across datasets, and the downstream probe after pruning
-second_dataset = "fashion_mnist"
-synthetic_fallback = False # True: synthetic data stands in for an unavailable second_dataset
-second_n_train = 2000
-second_n_test = 1000
-second_epochs = 40         # SimCLR epochs of the encoder trained on the second dataset (0 = skip)
+second_dataset: str = "fashion_mnist"  # second dataset (downstream / transfer)
+synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable second_dataset
+second_n_train: int = 2000      # training images taken from the second dataset
+second_n_test: int = 1000       # test images taken from the second dataset
+second_epochs: int = 40         # SimCLR epochs of the encoder trained on the second dataset (0: skip)
 # -- pruning
-prune_fracs = [0.1, 0.2]
-prune_seed = 0
-probe_test = 2000
+prune_fracs: list = [0.1, 0.2]  # fractions of units pruned (highest UnitMem, lowest, random)
+prune_seed: int = 0             # seed of the random pruning
+probe_test: int = 2000          # test images of the probe after pruning
 # -- differential privacy (DP-SGD, GroupNorm ResNet-9, SimSiam; needs opacus)
-dp_epsilons = [20.0, 8.0]
-dp_epochs = 10             # 0 = skip the DP section
-dp_points = 1000           # training points of the DP encoders (per-example gradients are slow on a CPU)
-dp_lr = 0.05
-alpha = 0.01
-force = False
+dp_epsilons: list = [20.0, 8.0]  # privacy budgets epsilon of the DP encoders; the non-private reference runs as well
+dp_epochs: int = 10             # 0: skip the DP section
+dp_points: int = 1000           # training points of the DP encoders (per-example gradients are slow on a CPU)
+dp_lr: float = 0.05             # learning rate of DP-SGD
+alpha: float = 0.01             # significance level of the printed claims
+force: bool = False             # recompute cached results instead of reusing them
 
 # %%
 import time
@@ -114,37 +90,37 @@ from memlab.params import check_injected, choice
 from memlab.probes import extract, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
-from memlab.sslmem import cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, scored_subsets
+from memlab.streams import SplitSeed
+from memlab.recipes import sslmem_pair
+from memlab.sslmem import cached_scores, normalized
 from memlab.train import TrainConfig, encoder_job, load_encoder, resolve_device
 from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, link_test, live_units, point_unit_link, prune_masks, pruned,
                             unitmem)
 
 check_injected()
-choice("dataset", dataset, DATASETS)
+pair = sslmem_pair(profile)  # notebook 02's f/g recipe of this profile (params/<profile>/02_sslmem.yaml)
+choice("dataset", pair.dataset, DATASETS)
 choice("second_dataset", second_dataset, DATASETS)
-choice("arch", arch, MODELS)
+choice("arch", pair.arch, MODELS)
 choice("unit_rest", unit_rest, ["mean", "median"])
 if any(not 0 < f < 1 for f in prune_fracs):
     raise ValueError(f"prune_fracs must lie in (0, 1), got {prune_fracs}")
 dev = resolve_device(device)
 executors.make(executor, device=dev, workers=workers or None, slurm=slurm)  # a bad executor fails here
 T0 = time.time()
-report = Report(output_dir, "05_unitmem_classmem", profile, dataset)
+report = Report(output_dir, "05_unitmem_classmem", profile, pair.dataset)
 cache = Cache()
 
 # Data first: a missing dataset fails here, before any training.
-train_data, test_data, splits = load_splits(
-    dataset, split_shared=split_shared, split_candidates=split_candidates, split_independent=split_independent,
-    split_extra=split_extra, split_seed=split_seed, synthetic_n_train=synthetic_n_train,
-    synthetic_n_test=synthetic_n_test, atypical_frac=atypical_frac)
+train_data, test_data, splits = pair.load()
 try:
-    second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=split_seed + 11)
-    second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=split_seed + 11)
+    second_train = load_dataset(second_dataset, "train", n=second_n_train, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
+    second_test = load_dataset(second_dataset, "test", n=second_n_test, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
 except DatasetNotFound as e:
     stand_in(e, second_dataset, synthetic_fallback)
     second_dataset = "synthetic"
-    second_train = load_dataset("synthetic", "train", n=second_n_train, seed=split_seed + 11)
-    second_test = load_dataset("synthetic", "test", n=second_n_test, seed=split_seed + 11)
+    second_train = load_dataset("synthetic", "train", n=second_n_train, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
+    second_test = load_dataset("synthetic", "test", n=second_n_test, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
 if dp_epochs > 0:
     from memlab.dp import dp_job, load_dp, require_opacus
     try:
@@ -152,7 +128,7 @@ if dp_epochs > 0:
     except ImportError as e:
         print(f"{e}\nThe DP section is skipped; everything else runs.")
         dp_epochs = 0
-print(f"device {dev} | {dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
+print(f"device {dev} | {pair.dataset}: {len(train_data)} train images | second dataset: {second_dataset}")
 
 # %% [markdown]
 # ## The plan
@@ -162,33 +138,30 @@ print(f"device {dev} | {dataset}: {len(train_data)} train images | second datase
 
 # %%
 mean, std = train_data.stats()
-cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
-                     batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
+cfg = pair.config(mean, std)
 sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", epochs=supervised_epochs,
                   lr=supervised_lr, snapshot_epochs=())
 F = splits.f_train
 plan = Plan("05_unitmem_classmem", cache=cache, device=dev)
-f_jobs, g_jobs = (plan.add_all(js) for js in f_and_g_jobs(cfg, train_data, splits, seeds=seeds, pair_seeds=pair_seeds,
-                                                          cache=cache, force=force))
+f_jobs, g_jobs = (plan.add_all(js) for js in pair.jobs(cfg, train_data, splits, cache=cache, force=force))
 sup_job = plan.add(encoder_job(sup_cfg, train_data.images[F], train_data.labels[F], F, cache=cache,
-                               data_id=f"{dataset}/train", name=f"supervised/{arch}", force=force))
+                               data_id=f"{pair.dataset}/train", name=f"supervised/{pair.arch}", force=force))
 if second_epochs > 0:
     m2, s2 = second_train.stats()
     cfg2 = replace(cfg, epochs=second_epochs, snapshot_epochs=(), mean=m2, std=s2)
     ssl2_job = plan.add(encoder_job(cfg2, second_train.images, None, torch.arange(len(second_train)), cache=cache,
-                                    data_id=f"{second_dataset}/train", name=f"{method}/{arch} on {second_dataset}",
+                                    data_id=f"{second_dataset}/train", name=f"{pair.method}/{pair.arch} on {second_dataset}",
                                     force=force))
 if dp_epochs > 0:
-    Ddp = F[balanced_subset(train_data.labels[F].numpy(), min(dp_points, len(F)), split_seed + 5)]
-    dp_cfg = TrainConfig(model=arch, model_kw={"width": width, "norm": "group"}, objective="simsiam",
-                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
+    Ddp = F[balanced_subset(train_data.labels[F].numpy(), min(dp_points, len(F)), pair.split_seed + SplitSeed.DP_POINTS)]
+    dp_cfg = TrainConfig(model=pair.arch, model_kw={"width": pair.width, "norm": "group"}, objective="simsiam",
+                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=pair.batch_size, lr=dp_lr,
                          weight_decay=0.0, mean=cfg.mean, std=cfg.std)
     dp_jobs = {"inf": plan.add(encoder_job(dp_cfg, train_data.images[Ddp], None, Ddp, cache=cache,
                                            name="DP reference (eps=inf: no clipping, no noise)", force=force))}
     for eps in dp_epsilons:
         dp_jobs[f"{eps:g}"] = plan.add(dp_job(dp_cfg, train_data.images[Ddp], Ddp, epsilon=eps, cache=cache,
-                                              data_id=f"{dataset}/train", force=force))
+                                              data_id=f"{pair.dataset}/train", force=force))
 status = plan.run(executor, workers=workers or None, slurm=slurm)
 
 
@@ -209,7 +182,7 @@ def load(job):
 fs, gs = [load(j) for j in f_jobs], [load(j) for j in g_jobs]
 ssl = fs[0]
 sup = load(sup_job)
-D = F[balanced_subset(train_data.labels[F].numpy(), min(unit_points, len(F)), split_seed + 6)] if unit_points < len(F) else F
+D = F[balanced_subset(train_data.labels[F].numpy(), min(unit_points, len(F)), pair.split_seed + SplitSeed.UNIT_POINTS)] if unit_points < len(F) else F
 print(f"SSL encoder: {'cache' if ssl.from_cache else 'trained'}, final loss {ssl.history[-1]['loss']:.3f}")
 print(f"supervised encoder: {'cache' if sup.from_cache else 'trained'}, final loss {sup.history[-1]['loss']:.3f}")
 layers = ssl.encoder.layer_names
@@ -218,8 +191,8 @@ layers = ssl.encoder.layer_names
 def stats_of(trained, data, idx, keep=()):
     """Unit statistics of ``trained`` on ``data[idx]``, each point seen through ``unit_views`` fixed views of the
     encoder's own training augmentation (cached)."""
-    aug = Augmentation(trained.config.aug or trained.objective.aug, mean=trained.config.mean, std=trained.config.std)
-    return cached_unit_stats(cache, trained, data, idx, ViewBank(aug, unit_views, seed=split_seed + 3), keep=keep,
+    aug = trained.measuring()
+    return cached_unit_stats(cache, trained, data, idx, ViewBank(aug, unit_views, seed=pair.split_seed + SplitSeed.UNIT_VIEWS), keep=keep,
                              device=dev, force=force)
 
 
@@ -246,10 +219,10 @@ report.table(summ, "layer_summary")
 display(summ.round(3))
 fig = plots.per_layer_box({"SSL (SimCLR)": {l: ssl_table[ssl_table.layer == l].unitmem for l in layers},
                            "supervised": {l: sup_table[sup_table.layer == l].unitmem for l in layers}},
-                          "UnitMem per layer", "UnitMem", report.caption(f"{arch} x{width}, K={unit_views} views"))
+                          "UnitMem per layer", "UnitMem", report.caption(f"{pair.arch} x{pair.width}, K={unit_views} views"))
 report.figure(fig, "unitmem_per_layer")
 
-across = {dataset: ssl_table[ssl_table.layer == layers[-1]].unitmem.to_numpy()}
+across = {pair.dataset: ssl_table[ssl_table.layer == layers[-1]].unitmem.to_numpy()}
 if second_epochs > 0:
     ssl2 = load(ssl2_job)
     print(f"{second_dataset} encoder: {'cache' if ssl2.from_cache else 'trained'}, final loss {ssl2.history[-1]['loss']:.3f}")
@@ -274,7 +247,7 @@ report.figure(fig, "unitmem_across_datasets")
 
 # %%
 fig = plots.unit_scatter_grid({"SSL": ssl_table, "supervised": sup_table}, layers,
-                              "ClassMem vs UnitMem per layer", report.caption(f"{arch} x{width}"))
+                              "ClassMem vs UnitMem per layer", report.caption(f"{pair.arch} x{pair.width}"))
 report.figure(fig, "classmem_vs_unitmem")
 frac = pd.DataFrame({"layer": layers,
                      "SSL: frac UnitMem > ClassMem": summ_ssl.set_index("layer").loc[layers, "frac_unitmem_gt_classmem"].values,
@@ -291,7 +264,7 @@ display(frac.round(3))
 # %%
 dyn_layer = dynamics_layer or layers[-1]
 choice("dynamics_layer", dyn_layer, layers)
-Dd = D[balanced_subset(train_data.labels[D].numpy(), min(dynamics_points, len(D)), split_seed + 4)]
+Dd = D[balanced_subset(train_data.labels[D].numpy(), min(dynamics_points, len(D)), pair.split_seed + SplitSeed.DYNAMICS_POINTS)]
 dyn = []
 for e in sorted(ssl.snapshots):
     st = stats_of(ssl.at_epoch(e), train_data, Dd)[dyn_layer]
@@ -302,7 +275,7 @@ report.table(dyn, "unitmem_over_epochs")
 display(dyn.round(4))
 if len(dyn):
     fig = plots.lines(dyn["epoch"], {dyn_layer: dyn["mean UnitMem"]}, f"Mean UnitMem of {dyn_layer} over training",
-                      "epoch", "mean UnitMem", report.caption(f"{method}, {arch} x{width}, {len(Dd)} points"),
+                      "epoch", "mean UnitMem", report.caption(f"{pair.method}, {pair.arch} x{pair.width}, {len(Dd)} points"),
                       vline=cfg.warmup_epochs)
     report.figure(fig, "unitmem_over_epochs")
 
@@ -315,10 +288,9 @@ if len(dyn):
 # unit, is a different quantity, kept in the library as an extra.)
 
 # %%
-scored = scored_subsets(splits, train_data.labels, score_shared, split_seed)
-bank = ViewBank(Augmentation(measure_aug or cfg.aug or ssl.objective.aug, mean=cfg.mean, std=cfg.std),
-                2 * view_pairs, seed=split_seed)
-results = cached_scores(cache, fs, gs, train_data, test_data, scored, bank, n_pairs=view_pairs, rep=representation,
+scored = pair.scored(splits, train_data.labels)
+bank = ViewBank(ssl.measuring(pair.measure_aug), 2 * pair.view_pairs, seed=pair.split_seed)
+results = cached_scores(cache, fs, gs, train_data, test_data, scored, bank, n_pairs=pair.view_pairs, rep=pair.representation,
                         device=dev, force=force)
 m = normalized(results, layers[-1])
 mem = dict(zip(torch.cat([scored["S_C"], scored["S_S"]]).tolist(), torch.cat([m["S_C"], m["S_S"]]).tolist()))
@@ -350,11 +322,11 @@ report.figure(fig, "sslmem_vs_unitmem")
 # parameter, BatchNorm included). The paper finds that removing the most memorising units hurts most.
 
 # %%
-probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), split_seed + 2)
+probe_idx = balanced_subset(test_data.labels.numpy(), min(probe_test, len(test_data)), pair.split_seed + SplitSeed.PROBE_TEST)
 norm1 = Augmentation("none", mean=cfg.mean, std=cfg.std).normalize
 m2_, s2_ = second_train.stats()
 norm2 = Augmentation("none", mean=m2_, std=s2_).normalize
-tasks = {dataset: (train_data.images[F], train_data.labels[F], test_data.images[probe_idx], test_data.labels[probe_idx], norm1),
+tasks = {pair.dataset: (train_data.images[F], train_data.labels[F], test_data.images[probe_idx], test_data.labels[probe_idx], norm1),
          second_dataset: (second_train.images, second_train.labels, second_test.images, second_test.labels, norm2)}
 
 
@@ -397,7 +369,7 @@ if dp_epochs > 0:
     for name, tr in runs.items():
         st = stats_of(tr, train_data, Ddp)
         t = layer_table(st, unit_rest)
-        acc = probe_all(tr.encoder)[dataset]
+        acc = probe_all(tr.encoder)[pair.dataset]
         for l in layers:
             d = live_units(t[t.layer == l])
             dp_rows.append({"epsilon": name, "layer": l, "mean UnitMem": d.unitmem.mean(), "probe acc": acc})
@@ -406,7 +378,7 @@ if dp_epochs > 0:
     display(dp_df.pivot_table(index="layer", columns="epsilon", values="mean UnitMem", sort=False).round(4))
     fig = plots.lines(range(len(layers)), {f"epsilon={k}": dp_df[dp_df.epsilon == k]["mean UnitMem"].to_numpy()
                                            for k in runs}, "Mean UnitMem per layer under DP-SGD", "layer index",
-                      "mean UnitMem", report.caption(f"SimSiam, GroupNorm {arch} x{width}, {dp_epochs} epochs"))
+                      "mean UnitMem", report.caption(f"SimSiam, GroupNorm {pair.arch} x{pair.width}, {dp_epochs} epochs"))
     report.figure(fig, "dp_unitmem")
 else:
     print("DP section skipped (dp_epochs = 0 in this profile).")
@@ -461,6 +433,6 @@ report.claims_table()
 # ## Closing note
 
 # %%
-print(f"profile {profile} | {dataset} | {method}/{arch} x{width}, {epochs} epochs | |D|={len(D)}, K={unit_views} "
+print(f"profile {profile} | {pair.dataset} | {pair.method}/{pair.arch} x{pair.width}, {pair.epochs} epochs | |D|={len(D)}, K={unit_views} "
       f"| device {dev} | wall time {time.time() - T0:.0f}s")
 report.print_claims()

@@ -36,77 +36,77 @@
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/06_benign_memorization.yaml)
-profile = "laptop"
-output_dir = "outputs/laptop"
-device = "auto"            # "auto", "cpu", "cuda", ...
-executor = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
-                           # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
-workers = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
-slurm = {}                 # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
-                           # array_parallelism, sbatch (a dict of extra #SBATCH options)
-threads = 0                # torch CPU threads (0 = the torch default; 1 is faster on a busy shared machine)
-dataset = "cifar10"        # any memlab dataset; "synthetic" works offline
-synthetic_n_train = 3000   # sizes of the generated splits for the synthetic dataset
-synthetic_n_test = 1000
-n_train = 1000             # training images (class-balanced); also the K-NN memory bank (clean labels)
-n_test = 1000              # test images of the probes
-data_seed = 0
+profile: str = "laptop"         # parameter profile these values come from: smoke, laptop or paper (labels the outputs)
+output_dir: str = "outputs/laptop"  # folder of the figures, tables and claims (outputs/<profile>)
+device: str = "auto"            # "auto", "cpu", "cuda", ...
+executor: str = "auto"          # where the training jobs run: "auto", "inline", "local" (one worker per CPU core or
+                                # GPU) or "slurm" (submitit); the environment variable MEMLAB_EXECUTOR overrides it
+workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
+slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
+                                # array_parallelism, sbatch (a dict of extra #SBATCH options)
+threads: int = 0                # torch CPU threads (0: the torch default; 1 is faster on a busy shared machine)
+dataset: str = "cifar10"        # any memlab dataset; "synthetic" works offline
+synthetic_n_train: int = 3000   # sizes of the generated splits for the synthetic dataset
+synthetic_n_test: int = 1000    # test-split size of the generated data when dataset is "synthetic"
+n_train: int = 1000             # training images (class-balanced); also the K-NN memory bank (clean labels)
+n_test: int = 1000              # test images of the probes
+data_seed: int = 0              # seed of the class-balanced subsets
 # -- network and training (Table 2)
-arch = "resnet9"           # encoder (memlab.models); paper: resnet18
-width = 0.25               # width multiplier of resnet encoders
-hidden = 512               # projector hidden width
-num_classes = 10           # random classes C
-loss = "ce"                # "ce" or "mse" on one-hot targets
-mixup = 0.0                # Beta(a, a) mixup on the DA runs (0 = off; strongest runs of the paper: 1.0)
-optimizer = "adam"
-lr = 1e-3
-weight_decay = 0.0
-batch_size = 128
-seed = 0
-fit_target = 1.0           # "fitted": this training accuracy on the unaugmented set (Definition 4.1: 1.0)
-eval_every = 5             # epochs between fit checks (training stops once fitted)
-epochs_noaug = 60          # budget: random labels without DA (stops when fitted)
-epochs_aug = 250           # budget: random labels with DA
-epochs_clean = 30          # budget: clean labels with DA
-probe_every = 10           # K-NN and invariance of the DA run recorded every ... epochs
-knn_k = 20
+arch: str = "resnet9"           # encoder (memlab.models); paper: resnet18
+width: float = 0.25             # width multiplier of resnet encoders
+hidden: int = 512               # projector hidden width
+num_classes: int = 10           # random classes C
+loss: str = "ce"                # "ce" or "mse" on one-hot targets
+mixup: float = 0.0              # Beta(a, a) mixup on the DA runs (0: off; strongest runs of the paper: 1.0)
+optimizer: str = "adam"         # "adam" or "sgd"
+lr: float = 1e-3                # learning rate
+weight_decay: float = 0.0       # weight decay
+batch_size: int = 128           # training batch size
+seed: int = 0                   # training seed
+fit_target: float = 1.0         # "fitted": this training accuracy on the unaugmented set (Definition 4.1: 1.0)
+eval_every: int = 5             # epochs between fit checks (training stops once fitted)
+epochs_noaug: int = 60          # budget: random labels without DA (stops when fitted)
+epochs_aug: int = 250           # budget: random labels with DA
+epochs_clean: int = 30          # budget: clean labels with DA
+probe_every: int = 10           # K-NN and invariance of the DA run recorded every ... epochs
+knn_k: int = 20                 # k of the K-NN probe
 # -- Fig. 3 (per-layer probes) and Fig. 6 (invariance)
-layer_probe_train = 1000   # training images probed per layer (clean K-NN memory; random-label K-NN)
-layer_probe_test = 1000
-inv_images = 100           # images for I(x; q, T)
-inv_pairs = 2              # augmentation pairs per image
+layer_probe_train: int = 1000   # training images probed per layer (clean K-NN memory; random-label K-NN)
+layer_probe_test: int = 1000    # test images probed per layer
+inv_images: int = 100           # images for I(x; q, T)
+inv_pairs: int = 2              # augmentation pairs per image
 # -- Fig. 5 (capacity): B fixed augmentations per image, fixed step budget
-cap_n = 100
-cap_B = [1, 4, 16]
-cap_steps = 100
+cap_n: int = 100                # Fig. 5: images of the capacity runs
+cap_B: list = [1, 4, 16]        # Fig. 5: fixed augmentations per image
+cap_steps: int = 100            # Fig. 5: gradient steps per run
 # -- Table 4: i.i.d. "augmentations"
-iid_s = 100                # anchor images
-iid_B = 10                 # same-class real examples per anchor (the anchor included)
-iid_steps = 100
+iid_s: int = 100                # anchor images
+iid_B: int = 10                 # same-class real examples per anchor (the anchor included)
+iid_steps: int = 100            # Table 4: gradient steps
 # -- sweeps (short budgets on sweep_n images, random labels with DA unless stated)
-sweep_n = 400
-sweep_epochs = 20
-sweep_widths = [64, 512, 2048]            # Fig. 7: projector hidden width
-sweep_classes = [10, 100, "per_sample"]   # Fig. 8: number of random classes
-sweep_noise = [0.0, 0.5, 1.0]             # Fig. 12: label-noise fraction, with and without DA
-sweep_magnitudes = [1, 9, 17]             # Fig. 11: RandAugment magnitude (2 ops)
+sweep_n: int = 400              # images of the sweep runs
+sweep_epochs: int = 20          # epochs of each sweep run
+sweep_widths: list = [64, 512, 2048]  # Fig. 7: projector hidden width
+sweep_classes: list = [10, 100, "per_sample"]  # Fig. 8: number of random classes
+sweep_noise: list = [0.0, 0.5, 1.0]  # Fig. 12: label-noise fraction, with and without DA
+sweep_magnitudes: list = [1, 9, 17]  # Fig. 11: RandAugment magnitude (2 ops)
 # -- Fig. 9: transfer to a second dataset
-second_dataset = "fashion_mnist"
-second_n_train = 1000
-second_n_test = 1000
+second_dataset: str = "fashion_mnist"  # Fig. 9: dataset the features transfer to
+second_n_train: int = 1000      # Fig. 9: training images of the second dataset
+second_n_test: int = 1000       # Fig. 9: test images of the second dataset
 # -- appendix E toy model
-toy_n = [25, 100, 400]
-toy_B = [1, 5, 20, 50]
-toy_d = 20
-toy_d1 = 2
-toy_classes = 5
-toy_K = 10
-toy_sigma = 1.0
-toy_steps = 300
+toy_n: list = [25, 100, 400]    # toy model: training-set sizes
+toy_B: list = [1, 5, 20, 50]    # toy model: augmentations per point
+toy_d: int = 20                 # toy model: input dimension
+toy_d1: int = 2                 # toy model: dimension of the informative subspace
+toy_classes: int = 5            # toy model: classes
+toy_K: int = 10                 # toy model: hidden width
+toy_sigma: float = 1.0          # toy model: augmentation noise scale
+toy_steps: int = 300            # toy model: gradient steps
 # -- appendix B
-mse_images = 64
-mse_views = 8
-force = False              # recompute cached runs
+mse_images: int = 64            # appendix B: images of the MSE run
+mse_views: int = 8              # appendix B: views per image
+force: bool = False             # recompute cached runs
 
 # %%
 import time
@@ -128,6 +128,7 @@ from memlab.params import ParameterError, check_injected, choice
 from memlab.probes import knn_accuracy, knn_loo_accuracy, linear_probe
 from memlab.report import Report
 from memlab.splits import balanced_subset
+from memlab.streams import BenignSeed
 from memlab.toy import ToyConfig
 from memlab.toy import grid as toy_grid
 from memlab.train import resolve_device
@@ -173,7 +174,7 @@ train_full = load_dataset(dataset, "train", **kw)
 test_full = load_dataset(dataset, "test", **(dict(n=synthetic_n_test) if dataset == "synthetic" else {}))
 main_idx = balanced_subset(train_full.labels.numpy(), n_train, data_seed)
 train = train_full.subset(main_idx)
-test = test_full.subset(balanced_subset(test_full.labels.numpy(), min(n_test, len(test_full)), data_seed + 1))
+test = test_full.subset(balanced_subset(test_full.labels.numpy(), min(n_test, len(test_full)), data_seed + BenignSeed.TEST))
 C_true = train_full.num_classes
 mean, std = train.stats()
 Xtr, Ytr, Xte, Yte = train.images, train.labels, test.images, test.labels
@@ -225,7 +226,7 @@ def declare(name, cfg, ts, monitor=None):
 
 
 # Table 2: the DA run records its K-NN accuracy and the invariance of every layer (Fig. 6) every probe_every epochs
-inv_idx = balanced_subset(Ytr.numpy(), inv_images, data_seed + 2)
+inv_idx = balanced_subset(Ytr.numpy(), inv_images, data_seed + BenignSeed.INVARIANCE)
 monitor = Monitor(Xtr, Ytr, Xte, Yte, norm, every=probe_every, inv_images=Xtr[inv_idx],
                   inv_aug=make_aug(cfg_for()), inv_pairs=inv_pairs, seed=seed, k=knn_k)
 ts_rand = plain_set(Xtr, rand_labels, num_classes)
@@ -234,12 +235,12 @@ declare("random labels, DA", cfg_for("simclr", epochs_aug), ts_rand, monitor)
 declare("clean labels, DA", cfg_for("simclr", epochs_clean), plain_set(Xtr, Ytr, C_true))
 
 # Fig. 5: B fixed views of each of cap_n images, a random label per view or per image, cap_steps steps
-cap_imgs = Xtr[balanced_subset(Ytr.numpy(), cap_n, data_seed + 4)]
-cap_img_labels = make_labels(torch.zeros(cap_n, dtype=torch.long), 1.0, num_classes, seed + 1)
+cap_imgs = Xtr[balanced_subset(Ytr.numpy(), cap_n, data_seed + BenignSeed.CAPACITY)]
+cap_img_labels = make_labels(torch.zeros(cap_n, dtype=torch.long), 1.0, num_classes, seed + BenignSeed.CAPACITY_LABELS)
 cap_name = lambda B, preserved: f"capacity B={B}, labels {'preserved' if preserved else 'per view'}"  # noqa: E731
 for B in cap_B:
     for preserved in (False, True):
-        ts = fixed_views_set(cap_imgs, B, num_classes, seed + 2, cap_img_labels if preserved else None)
+        ts = fixed_views_set(cap_imgs, B, num_classes, seed + BenignSeed.CAPACITY_VIEWS, cap_img_labels if preserved else None)
         declare(cap_name(B, preserved), cfg_for("simclr", epochs=epochs_for(cap_steps, len(ts)), steps=cap_steps), ts)
 
 # Table 4: iid_s anchors, each replaced every epoch by one of iid_B real images of its class (the rest of the
@@ -247,19 +248,19 @@ for B in cap_B:
 rest = torch.from_numpy(np.setdiff1d(np.arange(len(train_full)), main_idx.numpy()))
 pool_imgs = torch.cat([Xtr, train_full.images[rest]])
 pool_lab = torch.cat([Ytr, train_full.labels[rest]])
-anchors = balanced_subset(Ytr.numpy(), iid_s, data_seed + 5)
-anchor_rand = make_labels(Ytr[anchors], 1.0, num_classes, seed + 3)
+anchors = balanced_subset(Ytr.numpy(), iid_s, data_seed + BenignSeed.ANCHORS)
+anchor_rand = make_labels(Ytr[anchors], 1.0, num_classes, seed + BenignSeed.ANCHOR_LABELS)
 iid_name = lambda B, labels_kind: f"i.i.d. B={B}, {labels_kind} labels"  # noqa: E731
 for labels_kind, lab, C in (("clean", Ytr[anchors], C_true), ("random", anchor_rand, num_classes)):
     for B in (1, iid_B):
         ts = (plain_set(Xtr[anchors], lab, C) if B == 1 else
-              iid_set(pool_imgs, pool_lab, anchors, B, lab, C, seed + 4))
+              iid_set(pool_imgs, pool_lab, anchors, B, lab, C, seed + BenignSeed.IID_SETS))
         declare(iid_name(B, labels_kind), cfg_for("none", epochs=epochs_for(iid_steps, len(ts)), steps=iid_steps), ts)
 
 # Sweeps: sweep_epochs on sweep_n images; (figure, x, run name) in the order of the sweeps table
-sw_idx = balanced_subset(Ytr.numpy(), sweep_n, data_seed + 6)
+sw_idx = balanced_subset(Ytr.numpy(), sweep_n, data_seed + BenignSeed.SWEEP)
 sw_x, sw_y = Xtr[sw_idx], Ytr[sw_idx]
-rl = lambda C, per=False, noise=1.0: make_labels(sw_y, noise, C, seed + 7, per_sample=per)  # noqa: E731
+rl = lambda C, per=False, noise=1.0: make_labels(sw_y, noise, C, seed + BenignSeed.SWEEP_LABELS, per_sample=per)  # noqa: E731
 sw_cfg = lambda aug="simclr", **o: cfg_for(aug, sweep_epochs, **o)  # noqa: E731
 sweep_points = []
 
@@ -350,7 +351,7 @@ report.figure(fig, "knn_over_epochs")
 # "O"): the encoder is organised by the true classes, the projector by the random labels.
 
 # %%
-lp_tr = balanced_subset(Ytr.numpy(), layer_probe_train, data_seed + 3)
+lp_tr = balanced_subset(Ytr.numpy(), layer_probe_train, data_seed + BenignSeed.LAYER_PROBE)
 lp_te = torch.arange(min(layer_probe_test, len(Yte)))
 
 
@@ -525,13 +526,13 @@ report.figure(fig, "fig11_strength")
 
 # %%
 try:
-    sd_kw = dict(seed=data_seed + 11) if second_dataset == "synthetic" else {}
+    sd_kw = dict(seed=data_seed + BenignSeed.SECOND_DATASET) if second_dataset == "synthetic" else {}
     sd_tr = load_dataset(second_dataset, "train", n=second_n_train, **sd_kw)
     sd_te = load_dataset(second_dataset, "test", n=second_n_test, **sd_kw)
 except FileNotFoundError as e:
     print(f"{second_dataset} is not available ({e}); using synthetic data for the transfer")
-    sd_tr = load_dataset("synthetic", "train", n=second_n_train, seed=data_seed + 11)
-    sd_te = load_dataset("synthetic", "test", n=second_n_test, seed=data_seed + 11)
+    sd_tr = load_dataset("synthetic", "train", n=second_n_train, seed=data_seed + BenignSeed.SECOND_DATASET)
+    sd_te = load_dataset("synthetic", "test", n=second_n_test, seed=data_seed + BenignSeed.SECOND_DATASET)
 nets = {"at initialisation": net0, **{k: r.net for k, r in runs.items()}}
 transfer = pd.DataFrame([{"encoder": k, "dataset": sd_tr.name,
                           "K-NN": knn_of(n, sd_tr.images, sd_tr.labels, sd_te.images, sd_te.labels)}

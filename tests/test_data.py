@@ -49,6 +49,7 @@ def test_missing_dataset_offline_names_files_and_variable(tmp_path):
         load_dataset("cifar100", "train", root=tmp_path, download=False)
     msg = str(e.value)
     assert "cifar100.npz" in msg and "MEMLAB_DATA" in msg and str(tmp_path) in msg
+    assert "shared" not in msg  # the user's own folders and variables only, not this project's dev layout
 
 
 def test_unknown_names_rejected():

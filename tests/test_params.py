@@ -98,36 +98,67 @@ def test_run_all_cli_errors(tmp_path):
     r = subprocess.run(["bash", "run_all.sh", "--profile", "smoke", "--list", "02"], cwd=repo,
                        capture_output=True, text=True)
     assert r.returncode == 0 and "02_sslmem" in r.stdout
+    r = subprocess.run(["bash", "run_all.sh", "--profile", "smoke", "--list", "5", "1"], cwd=repo,
+                       capture_output=True, text=True)  # a number without its leading zero selects the notebook
+    assert r.returncode == 0 and [ln.split()[0] for ln in r.stdout.splitlines()] == [
+        "05_unitmem_classmem", "01_profiles_vs_binomial"]
+    r = subprocess.run(["bash", "run_all.sh", "--help"], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0 and "./run_all.sh [--profile" in r.stdout
+    assert not [ln for ln in r.stdout.splitlines() if ln.startswith(("set ", "ROOT=", "#"))], r.stdout
 
 
-ENCODER_KEYS = ["dataset", "synthetic_n_train", "synthetic_n_test", "atypical_frac", "method", "arch", "width",
-                "split_shared", "split_candidates", "split_independent", "split_extra", "split_seed", "score_shared",
-                "epochs", "batch_size", "optimizer", "lr", "weight_decay", "temperature", "seeds", "pair_seeds",
-                "view_pairs", "measure_aug", "representation", "snapshot_epochs", "device"]
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_lists_every_parameter_with_type_and_help(nb, caplog):
+    """`papermill --help-notebook` reads the parameters cell with its own line parser, which drops (with a
+    warning) any line holding more than one '=' and gives no type or help where the line has none."""
+    import jupytext
+    from papermill.translators import PythonTranslator
+    cell = next(c for c in jupytext.read(nb).cells if "parameters" in c.metadata.get("tags", []))
+    with caplog.at_level("WARNING", logger="papermill"):
+        listed = {p.name: p for p in PythonTranslator.inspect(cell)}
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    defaults = notebook_defaults(nb)
+    assert sorted(listed) == sorted(defaults)
+    types = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
+    for name, p in listed.items():
+        assert p.inferred_type_name == types[type(defaults[name])], (name, p.inferred_type_name)
+        assert p.help, f"{nb.stem}: parameter {name} has no help text"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_unitmem_notebook_shares_the_sslmem_encoders(profile):
-    """05 reuses 02's cached f and g and SSLMem scores only if every encoder-defining value is equal."""
-    def resolved(nb):
-        d = notebook_defaults(ROOT / "notebooks" / f"{nb}.py")
-        d.update(yaml.safe_load((ROOT / "params" / profile / f"{nb}.yaml").read_text()) or {})
-        return {k: d[k] for k in ENCODER_KEYS}
-    assert resolved("02_sslmem") == resolved("05_unitmem_classmem")
+def test_notebooks_04_and_05_take_notebook_02s_pair_and_cells_by_name(profile):
+    """The pair is defined once per profile (notebook 02's parameters): 04 and 05 hold no copy of it, and the
+    recipe they read is 02's resolved values; 04's method cells are labels of 02's grid cells."""
+    from memlab.grid import cell_spec
+    from memlab.recipes import PAIR_KEYS, sslmem_grid, sslmem_pair
+    for nb in ("04_layermem", "05_unitmem_classmem"):
+        own = set(notebook_defaults(ROOT / "notebooks" / f"{nb}.py"))
+        own |= set(yaml.safe_load((ROOT / "params" / profile / f"{nb}.yaml").read_text()) or {})
+        assert not own & set(PAIR_KEYS), (nb, own & set(PAIR_KEYS))
+    d02 = notebook_defaults(ROOT / "notebooks" / "02_sslmem.py")
+    d02.update(yaml.safe_load((ROOT / "params" / profile / "02_sslmem.yaml").read_text()) or {})
+    pair = sslmem_pair(profile)
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in pair.__dict__.items()} == {k: d02[k] for k in PAIR_KEYS}
+    grid, seeds = sslmem_grid(profile)
+    labels = {cell_spec(c, pair.base_cell(seeds))["label"] for c in grid}
+    d04 = notebook_defaults(ROOT / "notebooks" / "04_layermem.py")
+    d04.update(yaml.safe_load((ROOT / "params" / profile / "04_layermem.yaml").read_text()) or {})
+    assert set(d04["method_cells"]) <= labels and set(d04["grid_seeds"]) <= set(seeds)
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-def test_layermem_notebook_shares_the_sslmem_encoders(profile):
-    """04 reuses 02's cached f and g (every encoder-defining value equal) and 02's grid cells (each method cell
-    of 04 is one of 02's grid entries, trained with some of 02's grid seeds)."""
-    def resolved(nb):
-        d = notebook_defaults(ROOT / "notebooks" / f"{nb}.py")
-        d.update(yaml.safe_load((ROOT / "params" / profile / f"{nb}.yaml").read_text()) or {})
-        return d
-    a, b = resolved("02_sslmem"), resolved("04_layermem")
-    assert {k: a[k] for k in ENCODER_KEYS} == {k: b[k] for k in ENCODER_KEYS}
-    assert set(b["grid_seeds"]) <= set(a["grid_seeds"])
-    assert all(c in a["grid"] for c in b["method_cells"]), [c for c in b["method_cells"] if c not in a["grid"]]
+def test_the_pair_recipe_refuses_a_profile_without_notebook_02s_file_and_bad_values(tmp_path, monkeypatch):
+    from memlab.recipes import sslmem_pair
+    with pytest.raises(ParameterError, match=r"profile 'nope' has no .*02_sslmem.yaml.*choose a profile from"):
+        sslmem_pair("nope")
+    root = _repo_copy(tmp_path)
+    (root / "params" / "bad").mkdir()
+    (root / "params" / "bad" / "02_sslmem.yaml").write_text("epochs: -3\n")
+    monkeypatch.setenv("MEMLAB_ROOT", str(root))
+    with pytest.raises(ParameterError, match="epochs"):
+        sslmem_pair("bad")
+    (root / "params" / "bad" / "02_sslmem.yaml").write_text("epochs: 7\nseeds: [3]\n")
+    pair = sslmem_pair("bad")
+    assert pair.epochs == 7 and pair.seeds == (3,) and pair.dataset == "cifar10"
 
 
 def test_every_numeric_parameter_has_a_declared_range():

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from kornia.color import hsv_to_rgb, rgb_to_hsv
 
+from .streams import VIEW_BANK
+
 # ----------------------------------------------------------------------------- counter-based uniforms
 _M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
@@ -267,7 +269,6 @@ def _erase(x, mx, my, frac):
 
 
 # ----------------------------------------------------------------------------- fixed views
-_BANK_STREAM = 1 << 40
 
 
 class ViewBank:
@@ -299,14 +300,14 @@ class ViewBank:
         if not 0 <= k < self.n_views:
             raise IndexError(f"view {k} outside 0..{self.n_views - 1}")
         if not self.memo_bytes:
-            return self.aug(images, idx, self.seed, _BANK_STREAM + k)
+            return self.aug(images, idx, self.seed, VIEW_BANK + k)
         flat = images.reshape(len(images), -1).to(torch.int64)
         check = (flat * (torch.arange(flat.shape[1], device=flat.device) % 251 + 1)).sum(1)
         key = (k, str(images.device), tuple(images.shape), np.asarray(idx, np.int64).tobytes(),
                check.cpu().numpy().tobytes())
         hit = self._memo.get(key)
         if hit is None:
-            hit = self.aug(images, idx, self.seed, _BANK_STREAM + k)
+            hit = self.aug(images, idx, self.seed, VIEW_BANK + k)
             size = hit.numel() * hit.element_size()
             if self._used + size <= self.memo_bytes:
                 self._memo[key], self._used = hit, self._used + size

@@ -42,13 +42,10 @@ from .augment import Augmentation, hash_uniform
 from .cache import Cache
 from .engine import Cosine, autocast, backward_step, fit, grad_scaler, order_batches, plan_steps
 from .models import build_model
+from .streams import BENIGN_FIXED_VIEWS, BENIGN_IID, BENIGN_INVARIANCE, BENIGN_ORDER
 from .train import fingerprint, resolve_device
 
 HEAD_LAYERS = ("embedding", "P", "O")   # pooled encoder output, projector hidden (after ReLU), output
-_FIXED_STREAM = 1 << 41                 # draws of the fixed views (Fig. 5)
-_INV_STREAM = 1 << 42                   # draws of the invariance measurement pairs (Fig. 6)
-_IID_STREAM = 1 << 43                   # which i.i.d. example replaces an anchor in an epoch (Table 4)
-_ORDER_STREAM = 1 << 44                 # data order per epoch
 LOSSES = ("ce", "mse")
 SCHEDULES = ("constant", "cosine")
 
@@ -266,14 +263,14 @@ def batch_inputs(ts: TrainSet, items: torch.Tensor, aug, seed: int, epoch: int, 
     an i.i.d. example (iid, then ``aug`` on top unless it is ``none``)."""
     items = torch.as_tensor(items).long()
     if ts.kind == "iid":
-        u = hash_uniform(seed, _IID_STREAM + epoch, items.numpy(), 1)[:, 0]
+        u = hash_uniform(seed, BENIGN_IID + epoch, items.numpy(), 1)[:, 0]
         pick = torch.from_numpy(np.minimum((u * ts.groups.shape[1]).astype(np.int64), ts.groups.shape[1] - 1))
         src = ts.groups[items, pick]
     else:
         src = ts.src[items]
     x = ts.images[src].to(device)
     if ts.kind == "fixed":
-        return aug(x, (src + ts.view[items] * len(ts.images)).numpy(), seed, _FIXED_STREAM)
+        return aug(x, (src + ts.view[items] * len(ts.images)).numpy(), seed, BENIGN_FIXED_VIEWS)
     if getattr(aug, "name", "") == "none":
         return aug.normalize(x)
     return aug(x, src.numpy(), seed, epoch)
@@ -284,7 +281,7 @@ def fit_inputs(ts: TrainSet, items: torch.Tensor, aug, seed: int, device) -> tor
     items = torch.as_tensor(items).long()
     x = ts.images[ts.src[items]].to(device)
     if ts.kind == "fixed":
-        return aug(x, (ts.src[items] + ts.view[items] * len(ts.images)).numpy(), seed, _FIXED_STREAM)
+        return aug(x, (ts.src[items] + ts.view[items] * len(ts.images)).numpy(), seed, BENIGN_FIXED_VIEWS)
     return aug.normalize(x)
 
 
@@ -366,7 +363,7 @@ def _benign_files(cfg: BenignConfig, images, items: dict, monitor, amp: bool, de
         return backward_step(loss_fn(cfg.loss, out, t), opt, scaler)
 
     check = _FitCheck(net, ts, aug, cfg, total, device, monitor)
-    res = fit(step, order_batches(torch.arange(len(ts)), cfg.seed, bs, spe, stream=_ORDER_STREAM),
+    res = fit(step, order_batches(torch.arange(len(ts)), cfg.seed, bs, spe, stream=BENIGN_ORDER),
               epochs=cfg.max_epochs, optimizer=opt, schedule=Cosine(cfg.lr, total) if cfg.schedule == "cosine" else None,
               max_steps=total, modules=(net,), state={"net": net, "optimizer": opt, "scaler": scaler},
               callbacks=(check,), ckpt_dir=ckpt_dir,
@@ -518,8 +515,8 @@ def layer_invariance(net: BenignNet, images: torch.Tensor, aug, n_pairs: int, se
     x = images.to(device)
     idx = np.arange(len(images))
     base = net.layer_outputs(aug.normalize(x), layers)
-    views = [(net.layer_outputs(aug(x, idx, seed, _INV_STREAM + 2 * p), layers),
-              net.layer_outputs(aug(x, idx, seed, _INV_STREAM + 2 * p + 1), layers)) for p in range(n_pairs)]
+    views = [(net.layer_outputs(aug(x, idx, seed, BENIGN_INVARIANCE + 2 * p), layers),
+              net.layer_outputs(aug(x, idx, seed, BENIGN_INVARIANCE + 2 * p + 1), layers)) for p in range(n_pairs)]
     net.train(was)
     return {l: float(torch.nanmean(normalized_invariance(base[l], [(a[l], b[l]) for a, b in views])))
             for l in layers}

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from .streams import SYNTHETIC_TEST_OFFSET
 
 ARCHIVES = {
     "cifar10": ["cifar10.npz", "cifar10_jpeg.npz"],
@@ -231,7 +232,7 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
         from .synthetic import make_synthetic
         if n is None:
             n = 5000 if split == "train" else 1000
-        d = make_synthetic(n, seed=seed if split == "train" else seed + 7919, atypical_frac=atypical_frac)
+        d = make_synthetic(n, seed=seed if split == "train" else seed + SYNTHETIC_TEST_OFFSET, atypical_frac=atypical_frac)
         return ImageData(name, split, d["images"], d["labels"], list(d["class_names"]), d["atypical"],
                          list(d["atypical_kind"]))
     root = data_root(root)
@@ -252,9 +253,10 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
             raise DatasetNotFound(
                 f"dataset {name!r} ({split}) not found.{bad} Looked for {[str(p) for p in tried]} and a torchvision "
                 f"copy under {root / 'torchvision'}; the download {'failed' if download else 'is disabled'} "
-                f"({type(e).__name__}: {e}). Offline: put one of {ARCHIVES[name]} (arrays x_train, y_train, "
-                f"x_test, y_test, or the JPEG layout of shared/data/README.md) in a folder and set MEMLAB_DATA "
-                f"to it, e.g. `export MEMLAB_DATA=../shared/data`.") from e
+                f"({type(e).__name__}: {e}). Fix: run once with internet access, so that torchvision "
+                f"downloads it, or, offline, put one of {ARCHIVES[name]} (a NumPy .npz with arrays x_train, "
+                f"y_train, x_test, y_test: uint8 images N x H x W x C) in a folder and point MEMLAB_DATA at it, "
+                f"e.g. `export MEMLAB_DATA=$HOME/memlab-data`.") from e
     x, y, names = got
     names = names or [str(i) for i in range(int(y.max()) + 1)]
     data = ImageData(name, split, x, y, names)

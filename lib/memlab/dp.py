@@ -20,9 +20,9 @@ import torch
 
 from .augment import hash_uniform
 from .engine import Cosine, fit
+from .streams import DP_POISSON
 from .train import TrainConfig, Trained, build, fingerprint, make_augmentation, make_optimizer, resolve_device
 
-POISSON_STREAM = 1 << 52   # hash stream of the Poisson batch draws, one counter per global step
 
 
 def require_opacus():
@@ -157,10 +157,10 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
 def poisson_batches(index: torch.Tensor, seed: int, steps_per_epoch: int, q: float):
     """The ``batches`` hook of DP-SGD: epoch -> for each of its steps, the positions (long) of the images drawn
     independently with probability ``q`` (Poisson sampling, as the RDP accountant assumes), from the hash of
-    (seed, POISSON_STREAM + global step, global index ``index``). A batch may be empty."""
+    (seed, DP_POISSON + global step, global index ``index``). A batch may be empty."""
     def batches(epoch: int):
         for i in range(steps_per_epoch):
-            u = hash_uniform(seed, POISSON_STREAM + epoch * steps_per_epoch + i, index.numpy(), 1)[:, 0]
+            u = hash_uniform(seed, DP_POISSON + epoch * steps_per_epoch + i, index.numpy(), 1)[:, 0]
             yield torch.from_numpy(np.flatnonzero(u < q))
     return batches
 

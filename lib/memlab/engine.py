@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from .augment import hash_uniform
 from .cache import atomic_save
+from .streams import EPOCH_ORDER
 
-ORDER_STREAM = 1 << 50   # hash stream of the default epoch order
 # what a damaged or foreign last.pt raises on load: truncated zip (RuntimeError "PytorchStreamReader failed ..."),
 # empty file (EOFError), pickle errors, missing keys / mismatched state dicts (KeyError, ValueError, RuntimeError)
 DAMAGED = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, ValueError,
@@ -74,7 +74,7 @@ def plan_steps(n: int, batch_size: int, epochs: int, warmup_epochs: float = 0.0)
     return bs, spe, epochs * spe, int(round(warmup_epochs * spe))
 
 
-def epoch_order(index: torch.Tensor, seed: int, epoch: int, stream: int = ORDER_STREAM) -> torch.Tensor:
+def epoch_order(index: torch.Tensor, seed: int, epoch: int, stream: int = EPOCH_ORDER) -> torch.Tensor:
     """Positions 0..N-1 sorted by a hash of (seed, stream + epoch, global example index ``index`` (N,)):
     points shared by two training sets keep the same relative order in both."""
     u = hash_uniform(seed, stream + epoch, torch.as_tensor(index).numpy(), 1)[:, 0]
@@ -82,7 +82,7 @@ def epoch_order(index: torch.Tensor, seed: int, epoch: int, stream: int = ORDER_
 
 
 def order_batches(index: torch.Tensor, seed: int, batch_size: int, steps_per_epoch: int,
-                  stream: int = ORDER_STREAM) -> Callable[[int], list]:
+                  stream: int = EPOCH_ORDER) -> Callable[[int], list]:
     """The default ``batches`` hook: epoch -> ``steps_per_epoch`` long tensors of ``batch_size`` positions,
     consecutive slices of ``epoch_order(index, seed, epoch, stream)``."""
     def batches(epoch: int) -> list:

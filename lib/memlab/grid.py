@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .augment import Augmentation, ViewBank
+from .augment import ViewBank
 from .probes import extract, linear_probe
 from .sslmem import cached_scores, encoder_config, f_and_g_jobs, normalized, reference_label, train_f_and_g
 
@@ -94,8 +94,8 @@ def run_cell(spec: dict, train_data, test_data, splits, subsets: dict, *, cache,
     cfg = cell_config(spec, mean, std, snapshot_epochs)
     fs, gs = train_f_and_g(cfg, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache,
                            device=device, progress=progress)
-    meas_name = measure_aug or spec["measure_aug"] or cfg.aug or fs[0].objective.aug
-    meas = Augmentation(meas_name, mean=cfg.mean, std=cfg.std)
+    meas = fs[0].measuring(measure_aug or spec["measure_aug"])
+    meas_name = meas.name
     bank = ViewBank(meas, 2 * view_pairs, seed=bank_seed)
     res = cached_scores(cache, fs, gs, train_data, test_data, subsets, bank, n_pairs=view_pairs, rep=rep,
                         device=device, force=force)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from .streams import S_E_ORDER_OFFSET
 
 
 def balanced_order(labels, seed: int) -> np.ndarray:
@@ -108,6 +109,6 @@ def make_splits(train_labels, test_labels, *, shared, candidates, independent, e
         raise ValueError(f"S_E={ne} exceeds the {n_test} test images")
     order = balanced_order(train_labels, seed)
     c, i, s = order[:nc], order[nc:nc + ni], order[nc + ni:nc + ni + ns]
-    e = balanced_order(test_labels, seed + 1)[:ne]
+    e = balanced_order(test_labels, seed + S_E_ORDER_OFFSET)[:ne]
     as_t = lambda a: torch.from_numpy(np.sort(a)).long()  # noqa: E731
     return Splits(as_t(s), as_t(c), as_t(i), as_t(e), seed)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import ViewBank
+from .streams import G_SEED_OFFSET, SCORED_SHARED_OFFSET
 
 
 def _rep(t: torch.Tensor) -> torch.Tensor:
@@ -132,7 +133,7 @@ def scored_subsets(splits, train_labels, score_shared: int, seed: int) -> dict:
     ``score_shared`` (fixed by ``seed``)."""
     from .splits import balanced_subset
     n = min(score_shared, len(splits.shared))
-    part = balanced_subset(torch.as_tensor(train_labels)[splits.shared].numpy(), n, seed + 1)
+    part = balanced_subset(torch.as_tensor(train_labels)[splits.shared].numpy(), n, seed + SCORED_SHARED_OFFSET)
     return {"S_C": splits.candidates, "S_S": splits.shared[part], "S_I": splits.independent, "S_E": splits.extra}
 
 
@@ -154,7 +155,7 @@ def f_and_g_jobs(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True
 
     ``pair_seeds``: g_s uses the same seed as f_s (same initial weights, same per-example augmentation
     draws on shared points: common random numbers, which lowers the variance of m(x) without changing
-    its expectation). Otherwise g_s uses seed + 1000.
+    its expectation). Otherwise g_s uses seed + 1000 (``streams.G_SEED_OFFSET``).
     """
     from dataclasses import replace
 
@@ -163,7 +164,7 @@ def f_and_g_jobs(cfg, train_data, splits, *, seeds=(0,), pair_seeds: bool = True
     labels = train_data.labels if cfg.objective == "supervised" else None
     out = {"f": [], "g": []}
     for s in seeds:
-        for which, idx, seed in (("f", splits.f_train, s), ("g", splits.g_train, s if pair_seeds else s + 1000)):
+        for which, idx, seed in (("f", splits.f_train, s), ("g", splits.g_train, s if pair_seeds else s + G_SEED_OFFSET)):
             out[which].append(encoder_job(replace(cfg, seed=seed), train_data.images[idx],
                                           None if labels is None else labels[idx], idx, cache=cache, data_id=data_id,
                                           name=f"{label or f'{cfg.objective}/{cfg.model}'} {which} seed {seed}",

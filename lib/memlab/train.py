@@ -256,6 +256,12 @@ class Trained:
         return cls(encoder, objective, state["history"], state.get("snapshots", {}), cfg, key, num_classes,
                    from_cache=from_cache)
 
+    def measuring(self, preset: str = "") -> Augmentation:
+        """The augmentation that measures this encoder (SSLMem view banks, UnitMem views): ``preset`` when given,
+        else the encoder's own training augmentation (its config's, or its objective's default), with the
+        encoder's normalisation. The one place of the rule "measure with the training augmentation"."""
+        return Augmentation(preset or self.config.aug or self.objective.aug, mean=self.config.mean, std=self.config.std)
+
     def at_epoch(self, epoch: int) -> "Trained":
         """The encoder as snapshotted after ``epoch`` (its cache key gets an ``@epoch`` suffix)."""
         if epoch not in self.snapshots:
