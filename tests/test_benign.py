@@ -248,3 +248,26 @@ def test_randaugment_is_reproducible_and_stronger_with_magnitude():
     assert dev(2) < dev(15) < dev(30)
     with pytest.raises(ValueError, match="magnitude"):
         RandAugment(2, 31)
+
+
+def test_streamed_layer_invariance_equals_the_whole_batch_definition():
+    """Chunks of 3 images give the per-layer mean of normalized_invariance over all 8 at once (Eq. 2)."""
+    import numpy as np
+
+    from memlab.streams import BENIGN_INVARIANCE
+    torch.manual_seed(0)
+    net = BenignNet("resnet9", {"width": 0.125}, 16, 5).eval()
+    imgs, aug = _images(8), Augmentation("simclr")
+    idx = np.arange(8)
+    with torch.no_grad():
+        base = net.layer_outputs(aug.normalize(imgs), net.layer_names)
+        views = [(net.layer_outputs(aug(imgs, idx, 0, BENIGN_INVARIANCE + 2 * p), net.layer_names),
+                  net.layer_outputs(aug(imgs, idx, 0, BENIGN_INVARIANCE + 2 * p + 1), net.layer_names))
+                 for p in range(2)]
+    whole = {l: float(torch.nanmean(normalized_invariance(base[l], [(a[l], b[l]) for a, b in views])))
+             for l in net.layer_names}
+    for chunk in (3, 8, 100):
+        got = layer_invariance(net, imgs, aug, 2, chunk=chunk)
+        assert got.keys() == whole.keys()
+        # float32 convolutions of a chunk and of the whole batch agree to about 1e-7, not bit for bit
+        assert all(abs(got[l] - whole[l]) <= 1e-5 * abs(whole[l]) for l in whole), (chunk, got, whole)

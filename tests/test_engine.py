@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from memlab.engine import Cosine, amp_step, check_finite, fit, grad_scaler, order_batches, plan_steps
+from memlab.engine import Cosine, Snapshots, amp_step, check_finite, fit, grad_scaler, order_batches, plan_steps
 from memlab.train import TrainConfig, train
 
 
@@ -120,6 +120,48 @@ def test_interrupted_and_resumed_equals_uninterrupted_and_callback_state_survive
     assert len(t["lrs"]) == 6                        # only epochs 3 and 4 were trained again
 
 
+def test_snapshots_are_written_once_to_their_own_files_and_survive_a_resume(tmp_path):
+    """The per-epoch checkpoint holds the training state and the list of snapshot epochs, not the snapshots:
+    each snapshot is one file, written once; a resumed run ends with the snapshots of an uninterrupted one."""
+    full_t = _toy()
+    full_snaps = Snapshots(full_t["model"], [1, 3, 4])
+    _fit(full_t, callbacks=(full_snaps,))
+    assert sorted(full_snaps.saved) == [1, 3, 4] and not list(tmp_path.iterdir())  # no folder: in memory
+
+    def stop_after_3(epoch):
+        if epoch == 3:
+            raise Interrupt
+
+    t = _toy()
+    writes = []
+    import memlab.engine as engine
+    real = engine.atomic_save
+    engine.atomic_save = lambda obj, path: (writes.append(path.name), real(obj, path))[1]
+    try:
+        with pytest.raises(Interrupt):
+            _fit(t, callbacks=(Snapshots(t["model"], [1, 3, 4], folder=tmp_path),), ckpt_dir=tmp_path,
+                 after_epoch=stop_after_3)
+        ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+        assert ckpt["callbacks"] == [{"written": [1, 3]}]           # the epochs, not the weights
+        assert sorted(p.name for p in tmp_path.glob("snapshot-*.pt")) == ["snapshot-1.pt", "snapshot-3.pt"]
+        t = _toy()
+        snaps = Snapshots(t["model"], [1, 3, 4], folder=tmp_path)
+        _fit(t, callbacks=(snaps,), ckpt_dir=tmp_path)
+    finally:
+        engine.atomic_save = real
+    assert [w for w in writes if w.startswith("snapshot")] == ["snapshot-1.pt", "snapshot-3.pt", "snapshot-4.pt"]
+    assert writes.count("last.pt") == 4                                 # epochs 1-3, then 4 after the resume
+    assert sorted(snaps.saved) == [1, 3, 4]
+    for e in (1, 3, 4):
+        assert all(torch.equal(v, full_snaps.saved[e][k]) for k, v in snaps.saved[e].items())
+    # a checkpoint whose snapshot files are gone is damaged: a warning, and a restart from scratch
+    (tmp_path / "snapshot-3.pt").unlink()
+    t = _toy()
+    with pytest.warns(RuntimeWarning, match="snapshot files missing"):
+        _fit(t, callbacks=(Snapshots(t["model"], [1, 3, 4], folder=tmp_path),), ckpt_dir=tmp_path)
+    assert len(t["lrs"]) == 12
+
+
 def test_a_callback_stop_and_the_step_budget_end_training_and_survive_resume(tmp_path):
     t = _toy()
     out = _fit(t, callbacks=(Collect(stop_at=2),), ckpt_dir=tmp_path)
@@ -191,3 +233,24 @@ def test_weights_blown_up_by_the_last_step_raise_although_its_loss_was_finite():
     with pytest.raises(FloatingPointError, match=r"toy diverged at epoch 3: 1 parameter tensor\(s\) .*0.weight"):
         fit(step, t["batches"], epochs=3, optimizer=t["opt"], modules=(t["model"],), state={}, progress=False,
             label="toy")
+
+
+@pytest.mark.parametrize("capability, dtype", [((7, 0), torch.float16), ((7, 5), torch.float16),
+                                               ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_amp_uses_bf16_only_where_the_card_computes_it_natively(monkeypatch, capability, dtype):
+    """V100 (7.0) and T4 (7.5) report bf16 as supported but emulate it: they get fp16 and a GradScaler."""
+    from memlab import engine
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert engine.amp_dtype(torch.device("cuda")) is dtype
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else _nothing():
+        assert engine.autocast(torch.device("cuda"), True)[1] is dtype
+    assert engine.autocast(torch.device("cpu"), True)[1] is None
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

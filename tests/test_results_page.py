@@ -54,6 +54,15 @@ def test_results_page_lists_every_notebook_claim_and_figure(tmp_path):
     assert table.paper.tolist()[0] == "Wang et al. ICLR 2024, SSLMem"  # filled in from the notebook name
 
 
+def test_results_markdown_has_one_dated_section_per_notebook(tmp_path):
+    out = make_outputs(tmp_path)
+    md = results.markdown(out)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    assert md.count("\n## ") + md.startswith("## ") == 2
+    assert f"## 02_sslmem: laptop profile, run of {day}" in md and "10.0 min" in md
+    assert "| m(S_E) > m(S_I) | FAIL | p=0.25 <b> |" in md and "1 of 1 pass" in md
+
+
 def test_smoke_page_marks_claims_not_evaluated(tmp_path):
     out = make_outputs(tmp_path, "smoke")
     f = out / "tables" / "02_sslmem" / "claims.csv"

@@ -5,7 +5,7 @@ labels), the ensembles (``ensemble._train_one`` and the stacked ``ensemble._trai
 Written once here:
 - the per-step learning rate: linear warm-up, then cosine decay to 0 (``lr_at``, ``Cosine``), a function of
   the global step, so a resumed run needs nothing restored for it;
-- AMP: ``autocast`` (bf16 on CUDA when supported, else fp16 with a ``grad_scaler``) and the scaled
+- AMP: ``autocast`` (bf16 on CUDA cards that compute it natively, else fp16 with a ``grad_scaler``) and the scaled
   backward + optimiser step (``backward_step``; ``amp_step`` = forward under autocast, then that);
 - the non-finite check of the loss and of the weights: ``FloatingPointError`` naming the epoch and the likely cause;
 - a checkpoint ``last.pt`` after every epoch (atomic, ``cache.atomic_save``) and the resume from it; a
@@ -92,12 +92,20 @@ def order_batches(index: torch.Tensor, seed: int, batch_size: int, steps_per_epo
 
 
 # ----------------------------------------------------------------------------- AMP and the optimiser step
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The autocast dtype of a CUDA ``device``: bf16 where the card computes it natively (compute capability
+    8.0 or higher: A100, H100, RTX 30xx/40xx), else fp16 (with a GradScaler). ``is_bf16_supported()`` also says
+    yes on cards that only emulate bf16 (V100, T4), which then run slowly."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 def autocast(device: torch.device, amp: bool):
-    """(autocast context, dtype): bf16 on CUDA when supported, else fp16; off the GPU or with ``amp=False`` a
-    disabled context and ``None``."""
+    """(autocast context, dtype): on CUDA, ``amp_dtype(device)``; off the GPU or with ``amp=False`` a disabled
+    context and ``None``."""
     device = torch.device(device)
     if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = amp_dtype(device)
         return torch.autocast("cuda", dtype=dtype), dtype
     return torch.autocast(device.type, enabled=False), None
 
@@ -131,21 +139,55 @@ def amp_step(forward: Callable[[], torch.Tensor], opt, scaler, device, amp: bool
 
 # ----------------------------------------------------------------------------- epoch-end callbacks
 class Snapshots:
-    """Epoch-end callback: CPU copies of ``module.state_dict()`` after the (1-based) ``epochs``, in ``saved``
-    {epoch: state dict}; checkpointed with the run."""
+    """Epoch-end callback: CPU copies of ``module.state_dict()`` after the (1-based) ``epochs``; ``saved`` is
+    {epoch: state dict}.
 
-    def __init__(self, module: torch.nn.Module, epochs: Iterable[int]):
-        self.module, self.epochs, self.saved = module, set(epochs), {}
+    With a ``folder`` (the run's checkpoint folder) each snapshot is written once, atomically, to its own file
+    ``snapshot-<epoch>.pt`` there, and the per-epoch checkpoint holds only the list of epochs written: it stays
+    the size of the training state however many snapshots accumulate (a paper-profile encoder with 16
+    snapshots would otherwise rewrite them all every epoch). Without a folder they stay in memory and in the
+    checkpoint. Resuming from a checkpoint whose snapshot files are gone raises ``FileNotFoundError``, which
+    ``fit`` treats as a damaged checkpoint (a restart from scratch)."""
+
+    def __init__(self, module: torch.nn.Module, epochs: Iterable[int], folder=None):
+        self.module, self.epochs = module, set(epochs)
+        self.folder = None if folder is None else Path(folder)
+        self._memory, self._written = {}, []
+
+    def _file(self, epoch: int) -> Path:
+        return self.folder / f"snapshot-{epoch}.pt"
 
     def __call__(self, epoch: int, rec: dict, step: int) -> None:
         if epoch in self.epochs:
-            self.saved[epoch] = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+            state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+            if self.folder is None:
+                self._memory[epoch] = state
+            else:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                atomic_save(state, self._file(epoch))
+                self._written = sorted(set(self._written) | {epoch})
+
+    @property
+    def saved(self) -> dict:
+        """{epoch: state dict} of every snapshot taken (read from its file where it was written to one)."""
+        out = dict(self._memory)
+        for e in self._written:
+            out[e] = torch.load(self._file(e), map_location="cpu", weights_only=True)
+        return out
 
     def state_dict(self) -> dict:
-        return self.saved
+        return {"written": list(self._written)} if self.folder is not None else dict(self._memory)
 
     def load_state_dict(self, state: dict) -> None:
-        self.saved = dict(state)
+        if "written" in state:
+            if self.folder is None:
+                raise ValueError("a checkpoint with snapshot files cannot resume without its folder")
+            missing = [str(self._file(e)) for e in state["written"] if not self._file(e).is_file()]
+            if missing:
+                raise FileNotFoundError(f"snapshot files missing: {missing}")
+            self._memory, self._written = {}, list(state["written"])
+        else:  # snapshots kept in the checkpoint itself (no folder, or a checkpoint written before snapshot files)
+            self._memory, self._written = dict(state), []
 
 
 def mean_loss(losses: list) -> float:

@@ -158,6 +158,52 @@ def page(out: Path, profile: str | None = None) -> str:
     return "\n".join(h)
 
 
+def _settings(params_file: str) -> str:
+    """The prose header of a parameter file (its leading comment lines), or ""."""
+    path = Path(params_file)
+    if not path.is_file():
+        return ""
+    head = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        head.append(line.lstrip("# ").rstrip())
+    return " ".join(head)
+
+
+def markdown(out_dir, profile: str | None = None) -> str:
+    """docs/results.md sections for the notebooks of ``out_dir``: one per notebook, dated by its own run, with
+    the run's settings (the parameter file's header, path and hash), time, commit and every claim."""
+    out = Path(out_dir)
+    doc, entries = _entries(out)
+    profile = profile or doc.get("profile") or out.name
+    table = claims(out, entries)
+    device = ", ".join(f"{k} {v}" for k, v in (doc.get("device") or {}).items())
+    parts = []
+    for e in entries:
+        nb = e["notebook"]
+        sub = table[table.notebook == nb]
+        day = (e.get("finished") or "")[:10]
+        n_pass = int((sub.outcome == "PASS").sum())
+        parts.append(f"## {nb}: {profile} profile, run of {day}\n")
+        parts.append(f"- **Paper:** {paper_of(nb)}")
+        parts.append(f"- **Settings:** `{e.get('params')}` (sha256 `{(e.get('params_sha256') or '')[:12]}`). "
+                     f"{_settings(e.get('params', ''))}")
+        parts.append(f"- **Run:** {e.get('status')} in {float(e.get('seconds', 0)):.0f} s "
+                     f"({float(e.get('seconds', 0)) / 60:.1f} min), finished {e.get('finished')}, commit "
+                     f"`{(e.get('git_commit') or '')[:10]}`{' (uncommitted changes)' if e.get('git_dirty') else ''}; "
+                     f"device: {device or 'unknown'}")
+        parts.append(f"- **Claims:** {n_pass} of {len(sub)} pass" + (" (computed, not evaluated: smoke)"
+                                                                     if len(sub) and (sub.result == NOT_EVALUATED).all() else ""))
+        parts.append("")
+        parts.append("| claim | result | numbers |\n|---|---|---|")
+        for _, c in sub.iterrows():
+            cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+            parts.append(f"| {cell(c.claim)} | {c.outcome} | {cell(c.detail)} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
 def write(out_dir, profile: str | None = None) -> Path:
     """Write ``<out_dir>/index.html`` and ``<out_dir>/claims.csv`` (atomically); returns the page's path."""
     out = Path(out_dir)
@@ -173,11 +219,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m memlab.results", description="write a profile's results page")
     ap.add_argument("out_dir", help="outputs/<profile>")
     ap.add_argument("--profile")
+    ap.add_argument("--markdown", action="store_true", help="print docs/results.md sections instead")
     a = ap.parse_args(argv)
     if not Path(a.out_dir).is_dir():
         print(f"error: no outputs folder {a.out_dir} (run ./run_all.sh first)", file=sys.stderr)
         return 2
-    print(write(a.out_dir, a.profile))
+    print(markdown(a.out_dir, a.profile) if a.markdown else write(a.out_dir, a.profile))
     return 0
 
 

@@ -187,7 +187,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
             encoder.eval()
             rec.update(probe(encoder, epoch))
 
-    snapshots = Snapshots(encoder, cfg.snapshot_epochs)
+    snapshots = Snapshots(encoder, cfg.snapshot_epochs, folder=ckpt_dir)
     res = fit(step, order_batches(index, cfg.seed, bs, spe), epochs=cfg.epochs, optimizer=opt,
               schedule=Cosine(cfg.lr, total, warmup), modules=(encoder, objective),
               state={"encoder": encoder, "objective": objective, "optimizer": opt, "scaler": scaler},
