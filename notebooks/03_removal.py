@@ -90,6 +90,8 @@ dp_points: int = 500            # points of f's and of g's half used by the DP e
 dp_arch: str = "resnet9"        # encoder of the DP runs (GroupNorm variant)
 dp_width: float = 0.25          # width multiplier of the DP encoder
 dp_lr: float = 0.05             # learning rate of DP-SGD
+dp_batch_size: int = 256        # DP-SGD's logical (expected Poisson) batch; the SSL encoders keep batch_size
+dp_physical_batch: int = 0      # images per per-image-gradient pass (opacus BatchMemoryManager); 0: the whole batch
 dp_max_grad_norm: float = 1.0   # per-example gradient clipping norm C of DP-SGD
 force: bool = False             # recompute cached results instead of reusing them
 
@@ -199,7 +201,7 @@ cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperat
                      objective_kw=objective_kw)
 if dp_eps_all:
     dp_cfg = TrainConfig(model=dp_arch, model_kw={"width": dp_width, "norm": "group"}, objective="simsiam",
-                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=batch_size, lr=dp_lr,
+                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=dp_batch_size, lr=dp_lr,
                          weight_decay=0.0, mean=mean, std=std, seed=seeds[0])
     fd = f_pool[balanced_subset(train_data.labels[f_pool].numpy(), dp_points, split_seed + SplitSeed.DP_POINTS)]
     gd = g_pool[balanced_subset(train_data.labels[g_pool].numpy(), dp_points, split_seed + SplitSeed.DP_POINTS)]
@@ -237,7 +239,7 @@ for eps in dp_eps_all:
             ssl_job(f"DP eps=inf {w}", dp_cfg, train_data, idx, cache=cache, force=force) if math.isinf(eps) else
             dp_job(dp_cfg, train_data.images[idx], idx, epsilon=eps, cache=cache,
                    data_id=f"{train_data.name}/{train_data.split}", max_grad_norm=dp_max_grad_norm,
-                   name=f"DP eps={eps:g} {w}", force=force))
+                   physical_batch=dp_physical_batch or None, name=f"DP eps={eps:g} {w}", force=force))
 status = plan.run(executor, workers=workers or None, slurm=slurm)
 
 

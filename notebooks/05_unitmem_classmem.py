@@ -67,6 +67,8 @@ dp_epsilons: list = [20.0, 8.0]  # privacy budgets epsilon of the DP encoders; t
 dp_epochs: int = 10             # 0: skip the DP section
 dp_points: int = 1000           # training points of the DP encoders (per-example gradients are slow on a CPU)
 dp_lr: float = 0.05             # learning rate of DP-SGD
+dp_batch_size: int = 256        # DP-SGD's logical (expected Poisson) batch; notebook 02's pair keeps its batch_size
+dp_physical_batch: int = 0      # images per per-image-gradient pass (opacus BatchMemoryManager); 0: the whole batch
 alpha: float = 0.01             # significance level of the printed claims
 force: bool = False             # recompute cached results instead of reusing them
 
@@ -155,12 +157,13 @@ if second_epochs > 0:
 if dp_epochs > 0:
     Ddp = F[balanced_subset(train_data.labels[F].numpy(), min(dp_points, len(F)), pair.split_seed + SplitSeed.DP_POINTS)]
     dp_cfg = TrainConfig(model=pair.arch, model_kw={"width": pair.width, "norm": "group"}, objective="simsiam",
-                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=pair.batch_size, lr=dp_lr,
+                         objective_kw={"norm": "layer"}, epochs=dp_epochs, batch_size=dp_batch_size, lr=dp_lr,
                          weight_decay=0.0, mean=cfg.mean, std=cfg.std)
     dp_jobs = {"inf": plan.add(encoder_job(dp_cfg, train_data.images[Ddp], None, Ddp, cache=cache,
                                            name="DP reference (eps=inf: no clipping, no noise)", force=force))}
     for eps in dp_epsilons:
         dp_jobs[f"{eps:g}"] = plan.add(dp_job(dp_cfg, train_data.images[Ddp], Ddp, epsilon=eps, cache=cache,
+                                              physical_batch=dp_physical_batch or None,
                                               data_id=f"{pair.dataset}/train", force=force))
 status = plan.run(executor, workers=workers or None, slurm=slurm)
 

@@ -72,3 +72,28 @@ def test_diverging_dp_training_raises_instead_of_returning_nan_weights():
     cfg = TrainConfig(epochs=3, **{**CFG, "lr": 1e4})
     with pytest.raises(FloatingPointError, match=r"DP-SGD training \(epsilon 8.0\) diverged"):
         train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False)
+
+
+def test_physical_micro_batches_train_as_the_whole_logical_batch_and_step_once_per_logical_batch(monkeypatch):
+    """BatchMemoryManager splits each Poisson batch (about 32 images) into micro-batches of 7: the optimiser
+    clips and accumulates them and takes one noisy step per logical batch, so the weights match training on
+    whole batches (to float tolerance: only the summation order differs)."""
+    from opacus.optimizers import DPOptimizer
+    cfg = TrainConfig(epochs=1, **CFG)
+    sizes, steps = [], []
+    real_step = DPOptimizer.step
+
+    def counting_step(self, *a, **k):
+        sizes.append(self.grad_samples[0].shape[0] if self.grad_samples else 0)
+        out = real_step(self, *a, **k)
+        steps.append(not self._is_last_step_skipped)
+        return out
+
+    whole = train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False)
+    monkeypatch.setattr(DPOptimizer, "step", counting_step)
+    micro = train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False, physical_batch=7)
+    assert max(sizes) <= 7 and sum(sizes) > 20 and len(sizes) > 3 * sum(steps)
+    assert sum(steps) == 3                       # 96 images / batch 32: 3 logical steps in the epoch
+    assert micro["epsilon"] == pytest.approx(whole["epsilon"])
+    a, b = whole["encoder"].state_dict(), micro["encoder"].state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5, rtol=1e-4) for k in a)

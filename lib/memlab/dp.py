@@ -3,9 +3,12 @@
 Each step samples every training image independently with probability q = batch_size / n (Poisson
 sampling, as the accountant assumes), computes one gradient per *image* -- both of its views together,
 with ``torch.func.vmap`` -- and hands them to opacus's ``DPOptimizer``, which clips each to norm C,
-sums, adds N(0, (sigma C)^2) noise and averages. sigma is set by opacus for the target (epsilon, delta)
-over the planned epochs; the spent epsilon is reported by the accountant. The loop is ``engine.fit`` with a
-DP-SGD step (per-image gradients, ``DPOptimizer``, accountant) and Poisson batches (``poisson_batches``).
+sums, adds N(0, (sigma C)^2) noise and averages. The logical (Poisson) batch is processed in physical
+micro-batches of at most ``physical_batch`` images by opacus's ``BatchMemoryManager``: the optimiser clips and
+accumulates each micro-batch and steps once per logical batch, so memory follows the physical batch. sigma is
+set by opacus for the target (epsilon, delta) over the planned epochs; the spent epsilon is reported by the
+accountant. The loop is ``engine.fit`` with a DP-SGD step (per-image gradients, ``DPOptimizer``, accountant)
+and Poisson batches (``poisson_batches``).
 
 Per-image gradients need a loss in which an image's term depends on that image alone. Contrastive losses
 (NT-Xent) couple the images of a batch through their negatives, so changing one image changes every
@@ -39,11 +42,11 @@ def check_dp_config(cfg: TrainConfig) -> None:
         raise ValueError("DP-SGD needs heads without BatchNorm: objective_kw={'norm': 'layer'} (or 'none')")
 
 
-def _dp_files(cfg: TrainConfig, images, index, epsilon: float, max_grad_norm: float, *, ckpt_dir, device,
-              progress: bool, epoch_callback) -> dict:
+def _dp_files(cfg: TrainConfig, images, index, epsilon: float, max_grad_norm: float, physical_batch=None, *,
+              ckpt_dir, device, progress: bool, epoch_callback) -> dict:
     """The work of a DP job: ``train_dp`` from scratch (the accountant's state is not checkpointed)."""
     out = train_dp(cfg, images, index, target_epsilon=epsilon, max_grad_norm=max_grad_norm, device=device,
-                   progress=progress)
+                   progress=progress, physical_batch=physical_batch)
     return {"result.pt": {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
                           "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
                           "history": out["history"], "epsilon": out["epsilon"], "delta": out["delta"],
@@ -51,16 +54,21 @@ def _dp_files(cfg: TrainConfig, images, index, epsilon: float, max_grad_norm: fl
 
 
 def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cache, data_id: str = "",
-           max_grad_norm: float = 1.0, name: str = "", force: bool = False):
+           max_grad_norm: float = 1.0, physical_batch: int | None = None, name: str = "", force: bool = False):
     """The job (``jobs.Job``, kind "dp_encoder") that trains ``cfg`` with DP-SGD to (``epsilon``, 1/n)-DP on
-    ``images`` (uint8 N,3,H,W; ``index`` their global indices). A DP run is one unit: an interrupted one
-    restarts. Raises ValueError for a config DP-SGD cannot train (``check_dp_config``), before any compute."""
+    ``images`` (uint8 N,3,H,W; ``index`` their global indices). ``cfg.batch_size`` is the logical (expected
+    Poisson) batch; ``physical_batch`` caps the images whose per-image gradients are held at once (None: the
+    whole logical batch). The physical batch is a memory knob like the device: it is not part of the cache
+    key. A DP run is one unit: an interrupted one restarts. Raises ValueError for a config DP-SGD cannot train
+    (``check_dp_config``) or a physical batch < 1, before any compute."""
     from dataclasses import asdict
 
     from .jobs import Cost, Job, Stored
     check_dp_config(cfg)
     if not epsilon > 0:
         raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    if physical_batch is not None and physical_batch < 1:
+        raise ValueError(f"physical_batch must be >= 1 (or None for the whole logical batch), got {physical_batch}")
     index = torch.as_tensor(index, dtype=torch.long)
     key = {"train": asdict(cfg), "data": fingerprint(images, index), "data_id": data_id, "epsilon": float(epsilon),
            "max_grad_norm": float(max_grad_norm)}
@@ -70,7 +78,7 @@ def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cac
                    batch=max(1, int(q * n)), views=2, size=images.shape[-1])
     return Job(name or f"DP eps={epsilon:g}", "dp_encoder", key, _dp_files,
                {"cfg": cfg, "images": Stored(images, cache.root), "index": index, "epsilon": float(epsilon),
-                "max_grad_norm": float(max_grad_norm)}, cost, force)
+                "max_grad_norm": float(max_grad_norm), "physical_batch": physical_batch}, cost, force)
 
 
 def load_dp(job, cache, device="auto", from_cache: bool = True) -> Trained:
@@ -93,14 +101,18 @@ def cached_dp_encoder(cache, cfg: TrainConfig, images: torch.Tensor, index, *, e
 
 
 def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsilon: float, delta: float | None = None,
-             max_grad_norm: float = 1.0, device="auto", progress: bool = True) -> dict:
+             max_grad_norm: float = 1.0, device="auto", progress: bool = True, physical_batch: int | None = None) -> dict:
     """Train ``cfg`` (objective with ``per_example``, GroupNorm encoder) with DP-SGD to (target_epsilon,
-    delta)-DP; delta defaults to 1/n. Returns {encoder, objective, history, epsilon, noise_multiplier}.
-    Same seed, same result: the noise comes from the global torch RNG, seeded by ``build``."""
+    delta)-DP; delta defaults to 1/n. ``cfg.batch_size``: the expected logical batch q n; ``physical_batch``:
+    at most this many images per per-image-gradient pass (opacus ``BatchMemoryManager``; None: all).
+    Returns {encoder, objective, history, epsilon, noise_multiplier, delta}. Same seed, same result: the
+    noise comes from the global torch RNG, seeded by ``build``."""
     require_opacus()
     from opacus.accountants import RDPAccountant
     from opacus.accountants.utils import get_noise_multiplier
     from opacus.optimizers import DPOptimizer
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+    from torch.utils.data import DataLoader
 
     check_dp_config(cfg)
     device = resolve_device(device)
@@ -123,24 +135,32 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
     accountant = RDPAccountant()
     aug = make_augmentation(cfg, objective)
 
+    positions = list(range(n))
+    phys = physical_batch or n
+
     def step(sel, epoch, _step):
-        loss = None
-        if len(sel):
-            x = images[sel].to(device)
-            gidx = index[sel].numpy()
-            v1, v2 = (aug(x, gidx, cfg.seed, 2 * epoch + v) for v in range(2))
-            grads = per_image_gradients(model, params, buffers, v1, v2)
-            for k, p in params.items():
-                p.grad_sample = grads[k].detach()
-            with torch.no_grad():
-                loss = float(model(v1, v2).mean())
-        else:  # an empty batch still gets noise (the accountant counts the step)
-            for p in params.values():
-                p.grad_sample = torch.zeros((0, *p.shape), device=p.device)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        """One logical batch: its physical micro-batches are clipped and accumulated, then one noisy step."""
+        logical = DataLoader(positions, batch_sampler=[sel.tolist()],
+                             collate_fn=lambda b: torch.tensor(b, dtype=torch.long))
+        total, count = 0.0, 0
+        with BatchMemoryManager(data_loader=logical, max_physical_batch_size=phys, optimizer=opt) as micro:
+            for part in micro:
+                if len(part):
+                    x = images[part].to(device)
+                    gidx = index[part].numpy()
+                    v1, v2 = (aug(x, gidx, cfg.seed, 2 * epoch + v) for v in range(2))
+                    grads = per_image_gradients(model, params, buffers, v1, v2)
+                    for k, p in params.items():
+                        p.grad_sample = grads[k].detach()
+                    with torch.no_grad():
+                        total, count = total + float(model(v1, v2).sum()), count + len(part)
+                else:  # an empty batch still gets noise (the accountant counts the step)
+                    for p in params.values():
+                        p.grad_sample = torch.zeros((0, *p.shape), device=p.device)
+                opt.step()  # all but a logical batch's last micro-batch: clip and accumulate only
+                opt.zero_grad(set_to_none=True)
         accountant.step(noise_multiplier=sigma, sample_rate=q)
-        return loss
+        return total / count if count else None
 
     def spent(epoch, rec, _step):
         rec["epsilon"] = accountant.get_epsilon(delta)

@@ -139,7 +139,8 @@ RANGES = [
     (r"sweep_magnitudes", Range(0, 30, integer=True, what="a RandAugment magnitude")),
     (r"temperature", Range(0, lo_open=True, what="a temperature (0 divides by zero, < 0 inverts the loss)")),
     (r".*lr|dp_max_grad_norm|dp_epsilons|claim_ratio|toy_sigma|.*width", Range(0, lo_open=True, what="a positive number")),
-    (r"batch_size|eval_batch", Range(2, integer=True, what="a batch size (statistics over the batch need 2)")),
+    (r"(dp_)?batch_size|eval_batch", Range(2, integer=True, what="a batch size (statistics over the batch need 2)")),
+    (r"dp_physical_batch", Range(0, integer=True, what="a micro-batch size (0 = the whole logical batch)")),
     (r"num_classes|n_networks|toy_classes", Range(2, integer=True, what="a count of at least 2")),
     (r".*", COUNT),
 ]
