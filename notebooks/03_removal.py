@@ -49,6 +49,7 @@ slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_
                                 # array_parallelism, sbatch (a dict of extra #SBATCH options)
 # -- pre-training data (Fig. 3: cifar10; Fig. 6: stl10; Fig. 7: cifar100 -- any memlab dataset)
 dataset: str = "cifar10"        # pre-training data (Fig. 3: cifar10; Fig. 6: stl10; Fig. 7: cifar100)
+pretrain_split: str = "train"   # split f and g train on: "train", or "unlabeled" (STL-10's 100k images, Fig. 6)
 synthetic_n_train: int = 3000   # sizes of the generated splits when a dataset is "synthetic"
 synthetic_n_test: int = 1000    # test-split size of the generated data when dataset is "synthetic"
 atypical_frac: float = 0.05     # synthetic data: fraction of planted atypical points
@@ -107,7 +108,7 @@ from IPython.display import display
 from memlab import executors, plots
 from memlab.augment import ViewBank
 from memlab.cache import Cache
-from memlab.data import DATASETS, DatasetNotFound, load_dataset, stand_in
+from memlab.data import DATASETS, UNLABELED, DatasetNotFound, load_dataset, stand_in
 from memlab.models import MODELS
 from memlab.objectives import OBJECTIVES
 from memlab.params import ParameterError, check_injected, choice
@@ -123,6 +124,10 @@ from memlab.train import TrainConfig, load_encoder, resolve_device, training_cos
 
 check_injected()
 choice("dataset", dataset, DATASETS)
+choice("pretrain_split", pretrain_split, ["train", "unlabeled"])
+if pretrain_split == "unlabeled" and dataset not in UNLABELED:
+    raise ParameterError(f"pretrain_split 'unlabeled' needs a dataset with an unlabeled split ({list(UNLABELED)}); "
+                         f"dataset is {dataset!r}: use pretrain_split 'train'")
 choice("method", method, OBJECTIVES)
 choice("arch", arch, MODELS)
 choice("dp_arch", dp_arch, [a for a in MODELS if a.startswith("resnet")])
@@ -173,6 +178,8 @@ def load(name, fallback_seed=0):
 
 
 train_data, test_data, _ = load(dataset)
+if pretrain_split != "train":  # f and g pre-train on another split; the probes keep the labelled splits
+    train_data = load_dataset(dataset, pretrain_split, download=download)
 f_pool, g_pool = disjoint_halves(train_data.labels, n_half, split_seed)
 
 

@@ -54,7 +54,7 @@ def test_missing_dataset_offline_names_files_and_variable(tmp_path):
 
 def test_unknown_names_rejected():
     with pytest.raises(ValueError, match="unknown dataset"):
-        load_dataset("imagenet")
+        load_dataset("imagenet21k")
     with pytest.raises(ValueError, match="unknown split"):
         load_dataset("synthetic", "val")
 
@@ -78,7 +78,7 @@ def test_to_chw3_resizes_large_images():
 
 @pytest.mark.skipif(not os.environ.get("MEMLAB_DATA") or
                     not os.path.isfile(os.path.join(os.environ.get("MEMLAB_DATA", ""), "mnist_5k.npz")),
-                    reason="needs MEMLAB_DATA with mnist_5k.npz (shared/data)")
+                    reason="needs MEMLAB_DATA pointing at a folder with mnist_5k.npz")
 def test_real_offline_archive():
     d = load_dataset("mnist", "train")
     assert d.images.shape == (5000, 3, 32, 32)
@@ -129,3 +129,64 @@ def test_a_missing_dataset_is_substituted_only_when_the_parameter_allows_it(tmp_
         stand_in(e.value, "cifar100", allowed=False)
     stand_in(e.value, "cifar100", allowed=True)
     assert "synthetic data stands in for it" in capsys.readouterr().out
+
+
+def _fake_stl10(folder, n_train=40, n_test=20, n_unlabeled=60):
+    """A small stl10.npz (96 x 96 colour images) with its unlabeled split."""
+    g = np.random.default_rng(0)
+    np.savez(folder / "stl10.npz", x_train=g.integers(0, 256, (n_train, 96, 96, 3), dtype=np.uint8),
+             y_train=np.arange(n_train) % 10, x_test=g.integers(0, 256, (n_test, 96, 96, 3), dtype=np.uint8),
+             y_test=np.arange(n_test) % 10, x_unlabeled=g.integers(0, 256, (n_unlabeled, 96, 96, 3), dtype=np.uint8))
+    return folder
+
+
+def test_stl10_unlabeled_split_has_labels_minus_one_and_other_datasets_refuse_it(tmp_path):
+    root = _fake_stl10(tmp_path)
+    un = load_dataset("stl10", "unlabeled", root=root, download=False)
+    assert un.images.shape == (60, 3, 32, 32) and un.images.dtype == torch.uint8
+    assert (un.labels == -1).all()
+    assert len(load_dataset("stl10", "unlabeled", root=root, download=False, n=20, seed=1)) == 20
+    assert load_dataset("stl10", "train", root=root, download=False).labels.max() == 9
+    with pytest.raises(ValueError, match="no unlabeled split"):
+        load_dataset("cifar10", "unlabeled", root=root, download=False)
+
+
+def _fake_folder_tree(root, classes=("a", "b", "c"), per_class=4, size=(40, 50)):
+    from PIL import Image
+    g = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            d = root / "imagenet" / split / c
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(g.integers(0, 256, (*size, 3), dtype=np.uint8)).save(d / f"{c}{i}.JPEG")
+    return root
+
+
+def test_folder_dataset_takes_a_deterministic_balanced_subset_resized_and_caches_it(tmp_path):
+    root = _fake_folder_tree(tmp_path)
+    a = load_dataset("imagenet", "train", root=root, n=6, seed=3, size=16)
+    assert a.images.shape == (6, 3, 16, 16) and a.images.dtype == torch.uint8
+    assert sorted(a.labels.tolist()) == [0, 0, 1, 1, 2, 2] and a.class_names == ["a", "b", "c"]
+    cached = list((root / "imagenet").glob(".memlab-train-16-6-3.npz"))
+    assert len(cached) == 1
+    b = load_dataset("imagenet", "train", root=root, n=6, seed=3, size=16)   # from the cached subset
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert len(load_dataset("imagenet", "test", root=root, size=8)) == 12
+    with pytest.raises(ValueError, match="holds 12"):
+        load_dataset("imagenet", "train", root=root, n=13, size=16)
+    with pytest.raises(DatasetNotFound, match="tiny-imagenet-200.*cannot download"):
+        load_dataset("tiny_imagenet", "train", root=root)
+
+
+def test_tiny_imagenet_val_is_read_from_its_annotations(tmp_path):
+    from PIL import Image
+    val = tmp_path / "tiny-imagenet-200" / "val"
+    (val / "images").mkdir(parents=True)
+    rows = []
+    for i, c in enumerate(["n2", "n1", "n2", "n1"]):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, dtype=np.uint8)).save(val / "images" / f"val_{i}.JPEG")
+        rows.append(f"val_{i}.JPEG\t{c}\t0\t0\t63\t63")
+    (val / "val_annotations.txt").write_text("\n".join(rows) + "\n")
+    d = load_dataset("tiny_imagenet", "test", root=tmp_path)
+    assert d.images.shape == (4, 3, 64, 64) and d.labels.tolist() == [1, 0, 1, 0] and d.class_names == ["n1", "n2"]

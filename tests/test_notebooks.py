@@ -110,3 +110,36 @@ def test_injected_unknown_parameter_fails_before_compute(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="unknown parameter 'epoch'"):
         pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters={"epoch": 3},
                             kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+
+
+@pytest.mark.notebook
+def test_removal_notebook_pretrains_on_stl10_unlabeled_from_a_fake_archive(tmp_path):
+    """Fig. 6's data choice in the smoke profile: f and g on STL-10's unlabeled split (a fake archive), probes on
+    its labelled splits; DP and lambda sections off to keep it short."""
+    import jupytext
+    import numpy as np
+    import papermill as pm
+    import yaml
+    g = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "stl10.npz", x_train=g.integers(0, 256, (120, 96, 96, 3), dtype=np.uint8),
+             y_train=np.arange(120) % 10, x_test=g.integers(0, 256, (100, 96, 96, 3), dtype=np.uint8),
+             y_test=np.arange(100) % 10, x_unlabeled=g.integers(0, 256, (130, 96, 96, 3), dtype=np.uint8))
+    src = tmp_path / "03.ipynb"
+    jupytext.write(jupytext.read(ROOT / "notebooks" / "03_removal.py"), src)
+    params = yaml.safe_load((ROOT / "params" / "smoke" / "03_removal.yaml").read_text())
+    params.update(dataset="stl10", pretrain_split="unlabeled", downstream=["stl10"], lambda_datasets=["synthetic"],
+                  lambdas=[0.0], dp_epochs=0, output_dir=str(tmp_path / "out"), profile="smoke")
+    env = {"MEMLAB_DATA": str(data), "MEMLAB_CACHE": str(tmp_path / "cache")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters=params, kernel_name="python3",
+                            progress_bar=False, cwd=str(ROOT))
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    book = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "pre-training stl10: halves of 48" in text and "downstream: ['stl10']" in text

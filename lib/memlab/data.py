@@ -8,6 +8,9 @@ Sources, in the order they are tried:
    mnist and fashion_mnist padded to 3x32x32);
 3. ``synthetic``: generated offline and deterministically (``synthetic.py``), any size.
 
+Class-per-folder datasets (``imagenet``, ``tiny_imagenet``) are read from their folders (``folders.py``).
+STL-10 also has its ``unlabeled`` split (100,000 images, labels -1), the SSLMem paper's pre-training data.
+
 Offline and not found: ``DatasetNotFound`` names the files looked for and the ``MEMLAB_DATA`` variable.
 A damaged archive (truncated, not a zip, wrong layout, or a SHA-256 that differs from a ``SHA256SUMS`` file
 beside it) is treated like a missing one: the next source is tried, and if none works ``DatasetNotFound``
@@ -39,8 +42,10 @@ ARCHIVES = {
     "mnist": ["mnist.npz", "mnist_5k.npz"],
     "fashion_mnist": ["fashion_mnist.npz"],
 }
-DATASETS = sorted(ARCHIVES) + ["synthetic"]
-SPLITS = ("train", "test")
+FOLDER_DATASETS = ("imagenet", "tiny_imagenet")   # folders.FOLDERS
+DATASETS = sorted(ARCHIVES) + list(FOLDER_DATASETS) + ["synthetic"]
+SPLITS = ("train", "test", "unlabeled")
+UNLABELED = ("stl10",)                           # datasets with an unlabeled split
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -186,9 +191,11 @@ def _read_npz(path: str, split: str):
     keys = set(z.files)
     names = [str(c) for c in z["class_names"]] if "class_names" in keys else None
     if f"{split}_jpeg" in keys:
-        x, y = _decode_jpegs(z[f"{split}_jpeg"], z[f"{split}_offsets"]), z[f"y_{split}"]
+        x = _decode_jpegs(z[f"{split}_jpeg"], z[f"{split}_offsets"])
+        y = z[f"y_{split}"] if f"y_{split}" in keys else np.full(len(x), -1)   # the unlabeled split: -1
     elif f"x_{split}" in keys:
-        x, y = z[f"x_{split}"], z[f"y_{split}"]
+        x = z[f"x_{split}"]
+        y = z[f"y_{split}"] if f"y_{split}" in keys else np.full(len(x), -1)
     elif {"x", "y"} <= keys:
         if split != "train":
             raise DatasetNotFound(f"{path} holds a single (training) split, no {split!r} split")
@@ -221,13 +228,21 @@ def _torchvision(name: str, split: str, root: Path, download: bool):
 
 
 def load_dataset(name: str, split: str = "train", *, root=None, download: bool = True, n: int | None = None,
-                 seed: int = 0, atypical_frac: float = 0.05) -> ImageData:
-    """Load ``name`` (see ``DATASETS``) ``split``. ``n``, ``seed``, ``atypical_frac`` apply to
-    ``synthetic`` (``n`` also truncates real data to a class-balanced prefix when given)."""
+                 seed: int = 0, atypical_frac: float = 0.05, size: int | None = None) -> ImageData:
+    """Load ``name`` (see ``DATASETS``) ``split`` ("train", "test", or "unlabeled" for ``UNLABELED`` datasets,
+    whose labels are -1). ``n``, ``seed``, ``atypical_frac`` apply to ``synthetic`` (``n`` also takes a
+    class-balanced subset of real data when given); ``size``: the image side of a folder dataset (default 64).
+    Raises ``ValueError`` for an unknown name or split, ``DatasetNotFound`` when the data is nowhere."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+    if split == "unlabeled" and name not in UNLABELED:
+        raise ValueError(f"dataset {name!r} has no unlabeled split (only {list(UNLABELED)}); use 'train'")
+    if name in FOLDER_DATASETS:
+        from .folders import load_folder
+        x, y, names = load_folder(name, split, data_root(root), n=n, seed=seed, size=size)
+        return ImageData(name, split, x, y, names)
     if name == "synthetic":
         from .synthetic import make_synthetic
         if n is None:
@@ -259,6 +274,8 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
                 f"e.g. `export MEMLAB_DATA=$HOME/memlab-data`.") from e
     x, y, names = got
     names = names or [str(i) for i in range(int(y.max()) + 1)]
+    if split == "unlabeled" and (y >= 0).any():
+        y = torch.full_like(y, -1)
     data = ImageData(name, split, x, y, names)
     if n is not None:
         if n > len(data):
