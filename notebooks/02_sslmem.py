@@ -74,6 +74,8 @@ view_pairs: int = 20            # K view pairs per point
 measure_aug: str = ""           # augmentation used for measuring ("": the training augmentation)
 representation: str = "flat"    # "flat": full output map flattened (as in the paper); "pooled": spatial mean
 normalize_over: str = "S_C+S_S"  # reference set of the normalising range: "S_C+S_S" (every table), "all", or one subset
+warmup_epochs: float = 1.0      # linear warm-up epochs before the cosine decay (paper, Table 6: 60 of 600)
+blur: float = 0.0               # probability of a Gaussian blur in the training views (SimCLR's recipe: 0.5)
 snapshot_epochs: list = [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80]  # encoder weights kept
 dynamics_epochs: list = [10, 20, 40, 80]  # snapshots scored for the training-dynamics figure (Fig. 2b)
 dynamics_points: int = 500      # candidates (and as many shared points) scored per snapshot
@@ -99,6 +101,7 @@ grid_view_pairs: int = 10       # K view pairs per point in the grid
 grid_points: int = 500          # S_C and S_S points scored per cell
 supervised_epochs: list = [20, 50]  # Table 11: two training lengths; the longest enters the rankings
 supervised_lr: float = 0.05     # learning rate of the supervised encoders (Table 11)
+supervised_arch: str = ""       # architecture of the supervised encoders ("": the pair's; Table 11: resnet50)
 topk: list = [10, 20, 50, 100, 200]  # k of the top-k overlaps between rankings (Tables 12-13)
 overlap_fracs: list = [0.7, 0.8, 0.85]  # Table 7: |S_S| as a fraction of the pool
 measure_augs: list = ["noise", "rotate", "colordrop"]  # Table 8: measured with other augmentations
@@ -139,6 +142,8 @@ check_injected()
 choice("dataset", dataset, DATASETS)
 choice("method", method, OBJECTIVES)
 choice("arch", arch, MODELS)
+if supervised_arch:
+    choice("supervised_arch", supervised_arch, MODELS)
 choice("representation", representation, ["flat", "pooled"])
 choice("normalize_over", normalize_over, ["S_C+S_S", "all", *SUBSETS])
 if not seeds:
@@ -147,7 +152,8 @@ TABLES = ["table1", "rankings", "table11", "table7", "table8", "table9"]
 for t_ in tables:
     choice("tables", t_, TABLES)
 base_cell = dict(method=method, arch=arch, width=width, dataset=dataset, epochs=epochs, batch_size=batch_size,
-                 optimizer=optimizer, lr=lr, weight_decay=weight_decay, temperature=temperature, seeds=list(grid_seeds))
+                 optimizer=optimizer, lr=lr, weight_decay=weight_decay, temperature=temperature,
+                 warmup_epochs=warmup_epochs, blur=blur, seeds=list(grid_seeds))
 cells = [cell_spec(c, base_cell) for c in grid]  # unknown keys fail here, before any compute
 for c in cells:
     choice("grid method", c["method"], OBJECTIVES), choice("grid arch", c["arch"], MODELS)
@@ -219,7 +225,7 @@ if "table7" in tables:
 # %%
 cfg = encoder_config(arch=arch, width=width, method=method, temperature=temperature, epochs=epochs,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                     snapshot_epochs=snapshot_epochs, mean=mean, std=std)
+                     snapshot_epochs=snapshot_epochs, mean=mean, std=std, warmup_epochs=warmup_epochs, blur=blur)
 
 
 def snapshots_for(spec):
@@ -227,8 +233,9 @@ def snapshots_for(spec):
     return main_recipe_snapshots(spec, base_cell, snapshot_epochs)
 
 
-sup_specs = [cell_spec({"method": "supervised", "epochs": e_, "lr": supervised_lr, "label": f"supervised {e_} ep."},
-                       base_cell) for e_ in sorted(supervised_epochs)] if {"table11", "rankings"} & set(tables) else []
+sup_specs = [cell_spec({"method": "supervised", "epochs": e_, "lr": supervised_lr, "label": f"supervised {e_} ep.",
+                        "blur": 0.0, **({"arch": supervised_arch} if supervised_arch else {})}, base_cell)
+             for e_ in sorted(supervised_epochs)] if {"table11", "rankings"} & set(tables) else []
 overlap_specs = []  # Table 7: (cell, key of its data in _data)
 for fr in (overlap_fracs if "table7" in tables else []):
     sh_, rest_ = overlap_sizes(split_shared + split_candidates + split_independent, fr)

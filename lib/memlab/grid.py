@@ -16,8 +16,10 @@ from .probes import extract, linear_probe
 from .sslmem import cached_scores, encoder_config, f_and_g_jobs, normalized, reference_label, train_f_and_g
 
 CELL_KEYS = {"label", "method", "arch", "width", "dataset", "epochs", "batch_size", "optimizer", "lr",
-             "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug"}
-TRAIN_KEYS = ("arch", "width", "method", "temperature", "epochs", "batch_size", "optimizer", "lr", "weight_decay")
+             "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug",
+             "warmup_epochs", "blur"}
+TRAIN_KEYS = ("arch", "width", "method", "temperature", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+              "warmup_epochs", "blur")
 
 
 def cell_spec(cell: dict, defaults: dict) -> dict:

@@ -136,6 +136,8 @@ RANGES = [
     (r"sweep_noise", Range(0, 1, what="a label-noise fraction")),
     (r"simclr_crop_scale", Range(0, 1, lo_open=True, what="a crop area fraction")),
     (r"mixup|weight_decay", Range(0, what="a non-negative weight")),
+    (r"warmup_epochs", Range(0, what="a number of warm-up epochs")),
+    (r"blur", Range(0, 1, what="a probability")),
     (r"sweep_magnitudes", Range(0, 30, integer=True, what="a RandAugment magnitude")),
     (r"temperature", Range(0, lo_open=True, what="a temperature (0 divides by zero, < 0 inverts the loss)")),
     (r".*lr|dp_max_grad_norm|dp_epsilons|claim_ratio|toy_sigma|.*width", Range(0, lo_open=True, what="a positive number")),

@@ -49,6 +49,8 @@ class SSLMemPair:
     measure_aug: str
     representation: str
     snapshot_epochs: tuple
+    warmup_epochs: float
+    blur: float
 
     def load(self):
         """(train data, test data, splits) of the pair (``sslmem.load_splits``). Raises ``DatasetNotFound``."""
@@ -63,7 +65,8 @@ class SSLMemPair:
         from .sslmem import encoder_config
         return encoder_config(arch=self.arch, width=self.width, method=self.method, temperature=self.temperature,
                               epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                              weight_decay=self.weight_decay, snapshot_epochs=self.snapshot_epochs, mean=mean, std=std)
+                              weight_decay=self.weight_decay, snapshot_epochs=self.snapshot_epochs, mean=mean, std=std,
+                              warmup_epochs=self.warmup_epochs, blur=self.blur)
 
     def jobs(self, cfg, train_data, splits, *, cache, force: bool = False):
         """``(f_jobs, g_jobs)`` of the pair for a plan (``sslmem.f_and_g_jobs``)."""
@@ -75,7 +78,8 @@ class SSLMemPair:
         """The settings a cross-method cell of notebook 02 takes where it names none (``grid.cell_spec``)."""
         return dict(method=self.method, arch=self.arch, width=self.width, dataset=self.dataset, epochs=self.epochs,
                     batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
-                    temperature=self.temperature, seeds=list(seeds))
+                    temperature=self.temperature, warmup_epochs=self.warmup_epochs, blur=self.blur,
+                    seeds=list(seeds))
 
     def scored(self, splits, train_labels) -> dict:
         """The points SSLMem scores (``sslmem.scored_subsets``): {subset: indices}."""
