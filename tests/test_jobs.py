@@ -308,3 +308,29 @@ def test_encoder_job_keys_match_the_fingerprint_of_the_bytes(cache):
     assert job.key["data"] == h.hexdigest()[:20]
     with_index = encoder_job(TrainConfig(**CFG), x, None, torch.arange(len(x)), cache=cache)
     assert with_index.key["data"] != job.key["data"]
+
+
+def test_peak_memory_is_estimated_per_job_and_a_job_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch):
+    """The estimate grows with the batch and with per-image gradients; a plan whose pending job exceeds the
+    device's memory stops before any training, naming the job and the knobs."""
+    from memlab import memory
+    from memlab.cache import Cache
+    from memlab.jobs import Cost, Plan
+    small = memory.peak_bytes("resnet9", {"width": 0.125}, batch=32, views=2)
+    big = memory.peak_bytes("resnet9", {"width": 0.125}, batch=128, views=2)
+    params, act = memory._model_bytes("resnet9", '{"width": 0.125}', 32)
+    assert act > 0 and params > 0
+    assert big - small == pytest.approx(memory.OVERHEAD * 96 * 2 * act, abs=2)   # linear in batch x views
+    dp = memory.peak_bytes("resnet9", {"width": 0.125}, batch=32, views=2, per_sample_grads=32)
+    assert dp - small == pytest.approx(memory.OVERHEAD * 32 * params, abs=2)
+    cost = Cost.of("resnet9", {"width": 0.125}, epochs=1, steps_per_epoch=1, batch=128, views=2)
+    assert cost.peak_bytes == big
+    trained = []
+    import memlab.jobs as J
+    job = J.Job("huge encoder", "encoder", {"k": 1}, lambda **kw: trained.append(1) or {}, {}, cost)
+    plan = Plan("p", cache=Cache(tmp_path / "c"))
+    plan.add(job)
+    monkeypatch.setattr(memory, "device_memory", lambda device: big // 2)
+    with pytest.raises(memory.JobTooLarge, match=r"huge encoder: about .* GiB(.|\n)*Fix: lower batch_size"):
+        plan.run("inline", progress=False)
+    assert not trained

@@ -74,8 +74,10 @@ def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cac
            "max_grad_norm": float(max_grad_norm)}
     n = images.shape[0]
     q = min(1.0, cfg.batch_size / n)
+    logical = max(1, int(q * n))
+    held = min(physical_batch or logical, logical)  # per-image gradients and activations held at once
     cost = Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=max(1, round(1 / q)),
-                   batch=max(1, int(q * n)), views=2, size=images.shape[-1])
+                   batch=logical, views=2, size=images.shape[-1], per_sample_grads=held, memory_batch=held)
     return Job(name or f"DP eps={epsilon:g}", "dp_encoder", key, _dp_files,
                {"cfg": cfg, "images": Stored(images, cache.root), "index": index, "epsilon": float(epsilon),
                 "max_grad_norm": float(max_grad_norm), "physical_batch": physical_batch}, cost, force)

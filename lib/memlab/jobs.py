@@ -103,18 +103,26 @@ def _flops_per_image(model: str, model_kw_json: str, size: int) -> float:
 @dataclass
 class Cost:
     """Estimated cost of one job: ``epochs``, ``image_steps`` (image views passed forward and backward over the
-    whole training) and ``flops`` (image_steps x FLOPs of one view through the encoder, forward + backward)."""
+    whole training), ``flops`` (image_steps x FLOPs of one view through the encoder, forward + backward) and
+    ``peak_bytes`` (the peak device memory of one step, ``memory.peak_bytes``; 0: not estimated)."""
     epochs: int
     image_steps: int
     flops: float
     model: str = ""
+    peak_bytes: int = 0
 
     @classmethod
     def of(cls, model: str, model_kw: dict, *, epochs: int, steps_per_epoch: int, batch: int, views: int,
-           size: int = 32) -> "Cost":
+           size: int = 32, per_sample_grads: int = 0, memory_batch: int | None = None) -> "Cost":
+        """``batch`` images of ``views`` views per step; ``per_sample_grads``: per-image gradients held at once
+        (DP-SGD's physical batch); ``memory_batch``: the images whose activations are held at once (default
+        ``batch``; DP-SGD's physical batch)."""
+        from .memory import peak_bytes
         steps = int(epochs) * int(steps_per_epoch) * int(batch) * int(views)
         per = _flops_per_image(model, json.dumps(model_kw, sort_keys=True, default=list), size)
-        return cls(int(epochs), steps, steps * per, model)
+        peak = peak_bytes(model, model_kw, batch=int(memory_batch or batch), views=int(views), size=size,
+                          per_sample_grads=int(per_sample_grads))
+        return cls(int(epochs), steps, steps * per, model, peak)
 
 
 def device_label(device) -> str:
@@ -277,6 +285,7 @@ class Plan:
         rows += [(d.name, d.kind, "", "deferred", d.cost) for d in self.deferred]
         return pd.DataFrame([{"job": n, "kind": k, "key": key, "status": s, "epochs": c.epochs,
                               "image-steps": c.image_steps, "TFLOPs": float(f"{c.flops / 1e12:.3g}"),
+                              "peak GiB": float(f"{c.peak_bytes / 2**30:.2g}") if c.peak_bytes else None,
                               "est. minutes": float(f"{c.flops / rate[c.model] / 60:.2g}") if c.model in rate else None}
                              for n, k, key, s, c in rows])
 
@@ -307,14 +316,19 @@ class Plan:
         """Show the plan, then train its pending jobs with ``executor`` (``executors.make``; ``$MEMLAB_EXECUTOR``
         overrides it). Returns {job name: "cached" | "trained"} for every declared job. Raises ``JobsFailed``
         naming the failed jobs (and their logs) after the others finish; ``cache.CacheWriteError`` before any
-        training when the cache cannot be written."""
+        training when the cache cannot be written; ``memory.JobTooLarge`` before any training when a pending job's
+        estimated peak memory exceeds the device's (on a SLURM cluster, the nodes' cards are checked by the
+        workers)."""
         from .executors import make
+        from .memory import check_fits
         pending = self.pending()
         ex = make(executor, device=self.device, workers=workers, slurm=slurm, n_jobs=len(pending))
         stop = os.environ.get(STOP_ENV, "")
         table = self.show(pending)
         if stop == "plan":
             raise StopAfterPlan(self.summary(table), table)
+        if type(ex).__name__ != "Slurm":  # this machine's device trains them
+            check_fits(pending, self.device)
         status = {j.name: "cached" for j in self.jobs}
         if pending:
             self.cache.check_writable()
