@@ -76,29 +76,34 @@ def code_cells(notebook: Path) -> int | None:
 
 
 def follow(log: Path, label: str, notebook: Path | None, expected: float | None, after: float | None,
-           tty: bool, every: float = 60.0, poll: float = 1.0, out=sys.stdout) -> None:
+           tty: bool, every: float = 60.0, poll: float = 1.0, out=sys.stdout, polls: int | None = None) -> None:
     """Print the status of ``log`` until killed (SIGTERM clears the line on a terminal).
 
     ``notebook``: the .ipynb papermill executes (read for its cell count; it is written after the start);
     ``expected``: seconds this notebook took in the previous run of the profile (None: unknown); ``after``:
-    seconds of the notebooks still to come (None: unknown)."""
+    seconds of the notebooks still to come (None: unknown); ``polls``: stop after that many polls (tests)."""
     t0 = time.time()
     last_print, last_text = 0.0, None
+    offset, mark, since = 0, "", ""   # read only what the log gained since the last poll (logs reach many MB)
 
-    def stop(*_):
-        if tty:
-            out.write("\r\033[K")
-            out.flush()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while True:
+    n = 0
+    while polls is None or n < polls:
+        n += 1
         try:
-            text = log.read_text(errors="replace")
+            with open(log, "rb") as fh:
+                fh.seek(offset)
+                new = fh.read().decode("utf-8", errors="replace")
+                offset = fh.tell()
         except OSError:
-            text = ""
-        what, left = status(text, code_cells(notebook) if notebook else None)
+            new = ""
+        # the newest "Executing Cell N" marker, and at most the last 64 kB written after it
+        cells = CELL.findall(new)
+        if cells:
+            mark, since = f"Executing Cell {cells[-1]}-\n", new[new.rfind("Executing Cell"):]
+        else:
+            since += new
+        since = since[-65536:]
+        what, left = status(mark + since, code_cells(notebook) if notebook else None)
         elapsed = time.time() - t0
         line = f"{label}  {clock(elapsed)} elapsed" + (f" | {what}" if what else "")
         here = left if left is not None else (max(0.0, expected - elapsed) if expected else None)
@@ -127,6 +132,15 @@ def main(argv=None) -> int:
     ap.add_argument("--tty", choices=["auto", "yes", "no"], default="auto")
     a = ap.parse_args(argv)
     tty = sys.stdout.isatty() if a.tty == "auto" else a.tty == "yes"
+
+    def stop(*_):  # run_all.sh ends us with SIGTERM when the notebook finishes: leave a clean terminal line
+        if tty:
+            sys.stdout.write("\r\033[K")
+            sys.stdout.flush()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     follow(a.log, a.label, a.notebook, a.expected or None,
            a.after if a.after >= 0 else None, tty, every=a.every)
     return 0
