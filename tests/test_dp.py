@@ -75,11 +75,12 @@ def test_diverging_dp_training_raises_instead_of_returning_nan_weights():
 
 
 def test_physical_micro_batches_train_as_the_whole_logical_batch_and_step_once_per_logical_batch(monkeypatch):
-    """BatchMemoryManager splits each Poisson batch (about 32 images) into micro-batches of 7: the optimiser
+    """BatchMemoryManager splits each Poisson batch (about 16 images) into micro-batches of 5: the optimiser
     clips and accumulates them and takes one noisy step per logical batch, so the weights match training on
     whole batches (to float tolerance: only the summation order differs)."""
     from opacus.optimizers import DPOptimizer
-    cfg = TrainConfig(epochs=1, **CFG)
+    cfg = TrainConfig(epochs=1, **{**CFG, "batch_size": 16})
+    images = DATA.images[:48]
     sizes, steps = [], []
     real_step = DPOptimizer.step
 
@@ -89,11 +90,11 @@ def test_physical_micro_batches_train_as_the_whole_logical_batch_and_step_once_p
         steps.append(not self._is_last_step_skipped)
         return out
 
-    whole = train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False)
+    whole = train_dp(cfg, images, target_epsilon=8.0, device="cpu", progress=False)
     monkeypatch.setattr(DPOptimizer, "step", counting_step)
-    micro = train_dp(cfg, DATA.images, target_epsilon=8.0, device="cpu", progress=False, physical_batch=7)
-    assert max(sizes) <= 7 and sum(sizes) > 20 and len(sizes) > 3 * sum(steps)
-    assert sum(steps) == 3                       # 96 images / batch 32: 3 logical steps in the epoch
+    micro = train_dp(cfg, images, target_epsilon=8.0, device="cpu", progress=False, physical_batch=5)
+    assert max(sizes) <= 5 and sum(sizes) > 20 and len(sizes) > 2 * sum(steps)
+    assert sum(steps) == 3                       # 48 images / batch 16: 3 logical steps in the epoch
     assert micro["epsilon"] == pytest.approx(whole["epsilon"])
     a, b = whole["encoder"].state_dict(), micro["encoder"].state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5, rtol=1e-4) for k in a)

@@ -108,10 +108,18 @@ def check_objective(name: str, kw: dict) -> None:
         raise ValueError("; ".join(problems))
 
 
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 class Objective(nn.Module):
     n_views: int = 2
     needs_labels: bool = False
     aug: str = "simclr"
+    # Losses that couple the images of a batch (NT-Xent, VICReg) pass their projections through ``gather``
+    # first: the identity in one process; under ``ddp.distribute`` the concatenation of every process's
+    # projections, with gradients, so the loss is the loss of the global batch.
+    gather = staticmethod(_same)
 
     def loss(self, encoder, views: list[torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -171,7 +179,7 @@ class SimCLR(Objective):
     def loss(self, encoder, views, labels=None):
         z = self.projector(encoder.embed(torch.cat(views), rep="pooled"))
         z1, z2 = z.chunk(2)
-        return nt_xent(z1, z2, self.temperature)
+        return nt_xent(self.gather(z1), self.gather(z2), self.temperature)
 
 
 class Supervised(Objective):
@@ -331,14 +339,14 @@ class VICReg(Objective):
     n_views, aug = 2, "simclr"
 
     def __init__(self, encoder_dim: int, expander: int = 512, sim_w: float = 25.0, var_w: float = 25.0,
-                 cov_w: float = 1.0):
+                 cov_w: float = 1.0, norm: str = "batch"):
         super().__init__()
         self.weights = (sim_w, var_w, cov_w)
-        self.expander = mlp([encoder_dim, expander, expander, expander], "batch")
+        self.expander = mlp([encoder_dim, expander, expander, expander], norm)
 
     def loss(self, encoder, views, labels=None):
         z1, z2 = self.expander(encoder.embed(torch.cat(views), rep="pooled")).chunk(2)
-        return vicreg_loss(z1, z2, *self.weights)
+        return vicreg_loss(self.gather(z1), self.gather(z2), *self.weights)
 
 
 # ----------------------------------------------------------------------------- MAE
