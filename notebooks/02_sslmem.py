@@ -234,14 +234,15 @@ def snapshots_for(spec):
 
 
 sup_specs = [cell_spec({"method": "supervised", "epochs": e_, "lr": supervised_lr, "label": f"supervised {e_} ep.",
-                        "blur": 0.0, **({"arch": supervised_arch} if supervised_arch else {})}, base_cell)
+                        "optimizer": "sgd", "warmup_epochs": 1.0, "blur": 0.0,  # plain supervised training
+                        **({"arch": supervised_arch} if supervised_arch else {})}, base_cell)
              for e_ in sorted(supervised_epochs)] if {"table11", "rankings"} & set(tables) else []
 overlap_specs = []  # Table 7: (cell, key of its data in _data)
 for fr in (overlap_fracs if "table7" in tables else []):
     sh_, rest_ = overlap_sizes(split_shared + split_candidates + split_independent, fr)
     overlap_specs.append((cell_spec({"label": f"overlap {fr:.0%}"}, base_cell), (dataset, sh_, rest_, rest_)))
 mae_cell = next((c for c in grid if c.get("method") == "mae"), {"method": "mae", "arch": "vit_tiny"})
-table9_specs = ([cell_spec({"label": f"simclr, {a} augmentation", "aug": a}, base_cell) for a in simclr_augs]
+table9_specs = ([cell_spec({"label": f"simclr, {a} augmentation", "aug": a, "blur": 0.0}, base_cell) for a in simclr_augs]
                 + [cell_spec({**mae_cell, "label": f"mae mask {r_:.0%}",
                               "objective_kw": {**mae_cell.get("objective_kw", {}), "mask_ratio": r_}}, base_cell)
                    for r_ in mae_mask_ratios]) if "table9" in tables else []

@@ -141,8 +141,8 @@ print(f"device {dev} | {pair.dataset}: {len(train_data)} train images | second d
 # %%
 mean, std = train_data.stats()
 cfg = pair.config(mean, std)
-sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", epochs=supervised_epochs,
-                  lr=supervised_lr, snapshot_epochs=())
+sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", aug_kw={}, optimizer="sgd",
+                  warmup_epochs=1.0, epochs=supervised_epochs, lr=supervised_lr, snapshot_epochs=())
 F = splits.f_train
 plan = Plan("05_unitmem_classmem", cache=cache, device=dev)
 f_jobs, g_jobs = (plan.add_all(js) for js in pair.jobs(cfg, train_data, splits, cache=cache, force=force))

@@ -6,7 +6,8 @@
 #   scripts/setup.sh [VENV]      default VENV: .venv
 #
 # Environment: PYTHON (the interpreter, default python3; needs 3.10+), MEMLAB_EXTRAS (default dev,dp,cluster),
-# TORCH_INDEX_URL (a pip index for torch, e.g. https://download.pytorch.org/whl/cu126; default: chosen below).
+# TORCH_INDEX_URL (a pip index for torch, e.g. https://download.pytorch.org/whl/cu126; default: chosen below),
+# TORCH_SOURCE=pypi (take torch from the configured pip index even without a GPU: what CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${VENV:-.venv}}"
@@ -14,7 +15,7 @@ PY="${PYTHON:-python3}"
 EXTRAS="${MEMLAB_EXTRAS:-dev,dp,cluster}"
 TORCH="torch==2.14.1 torchvision==0.29.1"   # the versions the project is tested with
 STAMP="$VENV/.memlab-installed"
-WANT="$(sha256sum pyproject.toml | cut -c1-16) extras=$EXTRAS"
+WANT="$(cksum < pyproject.toml | cut -d' ' -f1) extras=$EXTRAS"   # cksum: POSIX, on Linux and macOS alike
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "import torch, memlab" 2>/dev/null; then
   exit 0
@@ -42,7 +43,7 @@ elif [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ]; then
   if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
     echo "setup: NVIDIA GPU found: installing the CUDA build of torch (PyPI, several GB)"
     pip install -q $TORCH
-  elif "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('https://download.pytorch.org/whl/cpu/', timeout=5)" 2>/dev/null; then
+  elif [ "${TORCH_SOURCE:-}" != pypi ] && "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('https://download.pytorch.org/whl/cpu/', timeout=5)" 2>/dev/null; then
     echo "setup: no NVIDIA GPU: installing the CPU build of torch (download.pytorch.org, about 200 MB)"
     pip install -q $TORCH --index-url https://download.pytorch.org/whl/cpu
   else

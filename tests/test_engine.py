@@ -154,6 +154,11 @@ def test_snapshots_are_written_once_to_their_own_files_and_survive_a_resume(tmp_
     assert sorted(snaps.saved) == [1, 3, 4]
     for e in (1, 3, 4):
         assert all(torch.equal(v, full_snaps.saved[e][k]) for k, v in snaps.saved[e].items())
+    # a checkpoint written before snapshot files (snapshots inside it) resumes, and its snapshots move to files
+    legacy = Snapshots(t["model"], [1, 3, 4], folder=tmp_path / "legacy")
+    legacy.load_state_dict({1: full_snaps.saved[1]})
+    assert legacy.state_dict() == {"written": [1]} and (tmp_path / "legacy" / "snapshot-1.pt").is_file()
+    assert all(torch.equal(v, full_snaps.saved[1][k]) for k, v in legacy.saved[1].items())
     # a checkpoint whose snapshot files are gone is damaged: a warning, and a restart from scratch
     (tmp_path / "snapshot-3.pt").unlink()
     t = _toy()

@@ -1,9 +1,11 @@
 """pyproject.toml, environment.yml and scripts/setup.sh agree on what is installed."""
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 

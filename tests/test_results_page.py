@@ -126,16 +126,24 @@ def test_progress_follows_a_growing_log_and_prints_a_line_when_the_status_change
     log.write_text("Executing Cell 3-----\n")
     out = io.StringIO()
     t = threading.Thread(target=progress.follow, args=(log, "[1/2] nb", None, 100.0, 50.0, False),
-                         kwargs=dict(every=0, poll=0.05, out=out, polls=14), daemon=True)
+                         kwargs=dict(every=0, poll=0.02, out=out, polls=400), daemon=True)
     t.start()
-    time.sleep(0.25)
+
+    def wait_for(text):  # until the follower has printed ``text`` (it polls every 20 ms)
+        for _ in range(300):
+            if text in out.getvalue():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"no {text!r} in {out.getvalue()!r}")
+
+    wait_for("cell 3")
     with open(log, "a") as f:
         f.write("jobs (2 CPU workers):  10%|#   | 1.0/10.0 [00:10<01:30, 9.0s/TFLOP, jobs=0/4]\n")
-    time.sleep(0.25)
+    wait_for("TFLOPs")
     with open(log, "a") as f:  # more than the 64 kB kept, then a new cell
         f.write("x" * 70000 + "\nExecuting Cell 4-----\n")
-    t.join(10)
+    wait_for("cell 4")
     lines = out.getvalue().splitlines()
     assert lines[0] == "[1/2] nb  0:00 elapsed | cell 3 | run: ~2 min left"   # 100 s expected + 50 s to come
     assert "cell 3 | jobs (2 CPU workers): 10% 1.0/10.0 TFLOPs (jobs=0/4), 1:30 left | run: ~2 min left" in lines[1]
-    assert lines[-1].endswith("| cell 4 | run: ~2 min left") and len(lines) == 3
+    assert lines[-1].endswith("| cell 4 | run: ~2 min left")

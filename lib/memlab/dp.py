@@ -142,12 +142,17 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
 
     def step(sel, epoch, _step):
         """One logical batch: its physical micro-batches are clipped and accumulated, then one noisy step."""
-        logical = DataLoader(positions, batch_sampler=[sel.tolist()],
-                             collate_fn=lambda b: torch.tensor(b, dtype=torch.long))
         total, count = 0.0, 0
-        with BatchMemoryManager(data_loader=logical, max_physical_batch_size=phys, optimizer=opt) as micro:
-            for part in micro:
-                if len(part):
+        if not len(sel):  # an empty Poisson batch still gets noise (the accountant counts the step)
+            for p in params.values():
+                p.grad_sample = torch.zeros((0, *p.shape), device=p.device)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            logical = DataLoader(positions, batch_sampler=[sel.tolist()],
+                                 collate_fn=lambda b: torch.tensor(b, dtype=torch.long))
+            with BatchMemoryManager(data_loader=logical, max_physical_batch_size=phys, optimizer=opt) as micro:
+                for part in micro:
                     x = images[part].to(device)
                     gidx = index[part].numpy()
                     v1, v2 = (aug(x, gidx, cfg.seed, 2 * epoch + v) for v in range(2))
@@ -156,11 +161,8 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
                         p.grad_sample = grads[k].detach()
                     with torch.no_grad():
                         total, count = total + float(model(v1, v2).sum()), count + len(part)
-                else:  # an empty batch still gets noise (the accountant counts the step)
-                    for p in params.values():
-                        p.grad_sample = torch.zeros((0, *p.shape), device=p.device)
-                opt.step()  # all but a logical batch's last micro-batch: clip and accumulate only
-                opt.zero_grad(set_to_none=True)
+                    opt.step()  # all but a logical batch's last micro-batch: clip and accumulate only
+                    opt.zero_grad(set_to_none=True)
         accountant.step(noise_multiplier=sigma, sample_rate=q)
         return total / count if count else None
 

@@ -186,8 +186,14 @@ class Snapshots:
             if missing:
                 raise FileNotFoundError(f"snapshot files missing: {missing}")
             self._memory, self._written = {}, list(state["written"])
-        else:  # snapshots kept in the checkpoint itself (no folder, or a checkpoint written before snapshot files)
+        elif self.folder is None:  # snapshots kept in the checkpoint itself
             self._memory, self._written = dict(state), []
+        else:  # a checkpoint written before snapshot files: move its snapshots to their files now
+            self._memory, self._written = {}, []
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for e, snap in sorted(state.items()):
+                atomic_save(snap, self._file(int(e)))
+                self._written.append(int(e))
 
 
 def mean_loss(losses: list) -> float:

@@ -110,6 +110,7 @@ class Cost:
     flops: float
     model: str = ""
     peak_bytes: int = 0
+    activation_bytes: int = 0   # the fp32 activations inside peak_bytes (halved on CUDA: memory.needed)
 
     @classmethod
     def of(cls, model: str, model_kw: dict, *, epochs: int, steps_per_epoch: int, batch: int, views: int,
@@ -117,12 +118,13 @@ class Cost:
         """``batch`` images of ``views`` views per step; ``per_sample_grads``: per-image gradients held at once
         (DP-SGD's physical batch); ``memory_batch``: the images whose activations are held at once (default
         ``batch``; DP-SGD's physical batch)."""
-        from .memory import peak_bytes
+        from .memory import activations, peak_bytes
         steps = int(epochs) * int(steps_per_epoch) * int(batch) * int(views)
         per = _flops_per_image(model, json.dumps(model_kw, sort_keys=True, default=list), size)
         peak = peak_bytes(model, model_kw, batch=int(memory_batch or batch), views=int(views), size=size,
                           per_sample_grads=int(per_sample_grads))
-        return cls(int(epochs), steps, steps * per, model, peak)
+        act = activations(model, model_kw, batch=int(memory_batch or batch), views=int(views), size=size)
+        return cls(int(epochs), steps, steps * per, model, peak, act)
 
 
 def device_label(device) -> str:
