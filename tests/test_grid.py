@@ -12,6 +12,9 @@ BASE = dict(method="simclr", arch="resnet9", width=0.125, dataset="synthetic", e
 def test_cell_spec_fills_defaults_and_rejects_unknown_keys():
     s = cell_spec({"method": "dino", "lr": 0.001}, BASE)
     assert s["method"] == "dino" and s["lr"] == 0.001 and s["arch"] == "resnet9" and s["label"] == "dino/resnet9"
+    assert (s["warmup_epochs"], s["blur"]) == (1.0, 0.0)          # encoder_config's defaults
+    with pytest.raises(ValueError, match=r"no value for \['epochs'\]"):
+        cell_spec({"method": "dino"}, {k: v for k, v in BASE.items() if k != "epochs"})
     assert cell_spec({"method": "mae", "arch": "vit_tiny", "dataset": "cifar10"}, BASE)["label"] == "mae/vit_tiny/cifar10"
     with pytest.raises(ValueError, match="unknown grid-cell key"):
         cell_spec({"method": "dino", "learning_rate": 0.1}, BASE)

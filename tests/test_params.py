@@ -177,6 +177,7 @@ def test_every_numeric_parameter_has_a_declared_range():
     ("temperature", -0.5, "inverts the loss"),
     ("seeds", [0, -1], "a seed"),
     ("batch_size", 1, "batch size"),
+    ("dp_epochs", -1, r"DP section off"),
 ])
 def test_out_of_range_parameters_are_refused_by_the_check_before_compute(tmp_path, capsys, name, value, message):
     checked = 0
@@ -194,3 +195,8 @@ def test_out_of_range_parameters_are_refused_by_the_check_before_compute(tmp_pat
 def test_per_paradigm_settings_are_checked_value_by_value():
     with pytest.raises(ParameterError, match=r"'lr' = \{'supervised': 0.005, 'simclr': -1\}: -1"):
         validate({"lr": {"supervised": 0.005, "simclr": -1}}, {"lr": {"supervised": 0.1}})
+
+
+def test_dp_epochs_zero_turns_the_dp_section_off_and_passes_the_range_check():
+    from memlab.params import check_ranges
+    check_ranges({"dp_epochs": 0})          # documented as "0: skip" in notebooks 03 and 05

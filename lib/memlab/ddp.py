@@ -84,5 +84,8 @@ def setup(rank: int, world_size: int, init_file: str, backend: str | None = None
 
 
 def teardown() -> None:
+    """Leave the process group. The barrier first: a process that destroys its group while another still has
+    collectives in flight aborts the other (gloo: 'terminate called without an active exception')."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

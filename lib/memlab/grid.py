@@ -29,7 +29,12 @@ def cell_spec(cell: dict, defaults: dict) -> dict:
     bad = sorted(set(cell) - CELL_KEYS)
     if bad:
         raise ValueError(f"unknown grid-cell key(s) {bad} in {cell}; valid: {sorted(CELL_KEYS)}")
-    spec = {"objective_kw": {}, "model_kw": {}, "measure_aug": "", "aug": "", **defaults, **cell}
+    # warm-up and blur default to encoder_config's (1 epoch, no blur), so a grid without them keeps its cache keys
+    spec = {"objective_kw": {}, "model_kw": {}, "measure_aug": "", "aug": "", "warmup_epochs": 1.0, "blur": 0.0,
+            **defaults, **cell}
+    missing = [k for k in TRAIN_KEYS if k not in spec]
+    if missing:
+        raise ValueError(f"cell {cell}: no value for {missing}; give them in the cell or in the grid's defaults")
     if "label" not in cell:
         spec["label"] = f"{spec['method']}/{spec['arch']}" + (f"/{spec['dataset']}" if "dataset" in cell else "")
     if not spec["seeds"]:
