@@ -13,6 +13,10 @@ def test_cell_spec_fills_defaults_and_rejects_unknown_keys():
     s = cell_spec({"method": "dino", "lr": 0.001}, BASE)
     assert s["method"] == "dino" and s["lr"] == 0.001 and s["arch"] == "resnet9" and s["label"] == "dino/resnet9"
     assert (s["warmup_epochs"], s["blur"]) == (1.0, 0.0)          # encoder_config's defaults
+    from memlab.grid import cell_config
+    sup = cell_spec({"method": "supervised", "micro_batch": 8}, BASE)
+    assert cell_config(sup, (0.5,) * 3, (0.25,) * 3).micro_batch == 8
+    assert cell_config(s, (0.5,) * 3, (0.25,) * 3).micro_batch == 0
     with pytest.raises(ValueError, match=r"no value for \['epochs'\]"):
         cell_spec({"method": "dino"}, {k: v for k, v in BASE.items() if k != "epochs"})
     assert cell_spec({"method": "mae", "arch": "vit_tiny", "dataset": "cifar10"}, BASE)["label"] == "mae/vit_tiny/cifar10"

@@ -128,3 +128,45 @@ def test_training_views_are_global_then_small_local_crops_and_reproducible():
     aug = make_augmentation(cfg2, obj2)
     plain = TrainingViews(cfg2, obj2)(x, idx, seed=1, epoch=5)
     assert len(plain) == 2 and all(torch.equal(plain[v], aug(x, idx, 1, 5 * 2 + v)) for v in range(2))
+
+
+def _one_step(cfg, x, y, micro_batch):
+    from memlab.engine import grad_scaler
+    from memlab.train import make_optimizer, optimizer_step
+    encoder, objective = build(cfg, 4)
+    opt = make_optimizer(cfg, list(encoder.parameters()) + list(objective.parameters()))
+    views = TrainingViews(cfg, objective)(x, torch.arange(len(x)).numpy(), cfg.seed, 0)
+    loss = optimizer_step(encoder, objective, views, y, opt, grad_scaler("cpu", False), torch.device("cpu"), False,
+                          micro_batch)
+    return loss, encoder.state_dict()
+
+
+@pytest.mark.parametrize("micro_batch", [4, 5])  # 5: parts of 5, 5, 5, 1 images, weighted by their share
+def test_micro_batches_accumulate_the_whole_batch_gradient(micro_batch):
+    """Supervised on a GroupNorm ResNet-9 (no batch statistics): one step over micro-batches gives the loss and
+    the weights of one step over the whole batch of 16, to float rounding."""
+    x, y = tiny_data(16)
+    x = torch.nn.functional.interpolate(x.float(), size=32).to(torch.uint8)
+    cfg = TrainConfig(objective="supervised", model="resnet9", model_kw={"width": 0.125, "norm": "group"},
+                      batch_size=16, lr=0.5, epochs=1, weight_decay=0.0)
+    whole_loss, whole = _one_step(cfg, x, y, 0)
+    part_loss, parts = _one_step(cfg, x, y, micro_batch)
+    assert torch.allclose(part_loss, whole_loss, rtol=1e-5), (part_loss, whole_loss)
+    moved = [k for k in whole if whole[k].is_floating_point() and not torch.equal(whole[k], build(cfg, 4)[0].state_dict()[k])]
+    assert len(moved) > 10                      # the step changed the weights, so equal weights mean equal gradients
+    for k in whole:
+        assert torch.allclose(parts[k], whole[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_micro_batch_is_refused_for_batch_coupled_losses_and_kept_out_of_old_keys():
+    from memlab.train import config_key, training_cost
+    with pytest.raises(ValueError, match=r"micro_batch = 8 with objective 'simclr'.*couples the images"):
+        TrainConfig(objective="simclr", micro_batch=8, **CFG)
+    with pytest.raises(ValueError, match="micro_batch must be >= 0"):
+        TrainConfig(objective="supervised", micro_batch=-1, **CFG)
+    TrainConfig(objective="simclr", micro_batch=16, **CFG)  # not smaller than the batch: nothing to split
+    assert "micro_batch" not in config_key(TrainConfig(**CFG))              # keys from before micro_batch hold
+    assert config_key(TrainConfig(objective="mae", model="vit_tiny", micro_batch=4))["micro_batch"] == 4
+    full = training_cost(TrainConfig(objective="supervised", **CFG), 48, 16)
+    half = training_cost(TrainConfig(objective="supervised", micro_batch=8, **CFG), 48, 16)
+    assert half.activation_bytes * 2 == full.activation_bytes and half.image_steps == full.image_steps

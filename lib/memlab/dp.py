@@ -24,7 +24,7 @@ import torch
 from .augment import hash_uniform
 from .engine import Cosine, fit
 from .streams import DP_POISSON
-from .train import TrainConfig, Trained, build, fingerprint, make_augmentation, make_optimizer, resolve_device
+from .train import TrainConfig, Trained, build, config_key, fingerprint, make_augmentation, make_optimizer, resolve_device
 
 
 
@@ -61,7 +61,6 @@ def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cac
     whole logical batch). The physical batch is a memory knob like the device: it is not part of the cache
     key. A DP run is one unit: an interrupted one restarts. Raises ValueError for a config DP-SGD cannot train
     (``check_dp_config``) or a physical batch < 1, before any compute."""
-    from dataclasses import asdict
 
     from .jobs import Cost, Job, Stored
     check_dp_config(cfg)
@@ -70,7 +69,7 @@ def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cac
     if physical_batch is not None and physical_batch < 1:
         raise ValueError(f"physical_batch must be >= 1 (or None for the whole logical batch), got {physical_batch}")
     index = torch.as_tensor(index, dtype=torch.long)
-    key = {"train": asdict(cfg), "data": fingerprint(images, index), "data_id": data_id, "epsilon": float(epsilon),
+    key = {"train": config_key(cfg), "data": fingerprint(images, index), "data_id": data_id, "epsilon": float(epsilon),
            "max_grad_norm": float(max_grad_norm)}
     n = images.shape[0]
     q = min(1.0, cfg.batch_size / n)

@@ -23,7 +23,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from .augment import ViewBank
 from .cache import Cache
 from .engine import Cosine, amp_step, autocast, fit, grad_scaler, order_batches, plan_steps
 from .profiles import eval_chunks, pack_bits, recognized_classification, recognized_in_batch, unpack_bits
-from .train import (TrainConfig, TrainingViews, build, fingerprint, make_optimizer, resolve_device,
+from .train import (TrainConfig, TrainingViews, build, config_key, fingerprint, make_optimizer, resolve_device,
                     training_cost, view_step)
 
 RECOGNITION = {"supervised": "classification", "simclr": "in_batch"}
@@ -101,7 +101,7 @@ def record(encoder, objective, cfg: TrainConfig, images: torch.Tensor, labels, i
 
 # ----------------------------------------------------------------------------- shared bits
 def _net_key(cfg, seed, data_fp, x_pos, bank, n_aug, record_epochs, eval_batch, num_classes):
-    return {"train": asdict(replace(cfg, seed=int(seed))), "data": data_fp, "X": [int(i) for i in x_pos],
+    return {"train": config_key(replace(cfg, seed=int(seed))), "data": data_fp, "X": [int(i) for i in x_pos],
             "bank": bank.describe(), "n_aug": int(n_aug), "record_epochs": [int(e) for e in record_epochs],
             "recognition": recognition_kind(cfg), "eval_batch": int(eval_batch), "num_classes": num_classes}
 

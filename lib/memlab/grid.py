@@ -17,9 +17,9 @@ from .sslmem import cached_scores, encoder_config, f_and_g_jobs, normalized, ref
 
 CELL_KEYS = {"label", "method", "arch", "width", "dataset", "epochs", "batch_size", "optimizer", "lr",
              "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug",
-             "warmup_epochs", "blur"}
+             "warmup_epochs", "blur", "micro_batch"}
 TRAIN_KEYS = ("arch", "width", "method", "temperature", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
-              "warmup_epochs", "blur")
+              "warmup_epochs", "blur", "micro_batch")
 
 
 def cell_spec(cell: dict, defaults: dict) -> dict:
@@ -31,7 +31,7 @@ def cell_spec(cell: dict, defaults: dict) -> dict:
         raise ValueError(f"unknown grid-cell key(s) {bad} in {cell}; valid: {sorted(CELL_KEYS)}")
     # warm-up and blur default to encoder_config's (1 epoch, no blur), so a grid without them keeps its cache keys
     spec = {"objective_kw": {}, "model_kw": {}, "measure_aug": "", "aug": "", "warmup_epochs": 1.0, "blur": 0.0,
-            **defaults, **cell}
+            "micro_batch": 0, **defaults, **cell}
     missing = [k for k in TRAIN_KEYS if k not in spec]
     if missing:
         raise ValueError(f"cell {cell}: no value for {missing}; give them in the cell or in the grid's defaults")

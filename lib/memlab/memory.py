@@ -99,6 +99,7 @@ def check_fits(jobs, device) -> None:
         lines = "\n".join(f"  {j.name}: about {needed(j.cost, device) / 2**30:.1f} GiB" for j in big)
         msg = (f"{len(big)} job(s) would not fit in the {limit / 2**30:.1f} GiB of {device}:\n{lines}\n"
                f"Fix: lower batch_size (for DP jobs dp_physical_batch, which leaves the privacy accounting "
+               f"unchanged; for supervised, random-label and MAE encoders micro_batch, which leaves the batch "
                f"unchanged), or the encoder's width, or run on a device with more memory. The estimate is "
                f"conservative; MEMLAB_MEMORY_CHECK=off runs anyway.")
         if os.environ.get("MEMLAB_MEMORY_CHECK", "").lower() == "off":

@@ -116,19 +116,22 @@ def load_splits(dataset: str, *, split_shared, split_candidates, split_independe
 
 def encoder_config(*, arch: str, width: float, method: str, temperature: float, epochs: int, batch_size: int,
                    optimizer: str, lr: float, weight_decay: float, snapshot_epochs=(), mean, std,
-                   objective_kw: dict | None = None, warmup_epochs: float = 1.0, blur: float = 0.0, **model_kw):
+                   objective_kw: dict | None = None, warmup_epochs: float = 1.0, blur: float = 0.0, micro_batch: int = 0,
+                   **model_kw):
     """The TrainConfig of the SSLMem encoders from notebook parameters. Notebooks that must share f and g
     (SSLMem, LayerMem, UnitMem) build it here, so equal parameters give equal cache keys. ``temperature``
     applies to SimCLR; ``objective_kw`` adds any other objective option (DINO temperatures, MAE mask ratio);
     ``warmup_epochs``: linear warm-up before the cosine decay; ``blur``: probability of a Gaussian blur in the
-    training views (SimCLR's recipe uses 0.5; 0 leaves the augmentation, and the cache key, as before)."""
+    training views (SimCLR's recipe uses 0.5; 0 leaves the augmentation, and the cache key, as before);
+    ``micro_batch``: gradient accumulation over parts of the batch (supervised and MAE only; ``TrainConfig``)."""
     from .train import TrainConfig
     okw = {"temperature": temperature} if method == "simclr" else {}
     return TrainConfig(model=arch, model_kw={**({"width": width} if arch.startswith("resnet") else {}), **model_kw},
                        objective=method, objective_kw={**okw, **(objective_kw or {})},
                        aug_kw={"blur_p": float(blur)} if blur else {}, warmup_epochs=warmup_epochs,
                        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                       snapshot_epochs=tuple(e for e in snapshot_epochs if e <= epochs), mean=mean, std=std)
+                       snapshot_epochs=tuple(e for e in snapshot_epochs if e <= epochs), mean=mean, std=std,
+                       micro_batch=micro_batch)
 
 
 def scored_subsets(splits, train_labels, score_shared: int, seed: int) -> dict:

@@ -22,9 +22,13 @@ import torch
 
 from .augment import Augmentation
 from .cache import Cache
-from .engine import Cosine, Snapshots, amp_step, fit, grad_scaler, order_batches, plan_steps
+from .engine import Cosine, Snapshots, amp_step, autocast, fit, grad_scaler, order_batches, plan_steps
 from .models import build_model
 from .objectives import build_objective, check_objective
+
+# objectives whose loss is a mean over the images of a batch (supervised; random labels are supervised training on
+# shuffled labels; MAE over a fixed mask ratio): only these may accumulate micro-batches (TrainConfig.micro_batch)
+SPLITTABLE = frozenset({"supervised", "mae"})
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
@@ -47,6 +51,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     seed: int = 0
     snapshot_epochs: tuple = ()       # keep encoder weights after these epochs (1-based)
+    micro_batch: int = 0              # images per forward/backward pass, gradients accumulated (0: the whole batch)
     mean: tuple = (0.5, 0.5, 0.5)     # per-channel normalisation after augmentation (dataset statistics)
     std: tuple = (0.25, 0.25, 0.25)
 
@@ -63,6 +68,13 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.micro_batch < 0:
+            raise ValueError(f"micro_batch must be >= 0 (0: the whole batch), got {self.micro_batch}")
+        if 0 < self.micro_batch < self.batch_size and self.objective not in SPLITTABLE:
+            raise ValueError(f"micro_batch = {self.micro_batch} with objective {self.objective!r}: its loss couples the "
+                             f"images of a batch (negatives, batch statistics), so accumulating micro-batches would "
+                             f"train a different loss; micro_batch works for {sorted(SPLITTABLE)}. Lower batch_size "
+                             f"instead, or spread the batch over GPUs (DDP)")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs = {self.epochs}], got {self.warmup_epochs}")
         check_objective(self.objective, dict(self.objective_kw))
@@ -73,6 +85,15 @@ class TrainConfig:
         bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
         if bad:
             raise ValueError(f"snapshot_epochs {bad} outside 1..{self.epochs}")
+
+
+def config_key(cfg: TrainConfig) -> dict:
+    """``cfg`` as the dict that enters cache keys: every field, except ``micro_batch`` when it is 0 (so the keys
+    of everything trained before micro-batches existed stay valid)."""
+    d = asdict(cfg)
+    if not cfg.micro_batch:
+        del d["micro_batch"]
+    return d
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -139,11 +160,33 @@ def make_optimizer(cfg: TrainConfig, params):
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: bool) -> torch.Tensor:
+def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: bool,
+                   micro_batch: int = 0) -> torch.Tensor:
     """One step (``engine.amp_step``): the objective's loss under autocast, scaled backward, optimiser step,
-    then the objective's after-step hook (EMA teachers). Returns the detached loss."""
-    return amp_step(lambda: objective.loss(encoder, views, labels), opt, scaler, device, amp,
-                    after_step=lambda: objective.after_step(encoder))
+    then the objective's after-step hook (EMA teachers). Returns the detached loss.
+
+    ``micro_batch`` > 0 and smaller than the batch (objectives in ``SPLITTABLE`` only): the batch is cut into
+    consecutive parts of at most ``micro_batch`` images, each part's loss, weighted by its share of the batch,
+    is back-propagated on its own (so peak activation memory follows the part), and one optimiser step follows.
+    For a loss that is a mean over images the gradient is the whole batch's, up to float rounding; BatchNorm
+    layers normalise over each part, as in any gradient accumulation (the cache key records ``micro_batch``)."""
+    b = views[0].shape[0]
+    if not 0 < micro_batch < b:
+        return amp_step(lambda: objective.loss(encoder, views, labels), opt, scaler, device, amp,
+                        after_step=lambda: objective.after_step(encoder))
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for lo in range(0, b, micro_batch):
+        part = slice(lo, min(b, lo + micro_batch))
+        with autocast(device, amp)[0]:
+            loss = objective.loss(encoder, [v[part] for v in views], None if labels is None else labels[part])
+            loss = loss * ((part.stop - part.start) / b)
+        scaler.scale(loss).backward()
+        total = total + loss.detach().float()
+    scaler.step(opt)
+    scaler.update()
+    objective.after_step(encoder)
+    return total
 
 
 def view_step(cfg: TrainConfig, encoder, objective, images: torch.Tensor, labels, index: torch.Tensor, opt, scaler,
@@ -159,7 +202,7 @@ def view_step(cfg: TrainConfig, encoder, objective, images: torch.Tensor, labels
         x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
         views = make_views(x, index[b].numpy(), cfg.seed, epoch)
         y = None if labels_dev is None else labels_dev[b.to(device)]
-        return optimizer_step(encoder, objective, views, y, opt, scaler, device, amp)
+        return optimizer_step(encoder, objective, views, y, opt, scaler, device, amp, cfg.micro_batch)
     return step
 
 
@@ -297,7 +340,7 @@ def training_cost(cfg: TrainConfig, n: int, size: int = 32):
     from .jobs import Cost
     bs, spe = plan_steps(n, cfg.batch_size, cfg.epochs)[:2]
     return Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
-                   views=views_per_image(cfg), size=size)
+                   views=views_per_image(cfg), size=size, memory_batch=min(bs, cfg.micro_batch or bs))
 
 
 def _encoder_files(cfg: TrainConfig, images, labels, index, num_classes, *, amp: bool = True, ckpt_dir, device,
@@ -321,7 +364,7 @@ def encoder_job(cfg: TrainConfig, images: torch.Tensor, labels=None, index=None,
     fp = fingerprint(images, labels, index)  # before index gets its default: the key train_encoder always had
     index = torch.arange(images.shape[0]) if index is None else torch.as_tensor(index)
     num_classes = None if labels is None else int(labels.max()) + 1
-    key = {"train": asdict(cfg), "data": fp, "data_id": data_id,
+    key = {"train": config_key(cfg), "data": fp, "data_id": data_id,
            "num_classes": num_classes, "probe_epochs": []}
     cost = training_cost(cfg, images.shape[0], images.shape[-1])
     st = lambda t: None if t is None else Stored(torch.as_tensor(t), cache.root)  # noqa: E731
