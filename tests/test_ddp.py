@@ -65,3 +65,54 @@ def test_a_batch_that_does_not_split_evenly_is_refused():
             ddp.shard(torch.arange(6))
     finally:
         ddp.world = ddp_world
+
+
+def test_an_encoder_job_over_two_processes_equals_one_process(tmp_path, monkeypatch):
+    """MEMLAB_DDP_PROCESSES=2: the encoder job trains over 2 gloo processes (each its shard of every batch) and
+    gives the single-process weights, loss history and snapshot to float tolerance; rank 0 alone writes."""
+    from memlab.cache import Cache
+    from memlab.jobs import run_job
+    from memlab.train import TrainConfig, encoder_job, load_encoder
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (16, 3, 32, 32), generator=g, dtype=torch.uint8)
+    cfg = TrainConfig(model="resnet9", model_kw={"width": 0.125, "norm": "group"}, objective="simclr",
+                      objective_kw={"norm": "layer", "temperature": 0.5}, epochs=2, batch_size=8, lr=0.1,
+                      snapshot_epochs=(1,))
+    out = {}
+    for world in (1, 2):
+        monkeypatch.setenv("MEMLAB_DDP_PROCESSES", str(world))
+        cache = Cache(tmp_path / f"cache{world}")
+        job = encoder_job(cfg, x, cache=cache)
+        assert run_job(job, cache.root, device="cpu") == "trained"
+        out[world] = load_encoder(job, cache, "cpu")
+        assert not list(cache.root.rglob(".ddp-*"))            # the rendezvous and result files are cleaned up
+    one, two = out[1], out[2]
+    assert [h["epoch"] for h in two.history] == [1, 2]
+    for a, b in zip(one.history, two.history):
+        assert abs(a["loss"] - b["loss"]) < 1e-4 * abs(a["loss"]), (a, b)
+    s1, s2 = one.encoder.state_dict(), two.encoder.state_dict()
+    assert s1.keys() == s2.keys()
+    changed = 0
+    for k in s1:
+        assert torch.allclose(s1[k], s2[k], rtol=1e-3, atol=1e-5), k
+        changed += not torch.equal(s1[k], build(cfg)[0].state_dict()[k])
+    assert changed > 10
+    snap1, snap2 = one.at_epoch(1).encoder.state_dict(), two.at_epoch(1).encoder.state_dict()
+    assert all(torch.allclose(snap1[k], snap2[k], rtol=1e-3, atol=1e-5) for k in snap1)
+
+
+def test_a_process_count_that_does_not_divide_the_batch_is_refused_before_training(tmp_path, monkeypatch):
+    from memlab.cache import Cache
+    from memlab.jobs import Plan
+    from memlab.train import TrainConfig, encoder_job
+    cfg = TrainConfig(model="cnn", model_kw={"channels": [4, 8]}, epochs=1, batch_size=8)
+    cache = Cache(tmp_path)
+    plan = Plan("t", cache)
+    plan.add(encoder_job(cfg, torch.zeros(16, 3, 16, 16, dtype=torch.uint8), cache=cache))
+    monkeypatch.setenv("MEMLAB_DDP_PROCESSES", "3")
+    with pytest.raises(ValueError, match="batch_size 8 does not split over MEMLAB_DDP_PROCESSES=3"):
+        plan.run("inline", progress=False)
+    monkeypatch.setenv("MEMLAB_DDP_PROCESSES", "two")
+    with pytest.raises(ValueError, match="positive integer"):
+        plan.run("inline", progress=False)
+    assert not list(cache.root.rglob("model.pt"))

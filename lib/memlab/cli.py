@@ -1,7 +1,7 @@
 """Batch use of the notebooks' plans, without rendering them:
 
     python -m memlab plan NOTEBOOK|all [--profile P] [-p NAME VALUE ...]
-    python -m memlab train NOTEBOOK [--profile P] [--executor inline|local|slurm] [--workers N]
+    python -m memlab train NOTEBOOK [--profile P] [--executor inline|local|slurm] [--workers N] [--ddp-processes W]
                        [--partition P] [--time-min M] [--gpus-per-task G] [--sbatch KEY=VALUE ...]
 
 then ``./run_all.sh --profile P NOTEBOOK`` renders the notebook from the cache.
@@ -109,6 +109,8 @@ def main(argv=None) -> int:
         if cmd == "train":
             c.add_argument("--executor", choices=["inline", "local", "slurm"], default=None)
             c.add_argument("--workers", type=int, default=None)
+            c.add_argument("--ddp-processes", type=int, default=None, metavar="W",
+                           help="train each encoder over W processes, one per GPU (sets MEMLAB_DDP_PROCESSES)")
             c.add_argument("--partition")
             c.add_argument("--time-min", type=int)
             c.add_argument("--gpus-per-task", type=int)
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
             if a.executor:  # the flag wins over the notebook's parameter and over $MEMLAB_EXECUTOR
                 extra.append(("executor", a.executor))
                 os.environ["MEMLAB_EXECUTOR"] = a.executor
+            if a.ddp_processes is not None:
+                os.environ["MEMLAB_DDP_PROCESSES"] = str(a.ddp_processes)
             if a.workers is not None:
                 extra.append(("workers", str(a.workers)))
             slurm = {k: v for k, v in (("partition", a.partition), ("time_min", a.time_min),

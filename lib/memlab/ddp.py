@@ -15,8 +15,18 @@ LayerNorm heads).
 
     setup(rank, world, backend, init_file) ; model = distribute(encoder, objective, device)
     loss = model(shard_views) ; loss.backward() ; opt.step() ; teardown()
+
+``train.train`` does this by itself inside a process group, and ``launch`` starts the group: an encoder job
+with ``processes = W`` (``MEMLAB_DDP_PROCESSES``, read by ``jobs.run_job``) trains over W processes, one per
+GPU. Rank 0 writes the checkpoint and the snapshots; every rank resumes from them, so an interrupted DDP job
+resumes like any other. The cache key does not change: DDP gives the single-process loss and gradients up to
+float rounding (summation order), not the same bits.
 """
 from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -89,3 +99,40 @@ def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def _rank_main(rank: int, world_size: int, init_file: str, backend: str, fn, kwargs: dict, out: str) -> None:
+    """One process of ``launch``: join the group, run ``fn`` on this rank's device, rank 0 saves the result."""
+    from .cache import atomic_save
+    setup(rank, world_size, init_file, backend)
+    try:
+        device = torch.device("cuda", rank % torch.cuda.device_count()) if backend == "nccl" else torch.device("cpu")
+        if device.type == "cpu":
+            torch.set_num_threads(1)  # one core per process
+        result = fn(device=device, **kwargs)
+        if rank == 0:
+            atomic_save(result, Path(out))
+    finally:
+        teardown()
+
+
+def launch(fn, processes: int, folder, device, kwargs: dict):
+    """``fn(device=..., **kwargs)`` in ``processes`` new processes forming one group (``torch.multiprocessing``;
+    nccl with one GPU each on CUDA, gloo on the CPU), and rank 0's return value (saved to ``folder``, a tensor
+    tree that ``torch.load(weights_only=True)`` reads). Raises ValueError before starting when CUDA has fewer
+    GPUs than ``processes``, and ``ProcessRaisedException`` with a rank's traceback when one fails."""
+    import torch.multiprocessing as mp
+    device = torch.device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and torch.cuda.device_count() < processes:
+        raise ValueError(f"{processes} DDP processes need {processes} GPUs; {torch.cuda.device_count()} are visible "
+                         f"(set MEMLAB_DDP_PROCESSES to at most that)")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    init, out = folder / f".ddp-{uuid.uuid4().hex}", folder / f".ddp-result-{os.getpid()}.pt"
+    try:
+        mp.spawn(_rank_main, args=(processes, str(init), backend, fn, kwargs, str(out)), nprocs=processes, join=True)
+        return torch.load(out, map_location="cpu", weights_only=True)
+    finally:
+        out.unlink(missing_ok=True)
+        init.unlink(missing_ok=True)

@@ -149,8 +149,8 @@ class Snapshots:
     checkpoint. Resuming from a checkpoint whose snapshot files are gone raises ``FileNotFoundError``, which
     ``fit`` treats as a damaged checkpoint (a restart from scratch)."""
 
-    def __init__(self, module: torch.nn.Module, epochs: Iterable[int], folder=None):
-        self.module, self.epochs = module, set(epochs)
+    def __init__(self, module: torch.nn.Module, epochs: Iterable[int], folder=None, write: bool = True):
+        self.module, self.epochs, self.write = module, set(epochs), write  # write False: another process writes
         self.folder = None if folder is None else Path(folder)
         self._memory, self._written = {}, []
 
@@ -163,8 +163,9 @@ class Snapshots:
             if self.folder is None:
                 self._memory[epoch] = state
             else:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                atomic_save(state, self._file(epoch))
+                if self.write:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    atomic_save(state, self._file(epoch))
                 self._written = sorted(set(self._written) | {epoch})
 
     @property
@@ -271,7 +272,7 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
         modules: Sequence[torch.nn.Module] = (), epoch_start: Callable[[int], None] | None = None,
         callbacks: Sequence[Callable] = (), ckpt_dir=None, epoch_loss: Callable[[list], object] = mean_loss,
         first_records: Callable[[], list] | None = None, label="training", desc: str = "", progress: bool = True,
-        show: Sequence[str] = (), after_epoch: Callable[[int], None] | None = None) -> Fit:
+        show: Sequence[str] = (), after_epoch: Callable[[int], None] | None = None, write: bool = True) -> Fit:
     """Run epochs ``start..epochs-1`` (``start`` = 0, or the epochs a checkpoint in ``ckpt_dir`` holds).
 
     Per epoch: ``m.train()`` for every ``m`` in ``modules``, then ``epoch_start(epoch)``; for each ``batch`` of
@@ -292,7 +293,8 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
     history and the counters. A checkpoint that cannot be loaded (truncated, not a checkpoint, missing
     keys, mismatched states) gives a ``RuntimeWarning`` naming the file, is deleted, and training starts
     from scratch. ``first_records()``: records that open a fresh history (e.g. a monitor at epoch 0).
-    ``show``: ``rec`` keys shown next to the loss on the progress bar.
+    ``show``: ``rec`` keys shown next to the loss on the progress bar. ``write=False``: resume from
+    ``ckpt_dir`` but never write to it (the other processes of a DDP group; rank 0 writes).
     """
     path = None if ckpt_dir is None else Path(ckpt_dir) / "last.pt"
     stateful = [cb for cb in callbacks if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict")]
@@ -336,7 +338,7 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
         done = epoch + 1
         bar.set_postfix(loss=f"{float(np.mean(rec['loss'])):.3f}",
                         **{k: f"{float(np.mean(rec[k])):.3f}" for k in show if k in rec})
-        if path is not None:
+        if path is not None and write:
             atomic_save({"state": {name: obj.state_dict() for name, obj in state.items()},
                          "callbacks": [cb.state_dict() for cb in stateful], "epoch": done, "step": n_steps,
                          "seconds": seconds, "stopped": stopped, "history": history}, path)

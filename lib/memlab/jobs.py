@@ -188,6 +188,26 @@ class Job:
         return cache.root / "logs" / self.kind / f"{self.cache_key(cache)}.log"
 
 
+DDP_ENV = "MEMLAB_DDP_PROCESSES"
+
+
+def ddp_processes(job: Job) -> int:
+    """Processes that train ``job``'s one encoder together (``ddp.launch``): ``$MEMLAB_DDP_PROCESSES`` (default 1)
+    for encoder jobs, 1 for every other kind. ValueError when it is not a positive integer, or when it does not
+    divide the job's batch (each process takes an equal shard)."""
+    raw = os.environ.get(DDP_ENV, "1").strip() or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{DDP_ENV}={raw!r}: give the number of processes (GPUs) per encoder, a positive integer")
+    n = int(raw)
+    if n == 1 or job.kind != "encoder":
+        return 1
+    cfg = job.args["cfg"]
+    if cfg.batch_size % n:
+        raise ValueError(f"job {job.name!r}: batch_size {cfg.batch_size} does not split over {DDP_ENV}={n} "
+                         f"processes; use a number of processes that divides it")
+    return n
+
+
 def run_job(job: Job, root=None, *, device="cpu", wait: bool = True, progress: bool = False,
             epoch_callback=None) -> str:
     """Train ``job`` into the cache at ``root`` unless it is there: returns ``"cached"``, ``"trained"`` or, with
@@ -214,9 +234,10 @@ def run_job(job: Job, root=None, *, device="cpu", wait: bool = True, progress: b
         if device.type == "cpu":
             torch.set_num_threads(1)
         t0 = time.time()
+        extra = {"processes": ddp_processes(job)} if ddp_processes(job) > 1 else {}
         try:
             files = job.fn(ckpt_dir=ckpt, device=device, progress=progress, epoch_callback=epoch_callback,
-                           **job_args(job.args))
+                           **job_args(job.args), **extra)
         except BaseException:
             import traceback
             log = job.log_path(cache)
@@ -331,6 +352,8 @@ class Plan:
             raise StopAfterPlan(self.summary(table), table)
         if type(ex).__name__ != "Slurm":  # this machine's device trains them
             check_fits(pending, self.device)
+        for j in pending:
+            ddp_processes(j)  # a bad MEMLAB_DDP_PROCESSES is refused before anything trains
         status = {j.name: "cached" for j in self.jobs}
         if pending:
             self.cache.check_writable()

@@ -161,7 +161,7 @@ def make_optimizer(cfg: TrainConfig, params):
 
 
 def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: bool,
-                   micro_batch: int = 0) -> torch.Tensor:
+                   micro_batch: int = 0, forward=None) -> torch.Tensor:
     """One step (``engine.amp_step``): the objective's loss under autocast, scaled backward, optimiser step,
     then the objective's after-step hook (EMA teachers). Returns the detached loss.
 
@@ -169,17 +169,19 @@ def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: 
     consecutive parts of at most ``micro_batch`` images, each part's loss, weighted by its share of the batch,
     is back-propagated on its own (so peak activation memory follows the part), and one optimiser step follows.
     For a loss that is a mean over images the gradient is the whole batch's, up to float rounding; BatchNorm
-    layers normalise over each part, as in any gradient accumulation (the cache key records ``micro_batch``)."""
+    layers normalise over each part, as in any gradient accumulation (the cache key records ``micro_batch``).
+    ``forward(views, labels) -> loss``: the loss through a wrapper (DDP's module); default ``objective.loss``."""
+    forward = forward or (lambda v, y: objective.loss(encoder, v, y))
     b = views[0].shape[0]
     if not 0 < micro_batch < b:
-        return amp_step(lambda: objective.loss(encoder, views, labels), opt, scaler, device, amp,
+        return amp_step(lambda: forward(views, labels), opt, scaler, device, amp,
                         after_step=lambda: objective.after_step(encoder))
     opt.zero_grad(set_to_none=True)
     total = 0.0
     for lo in range(0, b, micro_batch):
         part = slice(lo, min(b, lo + micro_batch))
         with autocast(device, amp)[0]:
-            loss = objective.loss(encoder, [v[part] for v in views], None if labels is None else labels[part])
+            loss = forward([v[part] for v in views], None if labels is None else labels[part])
             loss = loss * ((part.stop - part.start) / b)
         scaler.scale(loss).backward()
         total = total + loss.detach().float()
@@ -190,19 +192,24 @@ def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: 
 
 
 def view_step(cfg: TrainConfig, encoder, objective, images: torch.Tensor, labels, index: torch.Tensor, opt, scaler,
-              device: torch.device, amp: bool):
+              device: torch.device, amp: bool, model=None):
     """The ``step`` hook of ``engine.fit`` for ``TrainConfig`` training: batch positions ``b`` (long) -> the
     ``TrainingViews`` of ``images[b]`` (uint8 N,3,H,W; moved to a CUDA device once) for (cfg.seed, epoch),
-    keyed by the global indices ``index[b]`` -> ``optimizer_step`` with ``labels[b]`` (or None)."""
+    keyed by the global indices ``index[b]`` -> ``optimizer_step`` with ``labels[b]`` (or None).
+    ``model``: the DDP module of a process group (``ddp.distribute``); this process then takes its shard of
+    every global batch (``ddp.shard``), whose views are the ones a single process draws for those images."""
+    from . import ddp
     make_views = TrainingViews(cfg, objective)
     images_dev = images.to(device) if device.type == "cuda" else images
     labels_dev = None if labels is None else labels.to(device)
+    forward = None if model is None else (lambda v, y: model(v, y))
 
     def step(b: torch.Tensor, epoch: int, _step: int) -> torch.Tensor:
+        b = ddp.shard(b)  # the whole batch in one process
         x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
         views = make_views(x, index[b].numpy(), cfg.seed, epoch)
         y = None if labels_dev is None else labels_dev[b.to(device)]
-        return optimizer_step(encoder, objective, views, y, opt, scaler, device, amp, cfg.micro_batch)
+        return optimizer_step(encoder, objective, views, y, opt, scaler, device, amp, cfg.micro_batch, forward)
     return step
 
 
@@ -218,7 +225,12 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
     ``ckpt_dir``: resume from / write ``last.pt`` there every epoch (``engine.fit``; a damaged one is
     warned about, deleted, and training restarts from scratch).
     ``epoch_callback(epoch)`` runs after each checkpoint (tests use it to simulate an interruption).
+
+    Inside a process group (``ddp.setup``; ``ddp.launch`` starts one) each process trains its shard of every
+    batch through DistributedDataParallel; the loss and the step are the whole batch's (``ddp``), rank 0
+    writes checkpoints and snapshots, and every rank resumes from them.
     """
+    from . import ddp
     device = resolve_device(device)
     n = images.shape[0]
     index = torch.arange(n) if index is None else torch.as_tensor(index)
@@ -230,7 +242,9 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
     opt = make_optimizer(cfg, params)
     scaler = grad_scaler(device, amp)
     bs, spe, total, warmup = plan_steps(n, cfg.batch_size, cfg.epochs, cfg.warmup_epochs)
-    step = view_step(cfg, encoder, objective, images, labels, index, opt, scaler, device, amp)
+    rank, world = ddp.world()
+    model = ddp.distribute(encoder, objective, device) if world > 1 else None
+    step = view_step(cfg, encoder, objective, images, labels, index, opt, scaler, device, amp, model)
     probe_at = set(probe_epochs) if probe is not None else set()
 
     def run_probe(epoch, rec, _step):
@@ -238,13 +252,15 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
             encoder.eval()
             rec.update(probe(encoder, epoch))
 
-    snapshots = Snapshots(encoder, cfg.snapshot_epochs, folder=ckpt_dir)
+    snapshots = Snapshots(encoder, cfg.snapshot_epochs, folder=ckpt_dir, write=rank == 0)
     res = fit(step, order_batches(index, cfg.seed, bs, spe), epochs=cfg.epochs, optimizer=opt,
               schedule=Cosine(cfg.lr, total, warmup), modules=(encoder, objective),
               state={"encoder": encoder, "objective": objective, "optimizer": opt, "scaler": scaler},
               callbacks=(run_probe, snapshots), ckpt_dir=ckpt_dir, label=f"training {cfg.objective}/{cfg.model}",
-              desc=f"train {cfg.objective}/{cfg.model} seed {cfg.seed}", progress=progress,
-              after_epoch=epoch_callback)
+              desc=f"train {cfg.objective}/{cfg.model} seed {cfg.seed}", progress=progress and rank == 0,
+              after_epoch=epoch_callback, write=rank == 0)
+    if world > 1:
+        vars(objective).pop("gather", None)  # back to the class's single-process identity
     return {"encoder": encoder, "objective": objective, "history": res.history, "snapshots": snapshots.saved}
 
 
@@ -344,8 +360,14 @@ def training_cost(cfg: TrainConfig, n: int, size: int = 32):
 
 
 def _encoder_files(cfg: TrainConfig, images, labels, index, num_classes, *, amp: bool = True, ckpt_dir, device,
-                   progress: bool, epoch_callback) -> dict:
-    """The work of an encoder job: ``train`` (resuming from ``ckpt_dir``), returned as the cache entry's files."""
+                   progress: bool, epoch_callback, processes: int = 1) -> dict:
+    """The work of an encoder job: ``train`` (resuming from ``ckpt_dir``), returned as the cache entry's files.
+    ``processes`` > 1: one encoder over that many processes (``ddp.launch``: one per GPU, or gloo on the CPU)."""
+    if processes > 1:
+        from . import ddp
+        return ddp.launch(_encoder_files, processes, ckpt_dir, device,
+                          dict(cfg=cfg, images=images, labels=labels, index=index, num_classes=num_classes, amp=amp,
+                               ckpt_dir=ckpt_dir, progress=progress, epoch_callback=None))
     out = train(cfg, images, labels, index, num_classes=num_classes, device=device, amp=amp, ckpt_dir=ckpt_dir,
                 progress=progress, epoch_callback=epoch_callback)
     return {"model.pt": {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
