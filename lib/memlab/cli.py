@@ -71,12 +71,21 @@ def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str
     raise RuntimeError(f"{nb.stem} ran to its end without a plan to {stop}")
 
 
+def _plan_table(nb: Path, profile: str, root: Path, extra: list):
+    return run_notebook_code(nb, profile, root, extra, "plan").table
+
+
 def _plan_all(profile: str, root: Path, extra: list) -> int:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
     rows = []
     for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
         print(f"\n=== {nb.stem} ({profile})", flush=True)
         try:
-            t = run_notebook_code(nb, profile, root, extra, "plan").table
+            # each notebook's code in a fresh process: the paper profile's datasets of six notebooks together
+            # exceed a 24 GiB machine when one process holds them all
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                t = pool.submit(_plan_table, nb, profile, root, extra).result()
         except Exception as e:
             print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
             rows.append({"notebook": nb.stem, "jobs to train": None})
