@@ -229,7 +229,9 @@ g_jobs = [plan.add(ssl_job(f"g seed {s}", replace(cfg, seed=s), train_data, g_po
 for k in removal_ks:
     for strategy in ("memorised", "random"):
         for s in seeds:
-            plan.defer(f"remove {k} {strategy} seed {s}", "encoder", training_cost(cfg, len(f_pool) - k))
+            plan.defer(f"remove {k} {strategy} seed {s}", "encoder", training_cost(cfg, len(f_pool) - k),
+                       stand_in=lambda k=k, s=s: ssl_job(f"remove {k} seed {s} (stand-in)", replace(cfg, seed=s),
+                                                         train_data, f_pool[k:], cache=cache))  # for a dry run
 lam_jobs = {}
 for dname, (dtr, fp, gp, _) in lam_data.items():
     m_, s_ = dtr.stats()

@@ -50,3 +50,12 @@ def test_bad_notebook_or_executor_fails_before_any_compute(tmp_path):
     r = memlab("plan", "02", "--profile", "smoke", "-p", "workers", "64", "-p", "executor", "local", cache=tmp_path)
     assert r.returncode == 2 and "CPU core" in r.stderr
     assert not (tmp_path / "encoder").exists()
+
+
+def test_dry_run_runs_every_job_of_the_plan_with_a_stand_in_for_each_deferred_one_and_caches_nothing(tmp_path):
+    r = memlab("plan", "03", "--profile", "smoke", "--dry-run", cache=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # 8 jobs and 4 retrainings deferred until f is scored, which run as their stand-ins (same code and sizes)
+    assert "dry run 03_removal: 12/12 jobs pass" in r.stdout
+    assert "remove 12 memorised seed 0    encoder    pass" in r.stdout and "peak GiB" in r.stdout and "GPU-h" in r.stdout
+    assert entries(tmp_path, "encoder") == [] and entries(tmp_path, "dp_encoder") == []

@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import dryrun
 from .augment import Augmentation, hash_uniform
 from .cache import Cache
 from .engine import Cosine, autocast, backward_step, fit, grad_scaler, order_batches, plan_steps
@@ -289,12 +290,12 @@ def fit_inputs(ts: TrainSet, items: torch.Tensor, aug, seed: int, device) -> tor
 def fit_accuracy(net, ts: TrainSet, aug, seed: int, device, batch_size: int = 512) -> float:
     """Accuracy of f on the unaugmented training items with their training labels."""
     net.eval()
-    correct = 0
-    for s in range(0, len(ts), batch_size):
-        items = torch.arange(s, min(len(ts), s + batch_size))
+    correct, n = 0, dryrun.cap(len(ts))  # a dry run checks a few items only
+    for s in range(0, n, batch_size):
+        items = torch.arange(s, min(n, s + batch_size))
         pred = net(fit_inputs(ts, items, aug, seed, device)).argmax(1).cpu()
         correct += int((pred == ts.labels[items]).sum())
-    return correct / len(ts)
+    return correct / n
 
 
 def mixup(x, targets, alpha: float, seed: int):
@@ -498,10 +499,13 @@ class Monitor:
         was = net.training
         net.eval()
         f = lambda imgs: extract_layers(net, imgs, self.normalize, ["embedding"])["embedding"]  # noqa: E731
-        out = {"knn": knn_accuracy(f(self.tr), self.trl, f(self.te), self.tel, k=self.k)}
+        c = dryrun.cap  # a dry run looks at a few images only
+        tr, te = slice(c(len(self.tr))), slice(c(len(self.te)))
+        out = {"knn": knn_accuracy(f(self.tr[tr]), self.trl[tr], f(self.te[te]), self.tel[te], k=self.k)}
         if self.inv_images is not None:
-            out.update({f"inv/{l}": v for l, v in layer_invariance(net, self.inv_images, self.inv_aug,
-                                                                   self.inv_pairs, self.seed).items()})
+            inv = self.inv_images[:c(len(self.inv_images))]
+            out.update({f"inv/{l}": v for l, v in layer_invariance(net, inv, self.inv_aug, self.inv_pairs,
+                                                                   self.seed).items()})
         net.train(was)
         return out
 

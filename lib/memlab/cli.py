@@ -1,6 +1,6 @@
 """Batch use of the notebooks' plans, without rendering them:
 
-    python -m memlab plan NOTEBOOK|all [--profile P] [-p NAME VALUE ...]
+    python -m memlab plan NOTEBOOK|all [--profile P] [-p NAME VALUE ...] [--dry-run]
     python -m memlab train NOTEBOOK [--profile P] [--executor inline|local|slurm] [--workers N] [--ddp-processes W]
                        [--partition P] [--time-min M] [--gpus-per-task G] [--sbatch KEY=VALUE ...]
 
@@ -10,6 +10,11 @@ The plan is the notebook's own: its code runs (parameters from ``params/<profile
 does) up to its ``plan.run(...)``, which prints the plan and stops (``plan``), or trains every pending job with
 the executor and stops once the notebook's last plan has run (``train``). So there is no second copy of any
 config. ``plan all`` adds a table of job counts and estimated GPU-hours per notebook.
+
+``--dry-run`` runs every job of the plan for 2 optimisation steps on this machine (``dryrun.py``: the real
+models, image sizes and losses, 4 images per step, nothing written to the cache), with fake archives of the
+real sizes for datasets that are not present, and prints pass/fail, the estimated peak memory at the real
+batch size and the estimated GPU-hours per job (with ``all``: per notebook).
 """
 from __future__ import annotations
 
@@ -71,8 +76,44 @@ def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str
     raise RuntimeError(f"{nb.stem} ran to its end without a plan to {stop}")
 
 
-def _plan_table(nb: Path, profile: str, root: Path, extra: list):
-    return run_notebook_code(nb, profile, root, extra, "plan").table
+def _plan_table(nb: Path, profile: str, root: Path, extra: list, stop: str = "plan"):
+    return run_notebook_code(nb, profile, root, extra, stop).table
+
+
+def use_fake_data() -> None:
+    """Dry runs load a fake archive of the real size for each dataset that is not present (``dryrun.fake_archive``,
+    kept in ``<cache>/dryrun-data``) and download nothing."""
+    from .cache import Cache
+    from .dryrun import FAKE_DATA_ENV
+    os.environ[FAKE_DATA_ENV] = str(Cache().root / "dryrun-data")
+
+
+def _dry_all(profile: str, root: Path, extra: list) -> int:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import pandas as pd
+    rows = []
+    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
+        print(f"\n=== {nb.stem} ({profile}, dry run)", flush=True)
+        try:  # each notebook in a fresh process, as in _plan_all
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                t = pool.submit(_plan_table, nb, profile, root, extra, "dryrun").result()
+        except Exception as e:
+            print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+            rows.append({"notebook": nb.stem, "jobs": None})
+            continue
+        rows.append({"notebook": nb.stem, "jobs": len(t), "pass": int((t["dry run"] == "pass").sum()),
+                     "largest peak GiB": t["peak GiB"].max(), "GPU-h at 40%": round(t["GPU-h"].sum(), 1),
+                     "seconds here": round(t["seconds"].sum())})
+    df = pd.DataFrame(rows).convert_dtypes()
+    print(f"\nDry run summary ({profile}; peak memory at the real batch size, GPU-hours at 40% of an A100's bf16 "
+          f"peak):")
+    print(df.to_string(index=False))
+    ok = df["jobs"].notna().all() and (df["pass"] == df["jobs"]).all()
+    print(f"total: {int(df['pass'].sum())}/{int(df['jobs'].sum())} jobs pass, {df['GPU-h at 40%'].sum():,.1f} "
+          f"GPU-hours" if df["jobs"].notna().all() else "some notebooks did not reach their plan")
+    return 0 if ok else 1
 
 
 def _plan_all(profile: str, root: Path, extra: list) -> int:
@@ -115,6 +156,9 @@ def main(argv=None) -> int:
         c.add_argument("--profile", default="laptop")
         c.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="override a parameter (YAML value), as papermill -p")
+        if cmd == "plan":
+            c.add_argument("--dry-run", action="store_true",
+                           help="run every job for 2 steps here (fake archives for missing datasets) and report")
         if cmd == "train":
             c.add_argument("--executor", choices=["inline", "local", "slurm"], default=None)
             c.add_argument("--workers", type=int, default=None)
@@ -130,9 +174,12 @@ def main(argv=None) -> int:
     if not (root / "notebooks").is_dir():
         root = Path(__file__).resolve().parents[2]
     extra = [tuple(p) for p in a.p]
+    dry = a.cmd == "plan" and a.dry_run
     try:
+        if dry:
+            use_fake_data()
         if a.cmd == "plan" and a.notebook == "all":
-            return _plan_all(a.profile, root, extra)
+            return (_dry_all if dry else _plan_all)(a.profile, root, extra)
         nb = notebook_path(a.notebook, root)
         if a.cmd == "train":
             if a.executor:  # the flag wins over the notebook's parameter and over $MEMLAB_EXECUTOR
@@ -151,9 +198,11 @@ def main(argv=None) -> int:
                 slurm["sbatch"] = dict(s.split("=", 1) for s in a.sbatch)
             if slurm:
                 extra.append(("slurm", json.dumps(slurm)))
-        stopped = run_notebook_code(nb, a.profile, root, extra, a.cmd)
-        if a.cmd == "train":
+        stopped = run_notebook_code(nb, a.profile, root, extra, "dryrun" if dry else a.cmd)
+        if a.cmd == "train" or dry:
             print(stopped)
+        if dry and (stopped.table["dry run"] != "pass").any():
+            return 1
     except Exception as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from .dryrun import FAKE_DATA_ENV, REAL_SIZES, fake_archive
 from .streams import SYNTHETIC_TEST_OFFSET
 
 ARCHIVES = {
@@ -259,10 +260,14 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
             break
         except DatasetDamaged as e:
             damaged.append(str(e))
+    dry = os.environ.get(FAKE_DATA_ENV)  # a dry run (dryrun.py): no downloads, fakes for what is missing
     if got is None:
         try:
-            got = _torchvision(name, split, root, download)
+            got = _torchvision(name, split, root, download and not dry)
         except Exception as e:  # offline, or download disabled
+            if dry and name in REAL_SIZES and not damaged:
+                got = _read_archive(fake_archive(Path(dry), name), split)
+                return _finish(name, split, got, n, seed)
             bad = (f" Damaged: {'; '.join(damaged)}. Replace it with a fresh copy (delete it to fall back to the "
                    f"torchvision download)." if damaged else "")
             raise DatasetNotFound(
@@ -272,6 +277,11 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
                 f"downloads it, or, offline, put one of {ARCHIVES[name]} (a NumPy .npz with arrays x_train, "
                 f"y_train, x_test, y_test: uint8 images N x H x W x C) in a folder and point MEMLAB_DATA at it, "
                 f"e.g. `export MEMLAB_DATA=$HOME/memlab-data`.") from e
+    return _finish(name, split, got, n, seed)
+
+
+def _finish(name: str, split: str, got: tuple, n: int | None, seed: int) -> ImageData:
+    """``ImageData`` of an archive's or torchvision's (images, labels, class names), subset to ``n``."""
     x, y, names = got
     names = names or [str(i) for i in range(int(y.max()) + 1)]
     if split == "unlabeled" and (y >= 0).any():

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import dryrun
 from .augment import hash_uniform
 from .cache import atomic_save
 from .streams import EPOCH_ORDER
@@ -295,6 +296,9 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
     from scratch. ``first_records()``: records that open a fresh history (e.g. a monitor at epoch 0).
     ``show``: ``rec`` keys shown next to the loss on the progress bar. ``write=False``: resume from
     ``ckpt_dir`` but never write to it (the other processes of a DDP group; rank 0 writes).
+
+    During a dry run (``dryrun.limits``) each batch is cut to the dry run's ``batch`` items, training stops after
+    its ``steps`` steps, and the callbacks then run once, as at the last epoch (``epochs``).
     """
     path = None if ckpt_dir is None else Path(ckpt_dir) / "last.pt"
     stateful = [cb for cb in callbacks if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict")]
@@ -306,7 +310,7 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
     base_lr = getattr(schedule, "base", optimizer.param_groups[0]["lr"])
     bar = tqdm(range(run["epoch"], epochs), initial=run["epoch"], total=epochs, disable=not progress, desc=desc,
                leave=False)
-    done = run["epoch"]
+    done, dry = run["epoch"], dryrun.active()
     for epoch in bar:
         if stopped or (max_steps is not None and n_steps >= max_steps):
             break
@@ -316,8 +320,10 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
             epoch_start(epoch)
         t0, losses = time.time(), []
         for batch in batches(epoch):
-            if max_steps is not None and n_steps >= max_steps:
+            if (max_steps is not None and n_steps >= max_steps) or (dry and n_steps >= dry.steps):
                 break
+            if dry:
+                batch = dryrun.head(batch)
             if schedule is not None:
                 lr = schedule(n_steps)
                 for g in optimizer.param_groups:
@@ -326,6 +332,8 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
             if loss is not None:
                 losses.append(loss)
             n_steps += 1
+        if dry:
+            epoch = epochs - 1  # the callbacks act as at the last epoch (records, snapshots, fit checks)
         rec = {"epoch": epoch + 1, "loss": epoch_loss(losses) if losses else math.nan,
                "lr": optimizer.param_groups[0]["lr"], "time": time.time() - t0}
         if losses:
@@ -344,6 +352,8 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
                          "seconds": seconds, "stopped": stopped, "history": history}, path)
         if after_epoch is not None:
             after_epoch(done)
+        if dry:
+            break
     for m in modules:
         m.eval()
     return Fit(history, done, n_steps, seconds, stopped)

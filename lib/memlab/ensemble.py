@@ -28,6 +28,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from . import dryrun
 from .augment import ViewBank
 from .cache import Cache
 from .engine import Cosine, amp_step, autocast, fit, grad_scaler, order_batches, plan_steps
@@ -128,6 +129,7 @@ class _Records:
 
     def __init__(self, nets, n_nets, images, labels, index, x_pos, bank, n_aug, record_epochs, eval_batch, device,
                  amp):
+        x_pos = x_pos[:dryrun.cap(len(x_pos))]  # a dry run records a few points only
         self.nets, self.n_points, self.want = nets, len(x_pos), set(record_epochs)
         self.x = (images[x_pos], None if labels is None else labels[x_pos], index[x_pos], bank, n_aug, eval_batch,
                   device, amp)
@@ -167,7 +169,7 @@ def _train_one(cfg, images, labels, index, x_pos, bank, n_aug, record_epochs, ev
               callbacks=(records,), ckpt_dir=ckpt, label=f"{cfg.objective} seed {cfg.seed}",
               desc=f"  {cfg.objective} seed {cfg.seed}", progress=progress, show=("mean_p",),
               after_epoch=None if epoch_callback is None else (lambda e: epoch_callback(cfg.seed, e)))
-    return _result(records.records[0], len(x_pos), res.history, encoder, objective)
+    return _result(records.records[0], records.n_points, res.history, encoder, objective)
 
 
 # ----------------------------------------------------------------------------- vmap backend
@@ -264,7 +266,7 @@ def _train_vmap(cfgs, images, labels, index, x_pos, bank, n_aug, record_epochs, 
             if isinstance(h.get("mean_p"), list):
                 h["mean_p"] = h["mean_p"][j]
         net = unstacked(j)
-        out.append(_result(records.records[j], len(x_pos), hist, net.encoder, net.objective))
+        out.append(_result(records.records[j], records.n_points, hist, net.encoder, net.objective))
     return out
 
 

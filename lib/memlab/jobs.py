@@ -260,6 +260,7 @@ class _Deferred:
     name: str
     kind: str
     cost: Cost
+    stand_in: Callable | None = None   # () -> a Job of the same code and sizes, for the dry run
 
 
 @dataclass
@@ -288,9 +289,11 @@ class Plan:
     def _fill(self, name: str) -> None:
         self.deferred = [d for d in self.deferred if d.name != name]
 
-    def defer(self, name: str, kind: str, cost: Cost) -> None:
-        """Declare a job whose key depends on earlier jobs' results; ``add`` it under the same name later."""
-        self.deferred.append(_Deferred(name, kind, cost))
+    def defer(self, name: str, kind: str, cost: Cost, stand_in: Callable | None = None) -> None:
+        """Declare a job whose key depends on earlier jobs' results; ``add`` it under the same name later.
+        ``stand_in() -> Job``: a job with the same code, model and sizes (e.g. other points removed), which the
+        dry run (``dryrun.py``) runs in its place."""
+        self.deferred.append(_Deferred(name, kind, cost, stand_in))
 
     def status(self, job: Job) -> str:
         """"cached" or "pending" (a cache lookup, which verifies the entry's checksums: done once per call)."""
@@ -350,6 +353,12 @@ class Plan:
         table = self.show(pending)
         if stop == "plan":
             raise StopAfterPlan(self.summary(table), table)
+        if stop == "dryrun":  # every job for a few steps on this machine, into a scratch folder (dryrun.py)
+            from .dryrun import dry_run, summary
+            table = dry_run(self, device=self.device)
+            with pd.option_context("display.max_rows", 1000, "display.width", 200):
+                print(table.to_string(index=False))
+            raise StopAfterPlan(summary(self.name, table), table)
         if type(ex).__name__ != "Slurm":  # this machine's device trains them
             check_fits(pending, self.device)
         for j in pending:

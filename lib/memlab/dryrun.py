@@ -1,0 +1,169 @@
+"""A dry run of a plan on the CPU (``python -m memlab plan NOTEBOOK --profile paper --dry-run``).
+
+Every job of the plan -- cached or not, and a stand-in for each deferred one -- runs its real code (model,
+image size, objective, optimiser, DP accounting, epoch-end callbacks) for ``steps`` optimisation steps on the
+first ``batch`` images of each batch, into a scratch folder; nothing reaches the cache. The epoch-end
+callbacks then run as at the last epoch (records, snapshots, fit checks and monitors, each on at most
+``eval_images`` images). So shape, configuration and data errors of a GPU run show up here in minutes. The
+table gives each job's result, its estimated peak device memory at the real batch size (``memory.peak_bytes``)
+and its estimated GPU-hours (FLOPs at ``GPU_FRACTION`` of an A100's bf16 peak).
+
+A dataset that is not present locally (no archive, no torchvision copy, no download) is replaced by a fake
+archive of its real size (random pixels, balanced labels; ``fake_archive``), written on first use, so a laptop
+without SVHN, STL-10 or CIFAR-100 can dry-run every notebook.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+A100_PEAK_TFLOPS = 312     # bf16 dense
+GPU_FRACTION = 0.4         # sustained share of the peak assumed for the GPU-hours column (cli.py also gives 10%)
+
+# (train, test, unlabeled, classes) of each archive dataset, as torchvision ships it
+REAL_SIZES = {"cifar10": (50000, 10000, 0, 10), "cifar100": (50000, 10000, 0, 100), "svhn": (73257, 26032, 0, 10),
+              "stl10": (5000, 8000, 100000, 10), "mnist": (60000, 10000, 0, 10),
+              "fashion_mnist": (60000, 10000, 0, 10)}
+FAKE_VERSION = "1"
+# set by `python -m memlab plan --dry-run`: the folder of fake archives that load_dataset uses for missing datasets
+FAKE_DATA_ENV = "MEMLAB_FAKE_DATA"
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """The limits of a dry run: ``steps`` optimiser steps per job, ``batch`` images per step (at least 2, for
+    the losses that contrast a batch), ``eval_images`` images per evaluation (records, fit checks, monitors)."""
+    steps: int = 2
+    batch: int = 4
+    eval_images: int = 64
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch < 2 or self.eval_images < 2:
+            raise ValueError(f"dry run: steps >= 1, batch >= 2 and eval_images >= 2 are needed, got {self}")
+
+
+_ACTIVE: DryRun | None = None
+
+
+def active() -> DryRun | None:
+    """The dry run in progress in this process, or None (a real run)."""
+    return _ACTIVE
+
+
+def cap(n: int) -> int:
+    """``n`` in a real run; at most ``eval_images`` during a dry run (the images an evaluation looks at)."""
+    return n if _ACTIVE is None else min(int(n), _ACTIVE.eval_images)
+
+
+def head(batch):
+    """A batch cut to the dry run's ``batch`` items: a tensor of positions, or a tuple of them (one per network of
+    a stacked ensemble)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:_ACTIVE.batch]
+    return tuple(head(b) for b in batch)
+
+
+@contextlib.contextmanager
+def limits(dry: DryRun):
+    """Run the body as a dry run (``engine.fit`` and the evaluations read ``active()``)."""
+    global _ACTIVE
+    before, _ACTIVE = _ACTIVE, dry
+    try:
+        yield dry
+    finally:
+        _ACTIVE = before
+
+
+# ----------------------------------------------------------------------------- fake archives
+def write_fake_archive(path: Path, name: str, seed: int = 0) -> None:
+    """A ``.npz`` archive with ``REAL_SIZES[name]`` random 32 x 32 colour images per split and balanced labels,
+    written atomically."""
+    n_train, n_test, n_unlabeled, classes = REAL_SIZES[name]
+    g = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test), ("unlabeled", n_unlabeled)):
+        if n:
+            arrays[f"x_{split}"] = g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            if split != "unlabeled":
+                arrays[f"y_{split}"] = g.permutation(np.arange(n) % classes).astype(np.int64)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays, class_names=np.array([f"fake {c}" for c in range(classes)]))
+    os.replace(tmp, path)
+
+
+def fake_archive(folder: Path, name: str) -> Path:
+    """The fake archive of ``name`` in ``folder`` (``$FAKE_DATA_ENV``), written on first use and kept (a file lock
+    keeps two processes from writing it twice). KeyError for a dataset without a known size."""
+    import filelock
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-fake-v{FAKE_VERSION}.npz"
+    with filelock.FileLock(str(path) + ".lock"):
+        if not path.is_file():
+            print(f"dry run: {name} is not present here; writing a fake archive of its real size "
+                  f"({', '.join(map(str, REAL_SIZES[name][:3]))} train/test/unlabeled images) to {path}", flush=True)
+            write_fake_archive(path, name)
+    return path
+
+
+# ----------------------------------------------------------------------------- running a plan dry
+def _run_one(job, scratch: Path, device) -> None:
+    from .jobs import job_args
+    args = job_args(job.args)
+    if "root" in args:  # a vmap group commits its networks itself: into the scratch cache, never the real one
+        args["root"] = str(scratch / "cache")
+    ckpt = scratch / "ckpt"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    files = job.fn(ckpt_dir=ckpt, device=device, progress=False, epoch_callback=None, **args)
+    if not isinstance(files, dict) or not files:
+        raise RuntimeError(f"the job returned {type(files).__name__}, not its files")
+
+
+def dry_run(plan, dry: DryRun | None = None, device="cpu"):
+    """Run every job of ``plan`` (and the stand-in of every deferred job) under ``limits(dry)`` on ``device``.
+    Returns the table (pandas): job, kind, result ("pass" or the error), seconds here, estimated peak GiB at the
+    real batch size, estimated GPU-hours. The first lines of each failure's traceback are printed."""
+    import pandas as pd
+    from tqdm import tqdm
+    dry = dry or DryRun()
+    todo = [(j.name, j.kind, j) for j in plan.jobs]
+    todo += [(d.name, d.kind, d.stand_in) for d in plan.deferred]
+    rows = []
+    scratch = Path(tempfile.mkdtemp(prefix="memlab-dryrun-"))
+    try:
+        with limits(dry):
+            for name, kind, job in tqdm(todo, desc=f"dry run {plan.name}", unit="job"):
+                t0, result = time.time(), "pass"
+                try:
+                    if job is None:
+                        raise RuntimeError("deferred without a stand-in job")
+                    if callable(job) and not hasattr(job, "fn"):
+                        job = job()  # a deferred job's stand-in, built only now
+                    _run_one(job, scratch, device)
+                except Exception as e:  # noqa: BLE001 -- every failure is reported, the other jobs still run
+                    result = f"FAIL {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+                    tqdm.write(f"{name}: {result}\n" + "".join(traceback.format_exc().splitlines(True)[-6:]))
+                cost = getattr(job, "cost", None)
+                flops = cost.flops if cost is not None else 0.0
+                rows.append({"job": name, "kind": kind, "dry run": result, "seconds": round(time.time() - t0, 1),
+                             "peak GiB": round(cost.peak_bytes / 2**30, 2) if cost is not None and cost.peak_bytes
+                             else None,
+                             "GPU-h": round(flops / (GPU_FRACTION * A100_PEAK_TFLOPS * 1e12) / 3600, 2)})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return pd.DataFrame(rows)
+
+
+def summary(name: str, table) -> str:
+    ok = (table["dry run"] == "pass").sum()
+    return (f"dry run {name}: {ok}/{len(table)} jobs pass | largest estimated peak "
+            f"{table['peak GiB'].max() or 0:.3g} GiB | {table['GPU-h'].sum():,.1f} GPU-hours at {GPU_FRACTION:.0%} "
+            f"of an A100's peak | {table['seconds'].sum():,.0f} s here")
