@@ -1,5 +1,6 @@
 """ddp: one encoder over 2 processes (gloo, CPU) equals one process on the whole batch, for the batch-coupled
-losses SimCLR (NT-Xent) and VICReg: same loss, same parameter gradients, to float tolerance."""
+losses SimCLR (NT-Xent), VICReg and DINO: same loss, same parameter gradients, to float tolerance, and DINO's
+centre is the global batch's."""
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -11,6 +12,8 @@ CONFIGS = {  # GroupNorm encoder and LayerNorm heads: PyTorch's SyncBatchNorm ru
                           objective_kw={"norm": "layer", "temperature": 0.5}),
     "vicreg": TrainConfig(model="resnet9", model_kw={"width": 0.125, "norm": "group"}, objective="vicreg",
                           objective_kw={"norm": "layer", "expander": 64}),
+    "dino": TrainConfig(model="resnet9", model_kw={"width": 0.125, "norm": "group"}, objective="dino",
+                        objective_kw={"head_norm": "layer", "out_dim": 64, "hidden": 32, "bottleneck": 16}),
 }
 BATCH = 8
 
@@ -29,8 +32,9 @@ def _worker(rank, world, init_file, name, out):
         model = ddp.distribute(encoder, objective, "cpu")
         loss = model([ddp.shard(v) for v in _views()])
         loss.backward()
+        loss = ddp.average(loss)  # DINO's loss is its shard's in each process; the mean is the global batch's
         if rank == 0:
-            torch.save({"loss": loss.detach(), "grads": {k: p.grad.clone() for k, p in
+            torch.save({"loss": loss.detach(), "buffers": dict(model.module.objective.named_buffers()), "grads": {k: p.grad.clone() for k, p in
                                                          model.module.named_parameters() if p.grad is not None}}, out)
     finally:
         ddp.teardown()
@@ -52,6 +56,8 @@ def test_two_processes_equal_one_process_on_the_whole_batch(name, tmp_path):
     assert got["grads"].keys() == grads.keys() and len(grads) > 10
     for k, g in grads.items():
         assert torch.allclose(got["grads"][k], g, rtol=1e-4, atol=1e-6), k
+    for k, b in objective.named_buffers():  # DINO's centre: the mean of the whole batch's teacher outputs
+        assert b.abs().sum() > 0 and torch.allclose(got["buffers"][k], b, rtol=1e-5, atol=1e-7), k
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused():

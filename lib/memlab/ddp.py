@@ -49,6 +49,30 @@ def all_gather_with_grad(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(t.contiguous()), 0)
 
 
+def mean_over_processes(t: torch.Tensor) -> torch.Tensor:
+    """The mean over the global batch of ``t`` (B, ...) -> (1, ...): every process's rows summed with
+    ``all_reduce``, divided by the global count (as DINO's reference ``update_center``). Not differentiable
+    (for statistics such as DINO's centre). ``t.mean(0, keepdim=True)`` in a single process."""
+    _, w = world()
+    if w == 1:
+        return t.mean(0, keepdim=True)
+    total = t.sum(0, keepdim=True)
+    dist.all_reduce(total)
+    return total / (len(t) * w)
+
+
+def average(t: torch.Tensor) -> torch.Tensor:
+    """The mean over processes of a detached tensor (a step's loss for the record: SimCLR and VICReg compute the
+    global batch's loss in every process, DINO, MAE and supervised losses their shard's). ``t`` itself in a single
+    process."""
+    _, w = world()
+    if w == 1:
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t / w
+
+
 def shard(batch: torch.Tensor) -> torch.Tensor:
     """This process's contiguous part of a global batch (positions, or images): equal parts, rank order. Raises
     ValueError when the batch does not split evenly (the global loss would weight processes unequally)."""

@@ -44,7 +44,7 @@ class DryRun:
     the losses that contrast a batch), ``eval_images`` images per evaluation (records, fit checks, monitors)."""
     steps: int = 2
     batch: int = 4
-    eval_images: int = 64
+    eval_images: int = 32
 
     def __post_init__(self):
         if self.steps < 1 or self.batch < 2 or self.eval_images < 2:

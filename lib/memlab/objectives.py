@@ -298,7 +298,8 @@ class DINO(Objective):
                     total, n = total + (-(tp * sl).sum(1)).mean(), n + 1
         if encoder.training:
             with torch.no_grad():
-                self.center.mul_(self.center_momentum).add_((1 - self.center_momentum) * t.mean(0, keepdim=True))
+                from .ddp import mean_over_processes  # the global batch's mean under DDP, not this shard's
+                self.center.mul_(self.center_momentum).add_((1 - self.center_momentum) * mean_over_processes(t))
         return total / n
 
     @torch.no_grad()

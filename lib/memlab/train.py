@@ -209,7 +209,8 @@ def view_step(cfg: TrainConfig, encoder, objective, images: torch.Tensor, labels
         x = images_dev[b.to(images_dev.device)].to(device, non_blocking=True)
         views = make_views(x, index[b].numpy(), cfg.seed, epoch)
         y = None if labels_dev is None else labels_dev[b.to(device)]
-        return optimizer_step(encoder, objective, views, y, opt, scaler, device, amp, cfg.micro_batch, forward)
+        loss = optimizer_step(encoder, objective, views, y, opt, scaler, device, amp, cfg.micro_batch, forward)
+        return loss if model is None else ddp.average(loss)  # the global batch's loss, whatever the objective
     return step
 
 
