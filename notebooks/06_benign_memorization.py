@@ -62,6 +62,7 @@ optimizer: str = "adam"         # "adam" or "sgd"
 lr: float = 1e-3                # learning rate
 weight_decay: float = 0.0       # weight decay
 batch_size: int = 128           # training batch size
+micro_batch: int = 0            # images per forward/backward pass, gradients accumulated (0: the whole batch)
 seed: int = 0                   # training seed
 fit_target: float = 1.0         # "fitted": this training accuracy on the unaugmented set (Definition 4.1: 1.0)
 eval_every: int = 5             # epochs between fit checks (training stops once fitted)
@@ -187,7 +188,7 @@ def cfg_for(aug="simclr", epochs=epochs_aug, steps=0, **over):
     """The shared recipe; ``aug="none"`` switches DA (and mixup) off."""
     base = dict(model=arch, model_kw=model_kw, hidden=hidden, loss=loss, aug=aug,
                 mixup=mixup if aug != "none" else 0.0, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                batch_size=batch_size, max_epochs=epochs, max_steps=steps, fit_target=fit_target,
+                batch_size=batch_size, micro_batch=micro_batch, max_epochs=epochs, max_steps=steps, fit_target=fit_target,
                 eval_every=eval_every, seed=seed, mean=mean, std=std)
     base.update(over)
     return BenignConfig(**base)

@@ -271,3 +271,24 @@ def test_streamed_layer_invariance_equals_the_whole_batch_definition():
         assert got.keys() == whole.keys()
         # float32 convolutions of a chunk and of the whole batch agree to about 1e-7, not bit for bit
         assert all(abs(got[l] - whole[l]) <= 1e-5 * abs(whole[l]) for l in whole), (chunk, got, whole)
+
+
+def test_micro_batches_accumulate_the_whole_batch_step_and_keep_old_keys(tmp_path):
+    """Random labels with mixup and MSE, batch 16 in parts of 4 (and of 5: unequal parts) against the whole batch:
+    same weights to float tolerance (a model without BatchNorm, which normalises per part); micro_batch 0 keeps
+    the cache key of before the field existed."""
+    from memlab.cache import Cache
+    imgs = _images(32)
+    ts = plain_set(imgs, make_labels(torch.zeros(32, dtype=torch.long), 1.0, 10, 0), 10)
+    kw = {**TINY, "model": "resnet9", "model_kw": {"width": 0.125, "norm": "group"}, "aug": "crop", "mixup": 1.0, "loss": "mse",
+          "max_epochs": 2, "optimizer": "sgd", "lr": 0.05}
+    runs = [train_benign(BenignConfig(**kw, micro_batch=m), ts, cache=Cache(tmp_path / str(m)), device="cpu",
+                         progress=False) for m in (0, 4, 5)]
+    for other in runs[1:]:
+        assert other.history[-1]["loss"] == pytest.approx(runs[0].history[-1]["loss"], rel=1e-5)
+        for (k, v), w in zip(runs[0].net.state_dict().items(), other.net.state_dict().values()):
+            assert torch.allclose(v, w, rtol=1e-4, atol=1e-6), k
+    assert "micro_batch" not in benign._key(BenignConfig(**kw), ts, None)["benign"]
+    assert benign._key(BenignConfig(**kw, micro_batch=4), ts, None)["benign"]["micro_batch"] == 4
+    with pytest.raises(ValueError, match="micro_batch"):
+        BenignConfig(**kw, micro_batch=-1)

@@ -152,6 +152,11 @@ def test_backend_choice():
     assert ensemble_backend("cpu", cfg, "jobs") == "jobs"
     assert ensemble_backend("cpu", cfg, "auto", n_networks=4) == "jobs"  # vmap only pays off on a GPU
     assert ensemble_backend("cpu", cfg, "vmap") == "vmap"
+    from dataclasses import replace
+    micro = replace(cfg, objective="supervised", micro_batch=cfg.batch_size // 2)
+    with pytest.raises(ValueError, match="micro_batch"):  # vmap would step on the whole batch: refused, not ignored
+        ensemble_backend("cpu", micro, "vmap")
+    assert ensemble_backend("cpu", micro, "jobs") == "jobs"
 
 
 def test_bad_input_fails_before_compute(tmp_path):

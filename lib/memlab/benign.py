@@ -222,6 +222,7 @@ class BenignConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"        # constant | cosine (over the budget)
     batch_size: int = 128
+    micro_batch: int = 0              # images per forward/backward pass, gradients accumulated (0: the whole batch)
     max_epochs: int = 100             # budget
     max_steps: int = 0                # budget in steps (0: epochs only)
     fit_target: float = 1.0           # stop once the unaugmented items are fitted this well
@@ -239,6 +240,8 @@ class BenignConfig:
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
         if self.max_epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.hidden < 1:
             raise ValueError("max_epochs, batch_size, eval_every and hidden must be >= 1")
+        if self.micro_batch < 0:
+            raise ValueError(f"micro_batch must be >= 0 (0: the whole batch), got {self.micro_batch}")
         if self.mixup < 0 or self.max_steps < 0 or not 0 < self.fit_target <= 1:
             raise ValueError("mixup and max_steps must be >= 0 and fit_target in (0, 1]")
         self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
@@ -358,11 +361,26 @@ def _benign_files(cfg: BenignConfig, images, items: dict, monitor, amp: bool, de
         # one-hot rows for this batch only: one class per sample (Fig. 8) has n classes, and an n x n identity
         # would take 9.3 GiB at n = 50,000
         t = torch.nn.functional.one_hot(labels_dev[items.to(device)], ts.num_classes).float()
-        if cfg.mixup > 0:
+        if cfg.mixup > 0:  # on the whole batch, before any split: pairs are drawn across the batch
             x, t = mixup(x, t, cfg.mixup, cfg.seed * 1_000_003 + i)
-        with autocast(device, amp)[0]:
-            out = net(x.contiguous(memory_format=torch.channels_last))
-        return backward_step(loss_fn(cfg.loss, out, t), opt, scaler)
+        x, b, mb = x.contiguous(memory_format=torch.channels_last), len(x), cfg.micro_batch
+        if not 0 < mb < b:
+            with autocast(device, amp)[0]:
+                out = net(x)
+            return backward_step(loss_fn(cfg.loss, out, t), opt, scaler)
+        # micro-batches: both losses are batch means, so each part's loss weighted by its share accumulates the
+        # whole batch's gradient; activations are held for one part at a time (BatchNorm normalises per part)
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for lo in range(0, b, mb):
+            part = slice(lo, min(b, lo + mb))
+            with autocast(device, amp)[0]:
+                loss = loss_fn(cfg.loss, net(x[part]), t[part]) * ((part.stop - part.start) / b)
+            scaler.scale(loss).backward()
+            total = total + loss.detach()
+        scaler.step(opt)
+        scaler.update()
+        return total
 
     check = _FitCheck(net, ts, aug, cfg, total, device, monitor)
     res = fit(step, order_batches(torch.arange(len(ts)), cfg.seed, bs, spe, stream=BENIGN_ORDER),
@@ -383,7 +401,10 @@ def _benign_files(cfg: BenignConfig, images, items: dict, monitor, amp: bool, de
 
 
 def _key(cfg: BenignConfig, ts: TrainSet, monitor) -> dict:
-    return {"benign": asdict(cfg), "data": ts.fingerprint(), "num_classes": ts.num_classes,
+    c = asdict(cfg)
+    if not cfg.micro_batch:  # the keys of runs without micro-batches stay those of before the field existed
+        del c["micro_batch"]
+    return {"benign": c, "data": ts.fingerprint(), "num_classes": ts.num_classes,
             "monitor": monitor.describe() if monitor is not None else None}
 
 
@@ -397,7 +418,7 @@ def benign_job(cfg: BenignConfig, ts: TrainSet, *, cache: Cache, monitor=None, n
     bs, spe, _, _ = plan_steps(len(ts), cfg.batch_size, cfg.max_epochs)
     steps = cfg.max_epochs * spe if not cfg.max_steps else min(cfg.max_steps, cfg.max_epochs * spe)
     cost = Cost.of(cfg.model, cfg.model_kw, epochs=-(-steps // spe), steps_per_epoch=spe, batch=bs, views=1,
-                   size=ts.images.shape[-1])
+                   size=ts.images.shape[-1], memory_batch=min(bs, cfg.micro_batch or bs))
     items = {"src": ts.src, "labels": ts.labels, "num_classes": ts.num_classes, "kind": ts.kind, "view": ts.view,
              "groups": ts.groups}
     desc = name or f"benign {cfg.aug}/{cfg.loss}"

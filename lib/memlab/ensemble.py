@@ -61,9 +61,12 @@ def ensemble_backend(device, cfg: TrainConfig, backend: str = "auto", n_networks
                          "executor='local'")
     if backend not in ("auto", "jobs", "vmap"):
         raise ValueError(f"backend must be 'auto', 'jobs' or 'vmap', got {backend!r}")
+    if backend == "vmap" and 0 < cfg.micro_batch < cfg.batch_size:
+        raise ValueError(f"micro_batch = {cfg.micro_batch}: the vmap backend steps every network on its whole "
+                         f"batch; use backend 'jobs' (or 'auto'), which accumulates the micro-batches")
     if backend != "auto":
         return backend
-    if resolve_device(device).type != "cuda" or n_networks < 2:
+    if resolve_device(device).type != "cuda" or n_networks < 2 or 0 < cfg.micro_batch < cfg.batch_size:
         return "jobs"
     enc, obj = build(cfg, 10)
     n = sum(p.numel() for p in list(enc.parameters()) + list(obj.parameters()))

@@ -142,7 +142,7 @@ RANGES = [
     (r"temperature", Range(0, lo_open=True, what="a temperature (0 divides by zero, < 0 inverts the loss)")),
     (r".*lr|dp_max_grad_norm|dp_epsilons|claim_ratio|toy_sigma|.*width", Range(0, lo_open=True, what="a positive number")),
     (r"(dp_)?batch_size|eval_batch", Range(2, integer=True, what="a batch size (statistics over the batch need 2)")),
-    (r"dp_physical_batch", Range(0, integer=True, what="a micro-batch size (0 = the whole logical batch)")),
+    (r"dp_physical_batch|micro_batch", Range(0, integer=True, what="a micro-batch size (0 = the whole batch)")),
     (r"dp_epochs", Range(0, integer=True, what="a number of DP epochs (0 = the DP section off)")),
     (r"num_classes|n_networks|toy_classes", Range(2, integer=True, what="a count of at least 2")),
     (r".*", COUNT),
