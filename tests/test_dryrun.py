@@ -99,3 +99,16 @@ def test_plan_dry_run_runs_every_job_and_stand_in_reports_failures_and_writes_no
     assert t["peak GiB"].notna().sum() >= 3 and (t["GPU-h"] >= 0).all()
     assert not any(cache.root.rglob("*.pt"))  # nothing reached the cache, not even a checkpoint
     assert all(plan.status(j) == "pending" for j in plan.jobs)
+
+
+def test_the_cli_sets_fake_data_only_for_the_dry_run(tmp_path, monkeypatch):
+    """After a dry run (or its failure) the process loads real data again: missing stays missing."""
+    import os
+    from memlab import cli
+    monkeypatch.delenv(dryrun.FAKE_DATA_ENV, raising=False)
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path / "cache"))
+    seen = []
+    monkeypatch.setattr(cli, "_run", lambda *a: seen.append(os.environ.get(dryrun.FAKE_DATA_ENV)) or 1 / 0)
+    assert cli.main(["plan", "05", "--profile", "smoke", "--dry-run"]) == 2     # the error, reported
+    assert seen == [str(tmp_path / "cache" / "dryrun-data")]
+    assert dryrun.FAKE_DATA_ENV not in os.environ

@@ -12,13 +12,14 @@ the executor and stops once the notebook's last plan has run (``train``). So the
 config. ``plan all`` adds a table of job counts and estimated GPU-hours per notebook.
 
 ``--dry-run`` runs every job of the plan for 2 optimisation steps on this machine (``dryrun.py``: the real
-models, image sizes and losses, 4 images per step, nothing written to the cache), with fake archives of the
-real sizes for datasets that are not present, and prints pass/fail, the estimated peak memory at the real
+models, image sizes and losses, 4 images per step; no cache entry is written), with fake archives of the real
+sizes for datasets that are not present (kept in ``<cache>/dryrun-data`` for the next dry run), and prints pass/fail, the estimated peak memory at the real
 batch size and the estimated GPU-hours per job (with ``all``: per notebook).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -80,12 +81,22 @@ def _plan_table(nb: Path, profile: str, root: Path, extra: list, stop: str = "pl
     return run_notebook_code(nb, profile, root, extra, stop).table
 
 
-def use_fake_data() -> None:
-    """Dry runs load a fake archive of the real size for each dataset that is not present (``dryrun.fake_archive``,
-    kept in ``<cache>/dryrun-data``) and download nothing."""
+@contextlib.contextmanager
+def fake_data():
+    """For the body (a dry run, and the processes it starts): a fake archive of the real size for each dataset
+    that is not present (``dryrun.fake_archive``, kept in ``<cache>/dryrun-data`` for the next dry run; delete it
+    freely), and no downloads. The variable is restored afterwards, so later loads in this process are real."""
     from .cache import Cache
     from .dryrun import FAKE_DATA_ENV
+    before = os.environ.get(FAKE_DATA_ENV)
     os.environ[FAKE_DATA_ENV] = str(Cache().root / "dryrun-data")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(FAKE_DATA_ENV, None)
+        else:
+            os.environ[FAKE_DATA_ENV] = before
 
 
 def _dry_all(profile: str, root: Path, extra: list) -> int:
@@ -176,36 +187,40 @@ def main(argv=None) -> int:
     extra = [tuple(p) for p in a.p]
     dry = a.cmd == "plan" and a.dry_run
     try:
-        if dry:
-            use_fake_data()
-        if a.cmd == "plan" and a.notebook == "all":
-            return (_dry_all if dry else _plan_all)(a.profile, root, extra)
-        nb = notebook_path(a.notebook, root)
-        if a.cmd == "train":
-            if a.executor:  # the flag wins over the notebook's parameter and over $MEMLAB_EXECUTOR
-                extra.append(("executor", a.executor))
-                os.environ["MEMLAB_EXECUTOR"] = a.executor
-            if a.ddp_processes is not None:
-                os.environ["MEMLAB_DDP_PROCESSES"] = str(a.ddp_processes)
-            if a.workers is not None:
-                extra.append(("workers", str(a.workers)))
-            slurm = {k: v for k, v in (("partition", a.partition), ("time_min", a.time_min),
-                                       ("gpus_per_task", a.gpus_per_task)) if v is not None}
-            if a.sbatch:
-                bad = [s for s in a.sbatch if "=" not in s]
-                if bad:
-                    raise ValueError(f"--sbatch takes KEY=VALUE, got {bad}")
-                slurm["sbatch"] = dict(s.split("=", 1) for s in a.sbatch)
-            if slurm:
-                extra.append(("slurm", json.dumps(slurm)))
-        stopped = run_notebook_code(nb, a.profile, root, extra, "dryrun" if dry else a.cmd)
-        if a.cmd == "train" or dry:
-            print(stopped)
-        if dry and (stopped.table["dry run"] != "pass").any():
-            return 1
+        with fake_data() if dry else contextlib.nullcontext():
+            return _run(a, root, extra, dry)
     except Exception as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+
+
+def _run(a, root: Path, extra: list, dry: bool) -> int:
+    """``plan`` or ``train`` of the parsed arguments ``a``; 0, or 1 when a dry run has a failing job."""
+    if a.cmd == "plan" and a.notebook == "all":
+        return (_dry_all if dry else _plan_all)(a.profile, root, extra)
+    nb = notebook_path(a.notebook, root)
+    if a.cmd == "train":
+        if a.executor:  # the flag wins over the notebook's parameter and over $MEMLAB_EXECUTOR
+            extra.append(("executor", a.executor))
+            os.environ["MEMLAB_EXECUTOR"] = a.executor
+        if a.ddp_processes is not None:
+            os.environ["MEMLAB_DDP_PROCESSES"] = str(a.ddp_processes)
+        if a.workers is not None:
+            extra.append(("workers", str(a.workers)))
+        slurm = {k: v for k, v in (("partition", a.partition), ("time_min", a.time_min),
+                                   ("gpus_per_task", a.gpus_per_task)) if v is not None}
+        if a.sbatch:
+            bad = [s for s in a.sbatch if "=" not in s]
+            if bad:
+                raise ValueError(f"--sbatch takes KEY=VALUE, got {bad}")
+            slurm["sbatch"] = dict(s.split("=", 1) for s in a.sbatch)
+        if slurm:
+            extra.append(("slurm", json.dumps(slurm)))
+    stopped = run_notebook_code(nb, a.profile, root, extra, "dryrun" if dry else a.cmd)
+    if a.cmd == "train" or dry:
+        print(stopped)
+    if dry and (stopped.table["dry run"] != "pass").any():
+        return 1
     return 0
 
 

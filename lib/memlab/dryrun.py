@@ -2,7 +2,7 @@
 
 Every job of the plan -- cached or not, and a stand-in for each deferred one -- runs its real code (model,
 image size, objective, optimiser, DP accounting, epoch-end callbacks) for ``steps`` optimisation steps on the
-first ``batch`` images of each batch, into a scratch folder; nothing reaches the cache. The epoch-end
+first ``batch`` images of each batch, into a scratch folder; no cache entry is written. The epoch-end
 callbacks then run as at the last epoch (records, snapshots, fit checks and monitors, each on at most
 ``eval_images`` images). So shape, configuration and data errors of a GPU run show up here in minutes. The
 table gives each job's result, its estimated peak device memory at the real batch size (``memory.peak_bytes``)
