@@ -49,7 +49,13 @@ def test_two_processes_equal_one_process_on_the_whole_batch(name, tmp_path):
     loss = single(_views())
     loss.backward()
     out = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), name, str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), name, str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        # gloo on the CPU now and then aborts a process as it exits ("terminate called without an active
+        # exception"), after the group's work is done; a process that died earlier leaves rank 0 without output
+        if e.signal_name != "SIGABRT" or not out.is_file():
+            raise
     got = torch.load(out, weights_only=True)
     assert torch.allclose(got["loss"], loss.detach(), rtol=1e-5, atol=1e-6), (got["loss"], loss)
     grads = {k: p.grad for k, p in single.named_parameters() if p.grad is not None}
