@@ -20,9 +20,9 @@ Training sets (``TrainSet``) cover the paper's four regimes:
 Loss: cross-entropy or MSE on one-hot targets (sum over classes, mean over the batch, as Lsuper of
 appendix B); optional mixup (Beta(alpha, alpha), Zhang et al. 2018). Training stops when the unaugmented
 training items are fitted (accuracy >= ``fit_target``) or the epoch/step budget runs out; the final fit is
-recorded. Training runs on ``engine.fit`` (its own step: labels, mixup, loss outside autocast; the fit check
-and the monitor are an epoch-end callback). Runs are cached (config + data fingerprint), checkpointed every
-epoch and resumable.
+recorded. Training runs on ``engine.fit`` (its own step: labels and mixup, then ``engine.accumulate_step``, the
+loss in float32 from the outputs; the fit check and the monitor are an epoch-end callback). Runs are cached
+(config + data fingerprint), checkpointed every epoch and resumable.
 
 Measurements: K-NN / linear probes (``probes.py``), per-layer flattened outputs from stem to projector
 output (``layer_names``, ``extract_layers``), the normalised invariance I(x; q, T) (section 5.2, Eq. 2),
@@ -31,7 +31,7 @@ the decomposition MSE = Inv + Bias (appendix B, Theorem B.2) and the benign/mali
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from . import dryrun
 from .augment import Augmentation, hash_uniform
 from .cache import Cache
-from .engine import Cosine, autocast, backward_step, fit, grad_scaler, order_batches, plan_steps
+from .engine import Cosine, accumulate_step, fit, grad_scaler, order_batches, plan_steps
 from .models import build_model
 from .streams import BENIGN_FIXED_VIEWS, BENIGN_IID, BENIGN_INVARIANCE, BENIGN_ORDER
-from .train import fingerprint, resolve_device
+from .train import config_key, fingerprint, resolve_device
 
 HEAD_LAYERS = ("embedding", "P", "O")   # pooled encoder output, projector hidden (after ReLU), output
 LOSSES = ("ce", "mse")
@@ -363,24 +363,10 @@ def _benign_files(cfg: BenignConfig, images, items: dict, monitor, amp: bool, de
         t = torch.nn.functional.one_hot(labels_dev[items.to(device)], ts.num_classes).float()
         if cfg.mixup > 0:  # on the whole batch, before any split: pairs are drawn across the batch
             x, t = mixup(x, t, cfg.mixup, cfg.seed * 1_000_003 + i)
-        x, b, mb = x.contiguous(memory_format=torch.channels_last), len(x), cfg.micro_batch
-        if not 0 < mb < b:
-            with autocast(device, amp)[0]:
-                out = net(x)
-            return backward_step(loss_fn(cfg.loss, out, t), opt, scaler)
-        # micro-batches: both losses are batch means, so each part's loss weighted by its share accumulates the
-        # whole batch's gradient; activations are held for one part at a time (BatchNorm normalises per part)
-        opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for lo in range(0, b, mb):
-            part = slice(lo, min(b, lo + mb))
-            with autocast(device, amp)[0]:
-                loss = loss_fn(cfg.loss, net(x[part]), t[part]) * ((part.stop - part.start) / b)
-            scaler.scale(loss).backward()
-            total = total + loss.detach()
-        scaler.step(opt)
-        scaler.update()
-        return total
+        x = x.contiguous(memory_format=torch.channels_last)
+        # both losses are batch means, so micro-batches (cfg.micro_batch) accumulate the whole batch's gradient
+        return accumulate_step(lambda part: loss_fn(cfg.loss, net(x[part]), t[part]), len(x), cfg.micro_batch,
+                               opt, scaler, device, amp)
 
     check = _FitCheck(net, ts, aug, cfg, total, device, monitor)
     res = fit(step, order_batches(torch.arange(len(ts)), cfg.seed, bs, spe, stream=BENIGN_ORDER),
@@ -401,10 +387,7 @@ def _benign_files(cfg: BenignConfig, images, items: dict, monitor, amp: bool, de
 
 
 def _key(cfg: BenignConfig, ts: TrainSet, monitor) -> dict:
-    c = asdict(cfg)
-    if not cfg.micro_batch:  # the keys of runs without micro-batches stay those of before the field existed
-        del c["micro_batch"]
-    return {"benign": c, "data": ts.fingerprint(), "num_classes": ts.num_classes,
+    return {"benign": config_key(cfg), "data": ts.fingerprint(), "num_classes": ts.num_classes,
             "monitor": monitor.describe() if monitor is not None else None}
 
 

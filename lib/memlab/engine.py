@@ -138,6 +138,31 @@ def amp_step(forward: Callable[[], torch.Tensor], opt, scaler, device, amp: bool
     return backward_step(loss, opt, scaler, after_step)
 
 
+def accumulate_step(forward: Callable[[slice], torch.Tensor], size: int, micro_batch: int, opt, scaler, device,
+                    amp: bool, after_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """One optimiser step over a batch of ``size`` items. ``forward(part) -> loss`` is the mean loss of the items
+    in the slice ``part``. ``micro_batch`` 0 or >= ``size``: ``amp_step`` on ``slice(0, size)``. Otherwise the batch
+    is cut into consecutive parts of at most ``micro_batch`` items; each part's loss, weighted by its share of
+    the batch, is back-propagated on its own (peak activation memory follows the part), then one optimiser
+    step and ``after_step()``. For a loss that is a mean over items the gradient is the whole batch's, up to
+    float rounding; BatchNorm layers normalise over each part. Returns the detached (whole-batch) loss."""
+    if not 0 < micro_batch < size:
+        return amp_step(lambda: forward(slice(0, size)), opt, scaler, device, amp, after_step)
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for lo in range(0, size, micro_batch):
+        part = slice(lo, min(size, lo + micro_batch))
+        with autocast(device, amp)[0]:
+            loss = forward(part) * ((part.stop - part.start) / size)
+        scaler.scale(loss).backward()
+        total = total + loss.detach().float()
+    scaler.step(opt)
+    scaler.update()
+    if after_step is not None:
+        after_step()
+    return total
+
+
 # ----------------------------------------------------------------------------- epoch-end callbacks
 class Snapshots:
     """Epoch-end callback: CPU copies of ``module.state_dict()`` after the (1-based) ``epochs``; ``saved`` is

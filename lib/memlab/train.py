@@ -22,7 +22,7 @@ import torch
 
 from .augment import Augmentation
 from .cache import Cache
-from .engine import Cosine, Snapshots, amp_step, autocast, fit, grad_scaler, order_batches, plan_steps
+from .engine import Cosine, Snapshots, accumulate_step, fit, grad_scaler, order_batches, plan_steps
 from .models import build_model
 from .objectives import build_objective, check_objective
 
@@ -87,9 +87,10 @@ class TrainConfig:
             raise ValueError(f"snapshot_epochs {bad} outside 1..{self.epochs}")
 
 
-def config_key(cfg: TrainConfig) -> dict:
-    """``cfg`` as the dict that enters cache keys: every field, except ``micro_batch`` when it is 0 (so the keys
-    of everything trained before micro-batches existed stay valid)."""
+def config_key(cfg) -> dict:
+    """``cfg`` (a ``TrainConfig`` or ``benign.BenignConfig``) as the dict that enters cache keys: every field,
+    except ``micro_batch`` when it is 0 (so the keys of everything trained before micro-batches existed stay
+    valid)."""
     d = asdict(cfg)
     if not cfg.micro_batch:
         del d["micro_batch"]
@@ -165,30 +166,14 @@ def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: 
     """One step (``engine.amp_step``): the objective's loss under autocast, scaled backward, optimiser step,
     then the objective's after-step hook (EMA teachers). Returns the detached loss.
 
-    ``micro_batch`` > 0 and smaller than the batch (objectives in ``SPLITTABLE`` only): the batch is cut into
-    consecutive parts of at most ``micro_batch`` images, each part's loss, weighted by its share of the batch,
-    is back-propagated on its own (so peak activation memory follows the part), and one optimiser step follows.
-    For a loss that is a mean over images the gradient is the whole batch's, up to float rounding; BatchNorm
-    layers normalise over each part, as in any gradient accumulation (the cache key records ``micro_batch``).
+    ``micro_batch`` > 0 and smaller than the batch (objectives in ``SPLITTABLE`` only): gradients accumulated
+    over parts of at most ``micro_batch`` images, then one step (``engine.accumulate_step``; the cache key
+    records ``micro_batch``).
     ``forward(views, labels) -> loss``: the loss through a wrapper (DDP's module); default ``objective.loss``."""
     forward = forward or (lambda v, y: objective.loss(encoder, v, y))
-    b = views[0].shape[0]
-    if not 0 < micro_batch < b:
-        return amp_step(lambda: forward(views, labels), opt, scaler, device, amp,
-                        after_step=lambda: objective.after_step(encoder))
-    opt.zero_grad(set_to_none=True)
-    total = 0.0
-    for lo in range(0, b, micro_batch):
-        part = slice(lo, min(b, lo + micro_batch))
-        with autocast(device, amp)[0]:
-            loss = forward([v[part] for v in views], None if labels is None else labels[part])
-            loss = loss * ((part.stop - part.start) / b)
-        scaler.scale(loss).backward()
-        total = total + loss.detach().float()
-    scaler.step(opt)
-    scaler.update()
-    objective.after_step(encoder)
-    return total
+    return accumulate_step(lambda part: forward([v[part] for v in views], None if labels is None else labels[part]),
+                           views[0].shape[0], micro_batch, opt, scaler, device, amp,
+                           after_step=lambda: objective.after_step(encoder))
 
 
 def view_step(cfg: TrainConfig, encoder, objective, images: torch.Tensor, labels, index: torch.Tensor, opt, scaler,
