@@ -27,12 +27,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-# GPU-hours in `plan all` at two sustained rates: 40% and 10% of an A100's bf16 dense peak (312 TFLOP/s).
-# Small convnets on 32 px images sit near the low end; the cache's measured throughput replaces both once a
-# job has run on the device (the plan's "est. minutes").
-A100_PEAK_TFLOPS = 312
-
-
 def notebook_path(name: str, root: Path) -> Path:
     """A notebook by name (02_sslmem), prefix (02) or path; ValueError listing the notebooks otherwise."""
     all_ = sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -99,24 +93,30 @@ def fake_data():
             os.environ[FAKE_DATA_ENV] = before
 
 
-def _dry_all(profile: str, root: Path, extra: list) -> int:
+def _tables(profile: str, root: Path, extra: list, stop: str):
+    """(notebook name, its plan table, or None when its code failed: the error is printed), for every notebook.
+    Each notebook's code runs in a fresh process: the paper profile's datasets of six notebooks together exceed
+    a 24 GiB machine when one process holds them all."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
-    import pandas as pd
-    rows = []
     for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
-        print(f"\n=== {nb.stem} ({profile}, dry run)", flush=True)
-        try:  # each notebook in a fresh process, as in _plan_all
+        print(f"\n=== {nb.stem} ({profile}{', dry run' if stop == 'dryrun' else ''})", flush=True)
+        try:
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                t = pool.submit(_plan_table, nb, profile, root, extra, "dryrun").result()
+                t = pool.submit(_plan_table, nb, profile, root, extra, stop).result()
         except Exception as e:
             print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-            rows.append({"notebook": nb.stem, "jobs": None})
-            continue
-        rows.append({"notebook": nb.stem, "jobs": len(t), "pass": int((t["dry run"] == "pass").sum()),
-                     "largest peak GiB": t["peak GiB"].max(), "GPU-h at 40%": round(t["GPU-h"].sum(), 1),
-                     "seconds here": round(t["seconds"].sum())})
+            t = None
+        yield nb.stem, t
+
+
+def _dry_all(profile: str, root: Path, extra: list) -> int:
+    import pandas as pd
+    rows = [{"notebook": name, "jobs": None} if t is None else
+            {"notebook": name, "jobs": len(t), "pass": int((t["dry run"] == "pass").sum()),
+             "largest peak GiB": t["peak GiB"].max(), "GPU-h at 40%": round(t["GPU-h"].sum(), 1),
+             "seconds here": round(t["seconds"].sum())}
+            for name, t in _tables(profile, root, extra, "dryrun")]
     df = pd.DataFrame(rows).convert_dtypes()
     print(f"\nDry run summary ({profile}; peak memory at the real batch size, GPU-hours at 40% of an A100's bf16 "
           f"peak):")
@@ -128,26 +128,22 @@ def _dry_all(profile: str, root: Path, extra: list) -> int:
 
 
 def _plan_all(profile: str, root: Path, extra: list) -> int:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """The job counts and the A100-hours left to train per notebook, at two sustained rates: 40% and 10% of the
+    bf16 peak (small convnets on 32 px images sit near the low end; once a job has run on the device, the
+    plan's "est. minutes" uses the measured throughput instead)."""
+    import pandas as pd
+
+    from .jobs import A100_PEAK_TFLOPS, a100_hours
     rows = []
-    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.py")):
-        print(f"\n=== {nb.stem} ({profile})", flush=True)
-        try:
-            # each notebook's code in a fresh process: the paper profile's datasets of six notebooks together
-            # exceed a 24 GiB machine when one process holds them all
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                t = pool.submit(_plan_table, nb, profile, root, extra).result()
-        except Exception as e:
-            print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-            rows.append({"notebook": nb.stem, "jobs to train": None})
+    for name, t in _tables(profile, root, extra, "plan"):
+        if t is None:
+            rows.append({"notebook": name, "jobs to train": None})
             continue
         t = t[t.status != "cached"]  # what is left to train (pending and deferred)
-        hours = lambda frac: round(t.TFLOPs.sum() / (frac * A100_PEAK_TFLOPS) / 3600, 1)  # noqa: E731
-        rows.append({"notebook": nb.stem, "jobs to train": len(t), "of them deferred": int((t.status == "deferred").sum()),
+        flops = t.TFLOPs.sum() * 1e12
+        rows.append({"notebook": name, "jobs to train": len(t), "of them deferred": int((t.status == "deferred").sum()),
                      "image-steps": int(t["image-steps"].sum()), "PFLOPs": round(t.TFLOPs.sum() / 1e3, 1),
-                     "A100-h at 40%": hours(0.4), "A100-h at 10%": hours(0.1)})
-    import pandas as pd
+                     **{f"A100-h at {f:.0%}": round(a100_hours(flops, f), 1) for f in (0.4, 0.1)}})
     df = pd.DataFrame(rows).convert_dtypes()
     print(f"\nSummary ({profile}; A100-hours at 40% and 10% of its bf16 peak of {A100_PEAK_TFLOPS} TFLOP/s):")
     print(df.to_string(index=False))

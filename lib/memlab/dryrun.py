@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-A100_PEAK_TFLOPS = 312     # bf16 dense
-GPU_FRACTION = 0.4         # sustained share of the peak assumed for the GPU-hours column (cli.py also gives 10%)
+GPU_FRACTION = 0.4         # sustained share of an A100's peak assumed for the GPU-hours column (jobs.a100_hours)
 
 # (train, test, unlabeled, classes) of each archive dataset, as torchvision ships it
 REAL_SIZES = {"cifar10": (50000, 10000, 0, 10), "cifar100": (50000, 10000, 0, 100), "svhn": (73257, 26032, 0, 10),
@@ -133,6 +132,8 @@ def dry_run(plan, dry: DryRun | None = None, device="cpu"):
     real batch size, estimated GPU-hours. The first lines of each failure's traceback are printed."""
     import pandas as pd
     from tqdm import tqdm
+
+    from .jobs import a100_hours
     dry = dry or DryRun()
     todo = [(j.name, j.kind, j) for j in plan.jobs]
     todo += [(d.name, d.kind, d.stand_in) for d in plan.deferred]
@@ -145,8 +146,8 @@ def dry_run(plan, dry: DryRun | None = None, device="cpu"):
                 try:
                     if job is None:
                         raise RuntimeError("deferred without a stand-in job")
-                    if callable(job) and not hasattr(job, "fn"):
-                        job = job()  # a deferred job's stand-in, built only now
+                    if callable(job):
+                        job = job()  # a deferred job's stand-in (a Job is not callable), built only now
                     _run_one(job, scratch, device)
                 except Exception as e:  # noqa: BLE001 -- every failure is reported, the other jobs still run
                     result = f"FAIL {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
@@ -156,7 +157,7 @@ def dry_run(plan, dry: DryRun | None = None, device="cpu"):
                 rows.append({"job": name, "kind": kind, "dry run": result, "seconds": round(time.time() - t0, 1),
                              "peak GiB": round(cost.peak_bytes / 2**30, 2) if cost is not None and cost.peak_bytes
                              else None,
-                             "GPU-h": round(flops / (GPU_FRACTION * A100_PEAK_TFLOPS * 1e12) / 3600, 2)})
+                             "GPU-h": round(a100_hours(flops, GPU_FRACTION), 2)})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return pd.DataFrame(rows)

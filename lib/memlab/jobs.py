@@ -127,6 +127,14 @@ class Cost:
         return cls(int(epochs), steps, steps * per, model, peak, act)
 
 
+A100_PEAK_TFLOPS = 312   # an A100's bf16 dense peak: the yardstick of the GPU-hour estimates (cli, dryrun)
+
+
+def a100_hours(flops: float, fraction: float) -> float:
+    """Hours an A100 needs for ``flops`` when it sustains ``fraction`` of its bf16 peak."""
+    return flops / (fraction * A100_PEAK_TFLOPS * 1e12) / 3600
+
+
 def device_label(device) -> str:
     """A name for this device's measured throughput: the GPU's name, or the CPU (jobs train single-threaded)."""
     dev = torch.device(device)
@@ -234,7 +242,8 @@ def run_job(job: Job, root=None, *, device="cpu", wait: bool = True, progress: b
         if device.type == "cpu":
             torch.set_num_threads(1)
         t0 = time.time()
-        extra = {"processes": ddp_processes(job)} if ddp_processes(job) > 1 else {}
+        processes = ddp_processes(job)
+        extra = {"processes": processes} if processes > 1 else {}
         try:
             files = job.fn(ckpt_dir=ckpt, device=device, progress=progress, epoch_callback=epoch_callback,
                            **job_args(job.args), **extra)

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .ddp import mean_over_processes
+
 OBJECTIVES: dict[str, Callable[..., "Objective"]] = {}
 
 
@@ -298,7 +300,7 @@ class DINO(Objective):
                     total, n = total + (-(tp * sl).sum(1)).mean(), n + 1
         if encoder.training:
             with torch.no_grad():
-                from .ddp import mean_over_processes  # the global batch's mean under DDP, not this shard's
+                # the mean of the global batch's teacher outputs under DDP, not this shard's
                 self.center.mul_(self.center_momentum).add_((1 - self.center_momentum) * mean_over_processes(t))
         return total / n
 
