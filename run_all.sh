@@ -69,7 +69,7 @@ RUN_RESULTS="$OUT/build/results.run-$$.tsv"   # this run's lines (per process: t
 : > "$RUN_RESULTS"
 record() {  # $1 = this run's line: keep it for the summary; merge it into results.tsv and manifest.json (locked)
   printf '%s\n' "$1" >> "$RUN_RESULTS"
-  python -m memlab.runner record "$OUT" --profile "$PROFILE" --line "$1" > /dev/null \
+  python -m memlab.io.runner record "$OUT" --profile "$PROFILE" --line "$1" > /dev/null \
     || echo "warning: could not record the result in $RESULTS and $OUT/manifest.json"
 }
 previous() {  # seconds of notebook $1's last OK run with this profile (0: none), from results.tsv
@@ -97,13 +97,13 @@ for nb in "${NOTEBOOKS[@]}"; do
   done
   echo "[$i/${#NOTEBOOKS[@]}] $name  (log: $log)"
   : > "$log"
-  python -m memlab.progress "$log" --label "  [$i/${#NOTEBOOKS[@]}] $name" --notebook "$OUT/build/$name.ipynb" \
+  python -m memlab.io.progress "$log" --label "  [$i/${#NOTEBOOKS[@]}] $name" --notebook "$OUT/build/$name.ipynb" \
     --expected "${PREV[$((i - 1))]}" --after "$after" &
   PROGRESS_PID=$!
   {
     echo "== $name ($PROFILE) $(date -u +%FT%TZ)"
     if [ ! -f "$params" ]; then echo "error: missing parameter file $params"; false; fi &&
-    python -m memlab.runner check "$nb" "$params" -p output_dir "$OUT" -p profile "$PROFILE" &&
+    python -m memlab.io.runner check "$nb" "$params" -p output_dir "$OUT" -p profile "$PROFILE" &&
     jupytext --to ipynb --output "$OUT/build/$name.ipynb" "$nb" &&
     papermill "$OUT/build/$name.ipynb" "$OUT/$name.ipynb" -f "$params" \
       -p output_dir "$OUT" -p profile "$PROFILE" --cwd "$ROOT" -k python3 --log-output --no-progress-bar &&
@@ -116,7 +116,7 @@ for nb in "${NOTEBOOKS[@]}"; do
   claims_line=$(grep -E "^[0-9]+/[0-9]+ claims pass|^[0-9]+ claims computed, not evaluated" "$log" | tail -n 1 | cut -c1-70)
   printf '  %-28s %-5s %6ss  %s\n' "$name" "$status" "$dt" "$claims_line"
   record "$(printf '%s\t%s\t%s\t%s' "$name" "$status" "$dt" "$params")"
-  python -m memlab.results "$OUT" --profile "$PROFILE" > /dev/null || echo "warning: could not write $OUT/index.html"
+  python -m memlab.io.results "$OUT" --profile "$PROFILE" > /dev/null || echo "warning: could not write $OUT/index.html"
   if [ $rc -ne 0 ]; then
     grep -E "Error|error|Exception" "$log" | tail -n 3 | sed 's/^/    /'
   fi

@@ -13,12 +13,12 @@ import time
 import numpy as np
 import torch
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.models import build_model
-from memlab.objectives import build_objective
-from memlab.sslmem import alignment_losses
-from memlab.synthetic import make_synthetic
-from memlab.train import resolve_device
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.models.networks import build_model
+from memlab.objectives.losses import build_objective
+from memlab.metrics.sslmem import alignment_losses
+from memlab.data.synthetic import make_synthetic
+from memlab.engine.train import resolve_device
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 

@@ -19,9 +19,9 @@ import sys
 def one(logical: int, physical: int, width: float, device: str, steps: int) -> dict:
     import torch
 
-    from memlab.data import load_dataset
-    from memlab.dp import train_dp
-    from memlab.train import TrainConfig
+    from memlab.data.datasets import load_dataset
+    from memlab.engine.dp import train_dp
+    from memlab.engine.train import TrainConfig
     n = max(2 * logical, 2048)
     data = load_dataset("synthetic", "train", n=n, seed=0)
     mean, std = data.stats()

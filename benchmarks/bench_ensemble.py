@@ -1,7 +1,7 @@
 """Networks per hour when training an ensemble of N networks with recognition records (notebook 01): one job
 per network run inline (``inline``, one after another), the same jobs on the local executor (``local``: one
 single-threaded worker per CPU core, or one per GPU) and torch.func (``vmap``: stacked weights, all networks
-in one job), and which backend ``memlab.ensemble.ensemble_backend`` picks here.
+in one job), and which backend ``memlab.experiments.ensemble.ensemble_backend`` picks here.
 
     python benchmarks/bench_ensemble.py --device auto [--objective supervised] [--networks 4] [--epochs 2]
 
@@ -18,12 +18,12 @@ import time
 import numpy as np
 import torch
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache
-from memlab.ensemble import ensemble_backend, train_ensemble, views_needed
-from memlab.executors import cpu_cores
-from memlab.splits import random_labels
-from memlab.train import TrainConfig, resolve_device
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.io.cache import Cache
+from memlab.experiments.ensemble import ensemble_backend, train_ensemble, views_needed
+from memlab.engine.executors import cpu_cores
+from memlab.data.splits import random_labels
+from memlab.engine.train import TrainConfig, resolve_device
 
 
 def main(argv=None):

@@ -33,11 +33,11 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=0, help="local workers (0 = one per core)")
     a = ap.parse_args(argv)
 
-    from memlab.cache import Cache
-    from memlab.executors import Inline, cpu_cores, make
-    from memlab.jobs import job_args
-    from memlab.sslmem import encoder_config, f_and_g_jobs, load_splits
-    from memlab.train import load_encoder, train
+    from memlab.io.cache import Cache
+    from memlab.engine.executors import Inline, cpu_cores, make
+    from memlab.engine.jobs import job_args
+    from memlab.metrics.sslmem import encoder_config, f_and_g_jobs, load_splits
+    from memlab.engine.train import load_encoder, train
     p = yaml.safe_load((ROOT / "params" / a.profile / "02_sslmem.yaml").read_text())
     train_data, _, splits = load_splits(p["dataset"], split_shared=p["split_shared"],
                                         split_candidates=p["split_candidates"],

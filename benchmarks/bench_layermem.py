@@ -14,11 +14,11 @@ import time
 import numpy as np
 import torch
 
-from memlab import layermem as LM
-from memlab.augment import Augmentation, ViewBank
-from memlab.models import build_model
-from memlab.synthetic import make_synthetic
-from memlab.train import resolve_device
+from memlab.metrics import layermem as LM
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.models.networks import build_model
+from memlab.data.synthetic import make_synthetic
+from memlab.engine.train import resolve_device
 
 ARCH_KW = {"resnet9": lambda w: {"width": w}, "resnet18": lambda w: {"width": w}, "resnet50": lambda w: {"width": w},
            "vit_tiny": lambda w: {"depth": 4, "embed_dim": 128, "num_heads": 4}}

@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache, default_root
-from memlab.jobs import Plan
-from memlab.sslmem import cached_scores, encoder_config, f_and_g_jobs, load_splits, scored_subsets
-from memlab.stats import cohens_d, one_sample, welch
-from memlab.train import load_encoder, resolve_device
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.io.cache import Cache, default_root
+from memlab.engine.jobs import Plan
+from memlab.metrics.sslmem import cached_scores, encoder_config, f_and_g_jobs, load_splits, scored_subsets
+from memlab.metrics.stats import cohens_d, one_sample, welch
+from memlab.engine.train import load_encoder, resolve_device
 
 # the laptop recipe of notebook 02's main pair (params/laptop/02_sslmem.yaml)
 BASE = dict(split=500, epochs=80, width=0.25, aug=None, seeds=(0, 1), view_pairs=20, measure="", rep="flat",
@@ -94,7 +94,7 @@ def run(name: str, over: dict, cache: Cache, dev, executor: str) -> dict:
 
 
 def _layer_scores(fs, gs, train, test, subsets, bank, r, layer, dev):
-    from memlab.sslmem import score
+    from memlab.metrics.sslmem import score
     out = {}
     for k, idx in subsets.items():
         if k == "S_E":

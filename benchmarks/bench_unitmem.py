@@ -12,11 +12,11 @@ import time
 import numpy as np
 import torch
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.models import build_model
-from memlab.synthetic import make_synthetic
-from memlab.train import resolve_device
-from memlab.unitmem import UnitStats, unit_stats, unitmem
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.models.networks import build_model
+from memlab.data.synthetic import make_synthetic
+from memlab.engine.train import resolve_device
+from memlab.metrics.unitmem import UnitStats, unit_stats, unitmem
 
 
 def sync(dev):

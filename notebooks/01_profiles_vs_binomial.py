@@ -104,22 +104,22 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from memlab import plots
-from memlab.actmax import maximize_channels, to_display
-from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache
-from memlab.data import DATASETS, load_dataset
-from memlab import executors
-from memlab.ensemble import ensemble_plan_jobs, load_network, load_networks, network_jobs, stack_records, views_needed
-from memlab.jobs import Plan
-from memlab.models import MODELS
-from memlab.params import ParameterError, check_injected, choice
-from memlab.probes import extract, linear_probe
-from memlab.profiles import (binomial_noise, closest_epoch, p_averaged, p_fixed, profile_table, sorted_profile)
-from memlab.report import Report
-from memlab.splits import balanced_subset, random_labels
+from memlab.io import plots
+from memlab.experiments.actmax import maximize_channels, to_display
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.io.cache import Cache
+from memlab.data.datasets import DATASETS, load_dataset
+from memlab.engine import executors
+from memlab.experiments.ensemble import ensemble_plan_jobs, load_network, load_networks, network_jobs, stack_records, views_needed
+from memlab.engine.jobs import Plan
+from memlab.models.networks import MODELS
+from memlab.io.params import ParameterError, check_injected, choice
+from memlab.metrics.probes import extract, linear_probe
+from memlab.metrics.profiles import (binomial_noise, closest_epoch, p_averaged, p_fixed, profile_table, sorted_profile)
+from memlab.io.report import Report
+from memlab.data.splits import balanced_subset, random_labels
 from memlab.streams import ProfilesSeed
-from memlab.train import TrainConfig, build, resolve_device
+from memlab.engine.train import TrainConfig, build, resolve_device
 
 PARADIGMS = {  # objective, training augmentation, labels
     "supervised": ("supervised", "weak", "true"),

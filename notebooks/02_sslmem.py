@@ -48,13 +48,13 @@ workers: int = 0                # local executor: worker processes; 0 means one 
 slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
                                 # array_parallelism, sbatch (a dict of extra #SBATCH options)
 # -- the f/g pair, from dataset to snapshot_epochs: notebooks 04 and 05 read these values from this profile's
-#    params/<profile>/02_sslmem.yaml (memlab.recipes), so they reuse this notebook's encoders
+#    params/<profile>/02_sslmem.yaml (memlab.experiments.recipes), so they reuse this notebook's encoders
 dataset: str = "cifar10"        # any memlab dataset; "synthetic" works offline and has planted atypical points
 synthetic_n_train: int = 5000   # sizes of the generated splits when dataset is "synthetic"
 synthetic_n_test: int = 1000    # test-split size of the generated data when dataset is "synthetic"
 atypical_frac: float = 0.05     # synthetic: fraction of planted atypical points
-method: str = "simclr"          # SSL objective (memlab.objectives)
-arch: str = "resnet9"           # encoder (memlab.models)
+method: str = "simclr"          # SSL objective (memlab.objectives.losses)
+arch: str = "resnet9"           # encoder (memlab.models.networks)
 width: float = 0.25             # width multiplier (resnet9 / resnets)
 split_shared: int = 500         # |S_S|: a count, or a fraction of the training split
 split_candidates: int = 500     # |S_C|
@@ -117,25 +117,26 @@ import torch
 from IPython.display import display
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from memlab import executors, plots
-from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache
-from memlab.data import DATASETS
-from memlab.models import MODELS
-from memlab.objectives import OBJECTIVES
-from memlab.params import check_injected, choice
-from memlab.probes import extract, linear_probe
-from memlab.report import Report
-from memlab.splits import balanced_subset
+from memlab.engine import executors
+from memlab.io import plots
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.io.cache import Cache
+from memlab.data.datasets import DATASETS
+from memlab.models.networks import MODELS
+from memlab.objectives.losses import OBJECTIVES
+from memlab.io.params import check_injected, choice
+from memlab.metrics.probes import extract, linear_probe
+from memlab.io.report import Report
+from memlab.data.splits import balanced_subset
 from memlab.streams import SplitSeed
-from memlab.augment import PRESETS
-from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes, run_cell
-from memlab.jobs import Plan
-from memlab.rankings import agreement, feldman, square
-from memlab.sslmem import (SUBSETS, cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, reference_label,
+from memlab.augmentation.augment import PRESETS
+from memlab.experiments.grid import cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes, run_cell
+from memlab.engine.jobs import Plan
+from memlab.metrics.rankings import agreement, feldman, square
+from memlab.metrics.sslmem import (SUBSETS, cached_scores, encoder_config, f_and_g_jobs, load_splits, normalized, reference_label,
                            scored_subsets)
-from memlab.stats import subset_table, summary, welch
-from memlab.train import load_encoder, resolve_device
+from memlab.metrics.stats import subset_table, summary, welch
+from memlab.engine.train import load_encoder, resolve_device
 
 # Reject bad parameters before any compute.
 check_injected()

@@ -58,7 +58,7 @@ split_seed: int = 0             # seed of the disjoint splits S_S, S_C, S_I, S_E
 download: bool = True           # let torchvision download a missing dataset (False: fall back to synthetic at once)
 # -- the SSL encoders
 method: str = "simclr"          # SSL objective of f, g and the retrained encoders
-arch: str = "resnet9"           # encoder architecture (memlab.models)
+arch: str = "resnet9"           # encoder architecture (memlab.models.networks)
 width: float = 0.25             # width multiplier of the ResNet encoders
 objective_kw: dict = {}         # extra objective options (e.g. MAE mask ratio)
 epochs: int = 40                # training epochs of f, g and the retrained encoders
@@ -105,22 +105,23 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from memlab import executors, plots
-from memlab.augment import ViewBank
-from memlab.cache import Cache
-from memlab.data import DATASETS, UNLABELED, DatasetNotFound, load_dataset, stand_in
-from memlab.models import MODELS
-from memlab.objectives import OBJECTIVES
-from memlab.params import ParameterError, check_injected, choice
-from memlab.dp import dp_job, load_dp
-from memlab.jobs import Plan
-from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, f_scores, lambda_config, mean_sd, pair_scores,
+from memlab.engine import executors
+from memlab.io import plots
+from memlab.augmentation.augment import ViewBank
+from memlab.io.cache import Cache
+from memlab.data.datasets import DATASETS, UNLABELED, DatasetNotFound, load_dataset, stand_in
+from memlab.models.networks import MODELS
+from memlab.objectives.losses import OBJECTIVES
+from memlab.io.params import ParameterError, check_injected, choice
+from memlab.engine.dp import dp_job, load_dp
+from memlab.engine.jobs import Plan
+from memlab.experiments.removal import (check_ks, disjoint_halves, dp_unavailable, f_scores, lambda_config, mean_sd, pair_scores,
                             probe_accuracy, removal_gap, removal_set, retained, ssl_job)
-from memlab.report import Report
-from memlab.splits import balanced_subset
+from memlab.io.report import Report
+from memlab.data.splits import balanced_subset
 from memlab.streams import SplitSeed
-from memlab.sslmem import encoder_config
-from memlab.train import TrainConfig, load_encoder, resolve_device, training_cost
+from memlab.metrics.sslmem import encoder_config
+from memlab.engine.train import TrainConfig, load_encoder, resolve_device, training_cost
 
 check_injected()
 choice("dataset", dataset, DATASETS)

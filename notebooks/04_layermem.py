@@ -45,7 +45,7 @@ executor: str = "auto"          # where the training jobs run: "auto", "inline",
 workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
 slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
                                 # array_parallelism, sbatch (a dict of extra #SBATCH options)
-# -- the SSL encoder pair f/g is notebook 02's, read from params/<profile>/02_sslmem.yaml (memlab.recipes):
+# -- the SSL encoder pair f/g is notebook 02's, read from params/<profile>/02_sslmem.yaml (memlab.experiments.recipes):
 #    it comes from 02's cache by construction
 # -- LayerMem
 layer_view_pairs: int = 5       # K view pairs per point: the first pairs of the same view bank as SSLMem (paper: 5)
@@ -89,24 +89,24 @@ import torch
 from IPython.display import display
 from scipy.stats import kendalltau
 
-from memlab import executors
-from memlab import layermem as LM
-from memlab import plots
-from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache
-from memlab.data import DATASETS, DatasetNotFound, load_dataset, stand_in
-from memlab.grid import cell_jobs, cell_spec, main_recipe_snapshots
-from memlab.jobs import Plan
-from memlab.models import MODELS
-from memlab.objectives import OBJECTIVES
-from memlab.params import ParameterError, check_injected, choice
-from memlab.probes import extract, knn_accuracy, linear_probe
-from memlab.rankings import square
-from memlab.report import Report
-from memlab.splits import balanced_subset
+from memlab.engine import executors
+from memlab.metrics import layermem as LM
+from memlab.io import plots
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.io.cache import Cache
+from memlab.data.datasets import DATASETS, DatasetNotFound, load_dataset, stand_in
+from memlab.experiments.grid import cell_jobs, cell_spec, main_recipe_snapshots
+from memlab.engine.jobs import Plan
+from memlab.models.networks import MODELS
+from memlab.objectives.losses import OBJECTIVES
+from memlab.io.params import ParameterError, check_injected, choice
+from memlab.metrics.probes import extract, knn_accuracy, linear_probe
+from memlab.metrics.rankings import square
+from memlab.io.report import Report
+from memlab.data.splits import balanced_subset
 from memlab.streams import SplitSeed
-from memlab.recipes import sslmem_grid, sslmem_pair
-from memlab.train import encoder_job, load_encoder, resolve_device
+from memlab.experiments.recipes import sslmem_grid, sslmem_pair
+from memlab.engine.train import encoder_job, load_encoder, resolve_device
 
 # Reject bad parameters before any compute.
 check_injected()

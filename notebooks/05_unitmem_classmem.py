@@ -39,7 +39,7 @@ executor: str = "auto"          # where the training jobs run: "auto", "inline",
 workers: int = 0                # local executor: worker processes; 0 means one per CPU core, or one per GPU
 slurm: dict = {}                # slurm executor: partition, time_min, gpus_per_task, cpus_per_task, mem_gb,
                                 # array_parallelism, sbatch (a dict of extra #SBATCH options)
-# -- the SSL encoder pair f/g is notebook 02's, read from params/<profile>/02_sslmem.yaml (memlab.recipes):
+# -- the SSL encoder pair f/g is notebook 02's, read from params/<profile>/02_sslmem.yaml (memlab.experiments.recipes):
 #    it and its SSLMem scores come from 02's cache by construction
 # -- UnitMem
 unit_views: int = 10            # K augmentations per point (paper: 10)
@@ -82,21 +82,22 @@ import torch
 from IPython.display import display
 from scipy import stats as sst
 
-from memlab import executors, plots
-from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache
-from memlab.data import DATASETS, DatasetNotFound, load_dataset, stand_in
-from memlab.jobs import Plan
-from memlab.models import MODELS
-from memlab.params import check_injected, choice
-from memlab.probes import extract, linear_probe
-from memlab.report import Report
-from memlab.splits import balanced_subset
+from memlab.engine import executors
+from memlab.io import plots
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.io.cache import Cache
+from memlab.data.datasets import DATASETS, DatasetNotFound, load_dataset, stand_in
+from memlab.engine.jobs import Plan
+from memlab.models.networks import MODELS
+from memlab.io.params import check_injected, choice
+from memlab.metrics.probes import extract, linear_probe
+from memlab.io.report import Report
+from memlab.data.splits import balanced_subset
 from memlab.streams import SplitSeed
-from memlab.recipes import sslmem_pair
-from memlab.sslmem import cached_scores, normalized
-from memlab.train import TrainConfig, encoder_job, load_encoder, resolve_device
-from memlab.unitmem import (cached_unit_stats, layer_summary, layer_table, link_test, live_units, point_unit_link, prune_masks, pruned,
+from memlab.experiments.recipes import sslmem_pair
+from memlab.metrics.sslmem import cached_scores, normalized
+from memlab.engine.train import TrainConfig, encoder_job, load_encoder, resolve_device
+from memlab.metrics.unitmem import (cached_unit_stats, layer_summary, layer_table, link_test, live_units, point_unit_link, prune_masks, pruned,
                             unitmem)
 
 check_injected()
@@ -124,7 +125,7 @@ except DatasetNotFound as e:
     second_train = load_dataset("synthetic", "train", n=second_n_train, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
     second_test = load_dataset("synthetic", "test", n=second_n_test, seed=pair.split_seed + SplitSeed.SECOND_DATASET)
 if dp_epochs > 0:
-    from memlab.dp import dp_job, load_dp, require_opacus
+    from memlab.engine.dp import dp_job, load_dp, require_opacus
     try:
         require_opacus()
     except ImportError as e:

@@ -52,7 +52,7 @@ n_train: int = 1000             # training images (class-balanced); also the K-N
 n_test: int = 1000              # test images of the probes
 data_seed: int = 0              # seed of the class-balanced subsets
 # -- network and training (Table 2)
-arch: str = "resnet9"           # encoder (memlab.models); paper: resnet18
+arch: str = "resnet9"           # encoder (memlab.models.networks); paper: resnet18
 width: float = 0.25             # width multiplier of resnet encoders
 hidden: int = 512               # projector hidden width
 num_classes: int = 10           # random classes C
@@ -118,21 +118,22 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from memlab import executors, plots
-from memlab.benign import (BenignConfig, Monitor, benign_job, build_net, extract_layers, fixed_views_set, iid_set,
+from memlab.engine import executors
+from memlab.io import plots
+from memlab.metrics.benign import (BenignConfig, Monitor, benign_job, build_net, extract_layers, fixed_views_set, iid_set,
                            knn_noise, load_benign, make_aug, make_labels, mse_decomposition, plain_set, verdict)
-from memlab.cache import Cache
-from memlab.data import DATASETS, load_dataset
-from memlab.jobs import Plan
-from memlab.models import MODELS
-from memlab.params import ParameterError, check_injected, choice
-from memlab.probes import knn_accuracy, knn_loo_accuracy, linear_probe
-from memlab.report import Report
-from memlab.splits import balanced_subset
+from memlab.io.cache import Cache
+from memlab.data.datasets import DATASETS, load_dataset
+from memlab.engine.jobs import Plan
+from memlab.models.networks import MODELS
+from memlab.io.params import ParameterError, check_injected, choice
+from memlab.metrics.probes import knn_accuracy, knn_loo_accuracy, linear_probe
+from memlab.io.report import Report
+from memlab.data.splits import balanced_subset
 from memlab.streams import BenignSeed
-from memlab.toy import ToyConfig
-from memlab.toy import grid as toy_grid
-from memlab.train import resolve_device
+from memlab.experiments.toy import ToyConfig
+from memlab.experiments.toy import grid as toy_grid
+from memlab.engine.train import resolve_device
 
 # Reject bad parameters before any compute.
 check_injected()

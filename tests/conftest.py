@@ -10,5 +10,5 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 @pytest.fixture
 def cache(tmp_path):
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     return Cache(tmp_path / "cache")

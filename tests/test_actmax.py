@@ -1,8 +1,8 @@
 """Activation maximisation (Sadrtdinov et al. 2021, appendix C.2)."""
 import torch
 
-from memlab.actmax import maximize_channels, to_display
-from memlab.models import build_model
+from memlab.experiments.actmax import maximize_channels, to_display
+from memlab.models.networks import build_model
 
 
 def test_gradient_ascent_raises_the_channel_activation_and_leaves_weights_alone():

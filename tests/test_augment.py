@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from memlab.augment import PRESETS, Augmentation, ViewBank, hash_uniform
+from memlab.augmentation.augment import PRESETS, Augmentation, ViewBank, hash_uniform
 
 
 def imgs(n=16, seed=0):

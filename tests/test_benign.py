@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from memlab import benign
-from memlab.augment import Augmentation
-from memlab.benign import (BenignConfig, BenignNet, fixed_views_set, iid_set, knn_noise, layer_invariance,
+from memlab.metrics import benign
+from memlab.augmentation.augment import Augmentation
+from memlab.metrics.benign import (BenignConfig, BenignNet, fixed_views_set, iid_set, knn_noise, layer_invariance,
                            make_labels, mse_decomposition, noisy_mask, normalized_invariance, plain_set,
                            train_benign, verdict)
-from memlab.probes import knn_loo_accuracy
-from memlab.randaugment import RandAugment
+from memlab.metrics.probes import knn_loo_accuracy
+from memlab.augmentation.randaugment import RandAugment
 
 TINY = dict(model="cnn", model_kw={"channels": [8, 16, 16, 32]}, hidden=64, batch_size=16, eval_every=1)
 
@@ -135,7 +135,7 @@ def test_without_augmentation_a_network_fits_random_labels_on_a_tiny_set(cache):
 
 
 def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path):
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     imgs = _images(16)
     ts = plain_set(imgs, make_labels(torch.zeros(16, dtype=torch.long), 1.0, 10, 0), 10)
     cfg = BenignConfig(**TINY, aug="crop", mixup=1.0, loss="mse", max_epochs=3)
@@ -277,7 +277,7 @@ def test_micro_batches_accumulate_the_whole_batch_step_and_keep_old_keys(tmp_pat
     """Random labels with mixup and MSE, batch 16 in parts of 4 (and of 5: unequal parts) against the whole batch:
     same weights to float tolerance (a model without BatchNorm, which normalises per part); micro_batch 0 keeps
     the cache key of before the field existed."""
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     imgs = _images(32)
     ts = plain_set(imgs, make_labels(torch.zeros(32, dtype=torch.long), 1.0, 10, 0), 10)
     kw = {**TINY, "model": "resnet9", "model_kw": {"width": 0.125, "norm": "group"}, "aug": "crop", "mixup": 1.0, "loss": "mse",

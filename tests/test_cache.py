@@ -11,7 +11,7 @@ import filelock
 import pytest
 import torch
 
-from memlab.cache import Cache, CacheWriteError, CorruptEntry, atomic_save
+from memlab.io.cache import Cache, CacheWriteError, CorruptEntry, atomic_save
 
 
 def test_roundtrip_and_key_depends_on_config(cache):
@@ -150,7 +150,7 @@ def test_get_or_compute_computes_once_across_processes(cache, tmp_path):
 
 
 def test_lock_of_a_killed_process_is_recovered(cache):
-    code = ("import sys, time; from memlab.cache import Cache; "
+    code = ("import sys, time; from memlab.io.cache import Cache; "
             "Cache(sys.argv[1]).lock('res', {'a': 1}).acquire(); print('locked', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code, str(cache.root)], stdout=subprocess.PIPE, text=True)
     try:

@@ -27,7 +27,7 @@ def test_plan_prints_the_jobs_and_trains_nothing(tmp_path):
 
 
 def test_train_runs_every_stage_then_the_plan_shows_everything_cached(tmp_path):
-    from memlab.executors import cpu_cores
+    from memlab.engine.executors import cpu_cores
     out = ROOT / "outputs" / "smoke"
     rendered = lambda: {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file()} if out.is_dir() else {}  # noqa: E731
     before = rendered()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from memlab.data import DatasetNotFound, load_dataset, to_chw3
+from memlab.data.datasets import DatasetNotFound, load_dataset, to_chw3
 
 
 def test_decoded_grey_archive_is_padded_to_3x32x32(tmp_path):
@@ -106,7 +106,7 @@ def test_damaged_archive_is_named_and_treated_as_missing(tmp_path, damage):
 
 def test_checksums_beside_the_archives_are_verified_once(tmp_path, monkeypatch):
     import hashlib
-    import memlab.data as D
+    import memlab.data.datasets as D
     path = tmp_path / "fashion_mnist.npz"
     _fashion(path)
     good = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -122,7 +122,7 @@ def test_checksums_beside_the_archives_are_verified_once(tmp_path, monkeypatch):
 
 
 def test_a_missing_dataset_is_substituted_only_when_the_parameter_allows_it(tmp_path, capsys):
-    from memlab.data import stand_in
+    from memlab.data.datasets import stand_in
     with pytest.raises(DatasetNotFound) as e:
         load_dataset("cifar100", "train", root=tmp_path, download=False)
     with pytest.raises(DatasetNotFound, match="set the parameter synthetic_fallback: true .*'cifar100'"):

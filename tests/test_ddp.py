@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from memlab.train import TrainConfig, build
+from memlab.engine.train import TrainConfig, build
 
 CONFIGS = {  # GroupNorm encoder and LayerNorm heads: PyTorch's SyncBatchNorm runs on GPUs only
     "simclr": TrainConfig(model="resnet9", model_kw={"width": 0.125, "norm": "group"}, objective="simclr",
@@ -24,7 +24,7 @@ def _views():
 
 
 def _worker(rank, world, init_file, name, out):
-    from memlab import ddp
+    from memlab.engine import ddp
     torch.set_num_threads(1)
     ddp.setup(rank, world, init_file, backend="gloo")
     try:
@@ -44,7 +44,7 @@ def _worker(rank, world, init_file, name, out):
 def test_two_processes_equal_one_process_on_the_whole_batch(name, tmp_path):
     torch.set_num_threads(1)
     encoder, objective = build(CONFIGS[name])
-    from memlab.ddp import _Step
+    from memlab.engine.ddp import _Step
     single = _Step(encoder, objective)
     loss = single(_views())
     loss.backward()
@@ -67,7 +67,7 @@ def test_two_processes_equal_one_process_on_the_whole_batch(name, tmp_path):
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused():
-    from memlab import ddp
+    from memlab.engine import ddp
     assert torch.equal(ddp.shard(torch.arange(6)), torch.arange(6))  # one process: the whole batch
     ddp_world = ddp.world
     try:
@@ -82,9 +82,9 @@ def test_a_batch_that_does_not_split_evenly_is_refused():
 def test_an_encoder_job_over_two_processes_equals_one_process(tmp_path, monkeypatch):
     """MEMLAB_DDP_PROCESSES=2: the encoder job trains over 2 gloo processes (each its shard of every batch) and
     gives the single-process weights, loss history and snapshot to float tolerance; rank 0 alone writes."""
-    from memlab.cache import Cache
-    from memlab.jobs import run_job
-    from memlab.train import TrainConfig, encoder_job, load_encoder
+    from memlab.io.cache import Cache
+    from memlab.engine.jobs import run_job
+    from memlab.engine.train import TrainConfig, encoder_job, load_encoder
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (16, 3, 32, 32), generator=g, dtype=torch.uint8)
     cfg = TrainConfig(model="resnet9", model_kw={"width": 0.125, "norm": "group"}, objective="simclr",
@@ -114,9 +114,9 @@ def test_an_encoder_job_over_two_processes_equals_one_process(tmp_path, monkeypa
 
 
 def test_a_process_count_that_does_not_divide_the_batch_is_refused_before_training(tmp_path, monkeypatch):
-    from memlab.cache import Cache
-    from memlab.jobs import Plan
-    from memlab.train import TrainConfig, encoder_job
+    from memlab.io.cache import Cache
+    from memlab.engine.jobs import Plan
+    from memlab.engine.train import TrainConfig, encoder_job
     cfg = TrainConfig(model="cnn", model_kw={"channels": [4, 8]}, epochs=1, batch_size=8)
     cache = Cache(tmp_path)
     plan = Plan("t", cache)

@@ -3,10 +3,10 @@ import torch
 
 opacus = pytest.importorskip("opacus")
 
-from memlab.data import load_dataset  # noqa: E402
-from memlab.cache import Cache  # noqa: E402
-from memlab.dp import _Pair, cached_dp_encoder, per_image_gradients, train_dp  # noqa: E402
-from memlab.train import TrainConfig, build  # noqa: E402
+from memlab.data.datasets import load_dataset  # noqa: E402
+from memlab.io.cache import Cache  # noqa: E402
+from memlab.engine.dp import _Pair, cached_dp_encoder, per_image_gradients, train_dp  # noqa: E402
+from memlab.engine.train import TrainConfig, build  # noqa: E402
 
 DATA = load_dataset("synthetic", "train", n=96, seed=0)
 MEAN, STD = DATA.stats()

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from memlab import dryrun
-from memlab.data import load_dataset
-from memlab.engine import fit
-from memlab.jobs import Cost, Job, Plan
-from memlab.train import TrainConfig, encoder_job
+from memlab.engine import dryrun
+from memlab.data import fakes
+from memlab.data.datasets import load_dataset
+from memlab.engine.loop import fit
+from memlab.engine.jobs import Cost, Job, Plan
+from memlab.engine.train import TrainConfig, encoder_job
 
 CFG = dict(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr", epochs=3, batch_size=16, lr=0.05,
            warmup_epochs=1)
@@ -51,8 +52,8 @@ def test_dry_run_limits_refuse_a_batch_a_contrastive_loss_cannot_use():
 
 
 def test_fake_archive_has_the_real_layout_and_balanced_labels(tmp_path, monkeypatch):
-    monkeypatch.setitem(dryrun.REAL_SIZES, "stl10", (20, 10, 30, 10))
-    dryrun.write_fake_archive(tmp_path / "stl10.npz", "stl10")
+    monkeypatch.setitem(fakes.REAL_SIZES, "stl10", (20, 10, 30, 10))
+    fakes.write_fake_archive(tmp_path / "stl10.npz", "stl10")
     tr = load_dataset("stl10", "train", root=tmp_path, download=False)
     un = load_dataset("stl10", "unlabeled", root=tmp_path, download=False)
     assert tr.images.shape == (20, 3, 32, 32) and tr.images.dtype == torch.uint8
@@ -62,21 +63,21 @@ def test_fake_archive_has_the_real_layout_and_balanced_labels(tmp_path, monkeypa
 
 
 def test_a_dry_run_loads_what_is_present_and_a_fake_of_the_real_size_for_what_is_missing(tmp_path, monkeypatch):
-    from memlab.data import DatasetNotFound
-    monkeypatch.setitem(dryrun.REAL_SIZES, "svhn", (20, 10, 0, 10))
+    from memlab.data.datasets import DatasetNotFound
+    monkeypatch.setitem(fakes.REAL_SIZES, "svhn", (20, 10, 0, 10))
     real = tmp_path / "real"
     real.mkdir()
     np.savez(real / "cifar10.npz", x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.arange(4),
              x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.arange(2))
     with pytest.raises(DatasetNotFound):  # a real run: missing is missing
         load_dataset("svhn", root=real, download=False)
-    monkeypatch.setenv(dryrun.FAKE_DATA_ENV, str(tmp_path / "fakes"))
+    monkeypatch.setenv(fakes.FAKE_DATA_ENV, str(tmp_path / "fakes"))
     assert len(load_dataset("cifar10", root=real, download=False)) == 4          # the real one, not a fake
     assert len(load_dataset("svhn", root=real, download=False)) == 20
     assert len(load_dataset("svhn", "test", root=real, download=False)) == 10
     fake = next((tmp_path / "fakes").glob("svhn*.npz"))
     mtime = fake.stat().st_mtime_ns
-    assert dryrun.fake_archive(tmp_path / "fakes", "svhn") == fake and fake.stat().st_mtime_ns == mtime  # kept
+    assert fakes.fake_archive(tmp_path / "fakes", "svhn") == fake and fake.stat().st_mtime_ns == mtime  # kept
     assert list((tmp_path / "fakes").glob("cifar10*")) == []
 
 
@@ -105,10 +106,10 @@ def test_the_cli_sets_fake_data_only_for_the_dry_run(tmp_path, monkeypatch):
     """After a dry run (or its failure) the process loads real data again: missing stays missing."""
     import os
     from memlab import cli
-    monkeypatch.delenv(dryrun.FAKE_DATA_ENV, raising=False)
+    monkeypatch.delenv(fakes.FAKE_DATA_ENV, raising=False)
     monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path / "cache"))
     seen = []
-    monkeypatch.setattr(cli, "_run", lambda *a: seen.append(os.environ.get(dryrun.FAKE_DATA_ENV)) or 1 / 0)
+    monkeypatch.setattr(cli, "_run", lambda *a: seen.append(os.environ.get(fakes.FAKE_DATA_ENV)) or 1 / 0)
     assert cli.main(["plan", "05", "--profile", "smoke", "--dry-run"]) == 2     # the error, reported
     assert seen == [str(tmp_path / "cache" / "dryrun-data")]
-    assert dryrun.FAKE_DATA_ENV not in os.environ
+    assert fakes.FAKE_DATA_ENV not in os.environ

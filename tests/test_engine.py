@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 
-from memlab.engine import Cosine, Snapshots, amp_step, check_finite, fit, grad_scaler, order_batches, plan_steps
-from memlab.train import TrainConfig, train
+from memlab.engine.loop import Cosine, Snapshots, amp_step, check_finite, fit, grad_scaler, order_batches, plan_steps
+from memlab.engine.train import TrainConfig, train
 
 
 class Interrupt(Exception):
@@ -134,7 +134,7 @@ def test_snapshots_are_written_once_to_their_own_files_and_survive_a_resume(tmp_
 
     t = _toy()
     writes = []
-    import memlab.engine as engine
+    import memlab.engine.loop as engine
     real = engine.atomic_save
     engine.atomic_save = lambda obj, path: (writes.append(path.name), real(obj, path))[1]
     try:
@@ -244,7 +244,7 @@ def test_weights_blown_up_by_the_last_step_raise_although_its_loss_was_finite():
                                                ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
 def test_amp_uses_bf16_only_where_the_card_computes_it_natively(monkeypatch, capability, dtype):
     """V100 (7.0) and T4 (7.5) report bf16 as supported but emulate it: they get fp16 and a GradScaler."""
-    from memlab import engine
+    from memlab.engine import loop as engine
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert engine.amp_dtype(torch.device("cuda")) is dtype

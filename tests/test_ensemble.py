@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.ensemble import ensemble_backend, load_network, record, stack_records, train_ensemble
-from memlab.profiles import eval_chunks
-from memlab.splits import random_labels
-from memlab.train import TrainConfig, build
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.experiments.ensemble import ensemble_backend, load_network, record, stack_records, train_ensemble
+from memlab.metrics.profiles import eval_chunks
+from memlab.data.splits import random_labels
+from memlab.engine.train import TrainConfig, build
 
 CH = {"channels": (4, 8, 8, 8)}
 
@@ -76,7 +76,7 @@ def _run(cache, seeds=(0, 1), backend="jobs", callback=None, objective="supervis
 
 
 def test_resume_after_kill_continues_at_last_network_and_epoch_with_identical_numbers(tmp_path):
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     ref = _run(Cache(tmp_path / "ref"))
 
     class Killed(Exception):
@@ -107,7 +107,7 @@ def test_resume_after_kill_continues_at_last_network_and_epoch_with_identical_nu
 
 
 def test_vmap_backend_equals_the_loop(tmp_path):
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     for objective in ("supervised", "simclr"):
         loop = _run(Cache(tmp_path / f"l{objective}"), objective=objective, epochs=1)
         vm = _run(Cache(tmp_path / f"v{objective}"), backend="vmap", objective=objective, epochs=1)
@@ -122,7 +122,7 @@ def test_vmap_backend_equals_the_loop(tmp_path):
 def test_local_executor_equals_inline_and_resumes(tmp_path):
     """Worker processes give bit-identical networks to the inline executor, and a network whose checkpoint a
     killed run left behind resumes from it."""
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     inline = _run(Cache(tmp_path / "l"), seeds=(0, 1, 2))
     cache = Cache(tmp_path / "p")
 
@@ -160,7 +160,7 @@ def test_backend_choice():
 
 
 def test_bad_input_fails_before_compute(tmp_path):
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     cfg, imgs = _cfg(), _data()
     bank = ViewBank(Augmentation("weak"), 2)
     kw = dict(cache=Cache(tmp_path), device="cpu", progress=False)
@@ -184,9 +184,9 @@ def test_bad_input_fails_before_compute(tmp_path):
 def test_vmap_groups_of_two_paradigms_with_one_objective_share_a_plan(tmp_path):
     """Supervised and random-label networks use the same objective; their vmap groups must still be distinct
     jobs, and the plan reports their networks as trained."""
-    from memlab.cache import Cache
-    from memlab.ensemble import load_networks, network_jobs, vmap_job
-    from memlab.jobs import Plan
+    from memlab.io.cache import Cache
+    from memlab.experiments.ensemble import load_networks, network_jobs, vmap_job
+    from memlab.engine.jobs import Plan
     cache, imgs, cfg = Cache(tmp_path), _data(), _cfg(epochs=1)
     bank = ViewBank(Augmentation(cfg.aug), 2, seed=2)
     groups = {}
@@ -205,8 +205,8 @@ def test_vmap_groups_of_two_paradigms_with_one_objective_share_a_plan(tmp_path):
 
 def _hold_and_train(root, job, ready, go):
     """Another run (one job per network) holding network 0's lock: it trains that network itself."""
-    from memlab.cache import Cache
-    from memlab.jobs import run_job
+    from memlab.io.cache import Cache
+    from memlab.engine.jobs import run_job
     with Cache(root).lock(job.kind, job.key):
         ready.set()
         go.wait(30)
@@ -217,9 +217,9 @@ def test_vmap_group_leaves_a_network_locked_elsewhere_to_that_process(tmp_path, 
     """A vmap group and a run that trains the same networks one job each, at once: every network trains once."""
     import multiprocessing as mp
     import threading
-    import memlab.ensemble as ens
-    from memlab.cache import Cache
-    from memlab.jobs import run_job
+    import memlab.experiments.ensemble as ens
+    from memlab.io.cache import Cache
+    from memlab.engine.jobs import run_job
     cache, imgs, cfg = Cache(tmp_path), _data(), _cfg(epochs=1)
     bank = ViewBank(Augmentation(cfg.aug), 2, seed=2)
     jobs = ens.network_jobs(cfg, [0, 1, 2], imgs, torch.arange(32) % 10, None, np.arange(8), bank, 2, [1],

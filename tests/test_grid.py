@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from memlab.grid import cell_spec, overlap_sizes, run_cell
-from memlab.sslmem import load_splits, scored_subsets
+from memlab.experiments.grid import cell_spec, overlap_sizes, run_cell
+from memlab.metrics.sslmem import load_splits, scored_subsets
 
 BASE = dict(method="simclr", arch="resnet9", width=0.125, dataset="synthetic", epochs=2, batch_size=32,
             optimizer="sgd", lr=0.05, weight_decay=5e-4, temperature=0.5, seeds=[0])
@@ -13,7 +13,7 @@ def test_cell_spec_fills_defaults_and_rejects_unknown_keys():
     s = cell_spec({"method": "dino", "lr": 0.001}, BASE)
     assert s["method"] == "dino" and s["lr"] == 0.001 and s["arch"] == "resnet9" and s["label"] == "dino/resnet9"
     assert (s["warmup_epochs"], s["blur"]) == (1.0, 0.0)          # encoder_config's defaults
-    from memlab.grid import cell_config
+    from memlab.experiments.grid import cell_config
     sup = cell_spec({"method": "supervised", "micro_batch": 8}, BASE)
     assert cell_config(sup, (0.5,) * 3, (0.25,) * 3).micro_batch == 8
     assert cell_config(s, (0.5,) * 3, (0.25,) * 3).micro_batch == 0

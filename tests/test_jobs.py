@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from memlab.cache import Cache
-from memlab.executors import make
-from memlab.jobs import Cost, JobsFailed, Plan, Stored, run_job
-from memlab.train import TrainConfig, encoder_job, load_encoder
+from memlab.io.cache import Cache
+from memlab.engine.executors import make
+from memlab.engine.jobs import Cost, JobsFailed, Plan, Stored, run_job
+from memlab.engine.train import TrainConfig, encoder_job, load_encoder
 
 CFG = dict(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr", epochs=3, batch_size=16, lr=0.05,
            warmup_epochs=1)
@@ -86,8 +86,8 @@ SCRIPT = textwrap.dedent("""
     import json, sys, torch
     sys.path.insert(0, {tests!r})
     from test_jobs import jobs_for
-    from memlab.cache import Cache
-    from memlab.executors import make
+    from memlab.io.cache import Cache
+    from memlab.engine.executors import make
     cache = Cache({root!r})
     print(json.dumps(make({executor!r}, device="cpu").run(jobs_for(cache, seeds=(0, 1, 2, 3)), cache, progress=False)))
 """)
@@ -110,8 +110,8 @@ KILL = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from test_jobs import jobs_for
-    from memlab.cache import Cache
-    from memlab.jobs import run_job
+    from memlab.io.cache import Cache
+    from memlab.engine.jobs import run_job
     cache = Cache({root!r})
     job = jobs_for(cache, seeds=(0,), epochs=5)[0]
     def die(*a):
@@ -178,8 +178,8 @@ POOL = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, {tests!r})
     from test_jobs import jobs_for
-    from memlab.cache import Cache
-    from memlab.executors import make
+    from memlab.io.cache import Cache
+    from memlab.engine.executors import make
     cache = Cache({root!r})
     print(json.dumps(make("local", device="cpu", workers={workers}).run(jobs_for(cache, seeds={seeds}, epochs=40),
                                                                         cache, progress=False)))
@@ -313,9 +313,9 @@ def test_encoder_job_keys_match_the_fingerprint_of_the_bytes(cache):
 def test_peak_memory_is_estimated_per_job_and_a_job_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch):
     """The estimate grows with the batch and with per-image gradients; a plan whose pending job exceeds the
     device's memory stops before any training, naming the job and the knobs."""
-    from memlab import memory
-    from memlab.cache import Cache
-    from memlab.jobs import Cost, Plan
+    from memlab.engine import memory
+    from memlab.io.cache import Cache
+    from memlab.engine.jobs import Cost, Plan
     small = memory.peak_bytes("resnet9", {"width": 0.125}, batch=32, views=2)
     big = memory.peak_bytes("resnet9", {"width": 0.125}, batch=128, views=2)
     params, act = memory._model_bytes("resnet9", '{"width": 0.125}', 32)
@@ -326,7 +326,7 @@ def test_peak_memory_is_estimated_per_job_and_a_job_that_cannot_fit_is_refused_b
     cost = Cost.of("resnet9", {"width": 0.125}, epochs=1, steps_per_epoch=1, batch=128, views=2)
     assert cost.peak_bytes == big
     trained = []
-    import memlab.jobs as J
+    import memlab.engine.jobs as J
     job = J.Job("huge encoder", "encoder", {"k": 1}, lambda **kw: trained.append(1) or {}, {}, cost)
     plan = Plan("p", cache=Cache(tmp_path / "c"))
     plan.add(job)

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from memlab import layermem as lmm
-from memlab.augment import Augmentation, ViewBank
-from memlab.cache import Cache
-from memlab.models import Encoder, build_model
+from memlab.metrics import layermem as lmm
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.io.cache import Cache
+from memlab.models.networks import Encoder, build_model
 
 
 class ConstLayer(Encoder):
@@ -190,7 +190,7 @@ def test_pick_layers_strategies():
 
 
 def _trained(seed=0):
-    from memlab.train import TrainConfig, Trained, build
+    from memlab.engine.train import TrainConfig, Trained, build
     cfg = TrainConfig(model="resnet9", model_kw={"width": 0.125}, epochs=1, batch_size=16, seed=seed)
     enc, obj = build(cfg)
     return Trained(enc.eval(), obj.eval(), [], {}, cfg, f"test{seed}")

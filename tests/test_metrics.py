@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.models import Encoder
-from memlab.probes import knn_accuracy, linear_probe
-from memlab.sslmem import alignment_losses, normalize_scores, score, sslmem_raw
-from memlab.stats import cohens_d, subset_table, welch
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.models.networks import Encoder
+from memlab.metrics.probes import knn_accuracy, linear_probe
+from memlab.metrics.sslmem import alignment_losses, normalize_scores, score, sslmem_raw
+from memlab.metrics.stats import cohens_d, subset_table, welch
 
 
 class Fn(Encoder):
@@ -114,7 +114,7 @@ def test_knn_and_linear_probe_on_separable_and_random_features():
 
 
 def test_degenerate_samples_never_come_out_significant():
-    from memlab.stats import one_sample
+    from memlab.metrics.stats import one_sample
     same = welch([0.1] * 139, [0.1] * 693)   # scipy: t = 8.76, p = 2.9e-17 from rounding in the means
     assert (same["t"], same["p"], same["mean_a"], same["note"]) == (0.0, 0.5, 0.1, "identical constant samples: no difference")
     assert np.isnan(same["d"]) and np.isnan(cohens_d([0.3] * 10, [0.3] * 20))   # scipy's d: 2.44
@@ -132,7 +132,7 @@ def test_degenerate_samples_never_come_out_significant():
 
 
 def test_probes_refuse_non_finite_features():
-    from memlab.probes import knn_loo_accuracy
+    from memlab.metrics.probes import knn_loo_accuracy
     x, y = torch.randn(20, 4), torch.arange(20) % 2
     bad = x.clone()
     bad[3, 1] = float("nan")
@@ -145,7 +145,7 @@ def test_probes_refuse_non_finite_features():
 
 
 def test_metrics_refuse_non_finite_scores():
-    from memlab.layermem import normalise
+    from memlab.metrics.layermem import normalise
     with pytest.raises(ValueError, match=r"raw scores hold 1 non-finite"):
         normalize_scores(torch.tensor([0.1, float("nan"), 0.3]))
     with pytest.raises(ValueError, match=r"layer\(s\) \['conv2'\] hold non-finite"):
@@ -153,7 +153,7 @@ def test_metrics_refuse_non_finite_scores():
 
 
 def test_one_reference_set_gives_one_normalised_score_in_every_table():
-    from memlab.sslmem import normalized, reference_label
+    from memlab.metrics.sslmem import normalized, reference_label
 
     def res(**raw):
         return {k: {"last": {"raw": torch.tensor(v)}} for k, v in raw.items()}

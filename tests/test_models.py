@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from memlab.models import MODELS, Encoder, build_model
+from memlab.models.networks import MODELS, Encoder, build_model
 
 # small configs for speed; (name, kwargs, expected final shape for 32x32 input without batch dim)
 SMALL = {

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memlab.data import load_dataset
-from memlab.objectives import build_objective, nt_xent, vicreg_loss
-from memlab.train import TrainConfig, build, train
+from memlab.data.datasets import load_dataset
+from memlab.objectives.losses import build_objective, nt_xent, vicreg_loss
+from memlab.engine.train import TrainConfig, build, train
 
 RESNET = dict(model="resnet9", model_kw={"width": 0.125})
 VIT = dict(model="vit_tiny", model_kw={"depth": 2, "embed_dim": 48, "num_heads": 3})

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memlab.params import ParameterError, literal_assignments, notebook_defaults, validate
-from memlab.runner import main as runner_main
+from memlab.io.params import ParameterError, literal_assignments, notebook_defaults, validate
+from memlab.io.runner import main as runner_main
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -129,8 +129,8 @@ def test_papermill_lists_every_parameter_with_type_and_help(nb, caplog):
 def test_notebooks_04_and_05_take_notebook_02s_pair_and_cells_by_name(profile):
     """The pair is defined once per profile (notebook 02's parameters): 04 and 05 hold no copy of it, and the
     recipe they read is 02's resolved values; 04's method cells are labels of 02's grid cells."""
-    from memlab.grid import cell_spec
-    from memlab.recipes import PAIR_KEYS, sslmem_grid, sslmem_pair
+    from memlab.experiments.grid import cell_spec
+    from memlab.experiments.recipes import PAIR_KEYS, sslmem_grid, sslmem_pair
     for nb in ("04_layermem", "05_unitmem_classmem"):
         own = set(notebook_defaults(ROOT / "notebooks" / f"{nb}.py"))
         own |= set(yaml.safe_load((ROOT / "params" / profile / f"{nb}.yaml").read_text()) or {})
@@ -147,7 +147,7 @@ def test_notebooks_04_and_05_take_notebook_02s_pair_and_cells_by_name(profile):
 
 
 def test_the_pair_recipe_refuses_a_profile_without_notebook_02s_file_and_bad_values(tmp_path, monkeypatch):
-    from memlab.recipes import sslmem_pair
+    from memlab.experiments.recipes import sslmem_pair
     with pytest.raises(ParameterError, match=r"profile 'nope' has no .*02_sslmem.yaml.*choose a profile from"):
         sslmem_pair("nope")
     root = _repo_copy(tmp_path)
@@ -162,7 +162,7 @@ def test_the_pair_recipe_refuses_a_profile_without_notebook_02s_file_and_bad_val
 
 
 def test_every_numeric_parameter_has_a_declared_range():
-    from memlab.params import range_of
+    from memlab.io.params import range_of
     for nb in NOTEBOOKS:
         for name, value in notebook_defaults(nb).items():
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -198,5 +198,5 @@ def test_per_paradigm_settings_are_checked_value_by_value():
 
 
 def test_dp_epochs_zero_turns_the_dp_section_off_and_passes_the_range_check():
-    from memlab.params import check_ranges
+    from memlab.io.params import check_ranges
     check_ranges({"dp_epochs": 0})          # documented as "0: skip" in notebooks 03 and 05

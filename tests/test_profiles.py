@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats as sst
 
-from memlab.profiles import (binomial_mae, chi_square_binomial, closest_epoch, eval_chunks, p_averaged, p_fixed,
+from memlab.metrics.profiles import (binomial_mae, chi_square_binomial, closest_epoch, eval_chunks, p_averaged, p_fixed,
                              pack_bits, profile_table, recognized_classification, recognized_in_batch,
                              sorted_profile, unpack_bits)
 

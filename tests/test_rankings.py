@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from memlab.rankings import agreement, feldman, square, topk_overlap
+from memlab.metrics.rankings import agreement, feldman, square, topk_overlap
 
 
 def test_topk_overlap_on_known_rankings():

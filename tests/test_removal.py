@@ -1,4 +1,4 @@
-"""Removal experiments, the alignment regulariser's effect, and the resumable plan of encoders (memlab.removal)."""
+"""Removal experiments, the alignment regulariser's effect, and the resumable plan of encoders (memlab.experiments.removal)."""
 import sys
 
 import numpy as np
@@ -6,16 +6,16 @@ import pandas as pd
 import pytest
 import torch
 
-from memlab.augment import Augmentation, ViewBank
-from memlab import removal
-from memlab.cache import Cache
-from memlab.data import load_dataset
-from memlab.jobs import Plan
-from memlab.removal import (check_ks, disjoint_halves, dp_unavailable, lambda_config, ssl_job,
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.experiments import removal
+from memlab.io.cache import Cache
+from memlab.data.datasets import load_dataset
+from memlab.engine.jobs import Plan
+from memlab.experiments.removal import (check_ks, disjoint_halves, dp_unavailable, lambda_config, ssl_job,
                             removal_gap, removal_set, retained)
-from memlab.sslmem import alignment_losses
-from memlab.dp import train_dp
-from memlab.train import TrainConfig, load_encoder, train, training_cost
+from memlab.metrics.sslmem import alignment_losses
+from memlab.engine.dp import train_dp
+from memlab.engine.train import TrainConfig, load_encoder, train, training_cost
 
 
 def single_threaded(fn):
@@ -154,7 +154,7 @@ def test_missing_opacus_gives_install_instructions(monkeypatch):
 
 def test_dp_encoders_are_plan_entries_served_from_the_cache(tmp_path):
     pytest.importorskip("opacus")
-    from memlab.dp import dp_job, load_dp
+    from memlab.engine.dp import dp_job, load_dp
     assert dp_unavailable() is None
     cfg = TrainConfig(epochs=1, **{**TINY, "objective": "simsiam", "objective_kw": {"norm": "layer"},
                                    "model_kw": {"width": 0.125, "norm": "group"}})
@@ -173,9 +173,9 @@ def test_dp_encoders_are_plan_entries_served_from_the_cache(tmp_path):
 
 
 def test_probe_accuracy_is_cached_per_encoder_and_task(tmp_path, monkeypatch):
-    import memlab.probes
-    from memlab.removal import probe_accuracy
-    from memlab.train import Trained, build
+    import memlab.metrics.probes
+    from memlab.experiments.removal import probe_accuracy
+    from memlab.engine.train import Trained, build
     cfg = TrainConfig(epochs=1, **TINY)
     enc, obj = build(cfg)
     tr = Trained(enc.eval(), obj, [], {}, cfg, key="enc-a")
@@ -187,7 +187,7 @@ def test_probe_accuracy_is_cached_per_encoder_and_task(tmp_path, monkeypatch):
 
     def boom(*args, **kw):
         raise AssertionError("probe recomputed")
-    monkeypatch.setattr(memlab.probes, "linear_probe", boom)
+    monkeypatch.setattr(memlab.metrics.probes, "linear_probe", boom)
     assert probe_accuracy(cache, tr, tasks, device="cpu", max_iter=20)["syn"] == a   # served from the cache
     with pytest.raises(AssertionError, match="recomputed"):                          # another setting: recomputed
         probe_accuracy(cache, tr, tasks, device="cpu", max_iter=21)

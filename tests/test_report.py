@@ -1,7 +1,7 @@
-"""Notebook reporting (memlab.report): claims as PASS/FAIL lines and as a table; smoke claims not evaluated."""
+"""Notebook reporting (memlab.io.report): claims as PASS/FAIL lines and as a table; smoke claims not evaluated."""
 import pandas as pd
 
-from memlab.report import Report
+from memlab.io.report import Report
 
 
 def test_claims_are_printed_counted_and_written(tmp_path, capsys):

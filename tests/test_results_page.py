@@ -1,11 +1,12 @@
-"""The results page (memlab.results) and run_all's live progress (memlab.progress)."""
+"""The results page (memlab.io.results) and run_all's live progress (memlab.io.progress)."""
 import json
 import os
 import time
 
 import pandas as pd
 
-from memlab import progress, results
+from memlab.io import progress
+from memlab.io import results
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82")

@@ -1,7 +1,7 @@
 import json
 import multiprocessing as mp
 
-from memlab import runner
+from memlab.io import runner
 
 
 def _run(tmp_path, monkeypatch, commit, lines):

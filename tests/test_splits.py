@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from memlab.splits import Splits, balanced_order, balanced_subset, make_splits, random_labels
+from memlab.data.splits import Splits, balanced_order, balanced_subset, make_splits, random_labels
 
 LABELS = np.arange(1000) % 10
 TEST = np.arange(300) % 10

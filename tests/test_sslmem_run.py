@@ -2,17 +2,17 @@
 SSLMem must then be positive for the points only f trained on and negative for those only g trained on."""
 import pytest
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.data import load_dataset
-from memlab.splits import make_splits
-from memlab.sslmem import normalized, score_splits, train_f_and_g
-from memlab.stats import welch
-from memlab.train import TrainConfig
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.data.datasets import load_dataset
+from memlab.data.splits import make_splits
+from memlab.metrics.sslmem import normalized, score_splits, train_f_and_g
+from memlab.metrics.stats import welch
+from memlab.engine.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from memlab.cache import Cache
+    from memlab.io.cache import Cache
     tr = load_dataset("synthetic", "train", n=24, seed=0)
     te = load_dataset("synthetic", "test", n=10, seed=0)
     sp = make_splits(tr.labels.numpy(), te.labels.numpy(), shared=8, candidates=8, independent=8, extra=8, seed=0)

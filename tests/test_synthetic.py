@@ -7,7 +7,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from memlab.synthetic import CLASS_NAMES, KINDS, make_synthetic
+from memlab.data.synthetic import CLASS_NAMES, KINDS, make_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from memlab.toy import ToyConfig, augment, centres, projector, run, sample
+from memlab.experiments.toy import ToyConfig, augment, centres, projector, run, sample
 
 
 def test_mixture_statistics_follow_the_covariances():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from memlab.engine import lr_at
-from memlab.train import TrainConfig, TrainingViews, build, make_augmentation, train, train_encoder
+from memlab.engine.loop import lr_at
+from memlab.engine.train import TrainConfig, TrainingViews, build, make_augmentation, train, train_encoder
 
 
 def tiny_data(n=48, seed=0):
@@ -131,8 +131,8 @@ def test_training_views_are_global_then_small_local_crops_and_reproducible():
 
 
 def _one_step(cfg, x, y, micro_batch):
-    from memlab.engine import grad_scaler
-    from memlab.train import make_optimizer, optimizer_step
+    from memlab.engine.loop import grad_scaler
+    from memlab.engine.train import make_optimizer, optimizer_step
     encoder, objective = build(cfg, 4)
     opt = make_optimizer(cfg, list(encoder.parameters()) + list(objective.parameters()))
     views = TrainingViews(cfg, objective)(x, torch.arange(len(x)).numpy(), cfg.seed, 0)
@@ -159,7 +159,7 @@ def test_micro_batches_accumulate_the_whole_batch_gradient(micro_batch):
 
 
 def test_micro_batch_is_refused_for_batch_coupled_losses_and_kept_out_of_old_keys():
-    from memlab.train import config_key, training_cost
+    from memlab.engine.train import config_key, training_cost
     with pytest.raises(ValueError, match=r"micro_batch = 8 with objective 'simclr'.*couples the images"):
         TrainConfig(objective="simclr", micro_batch=8, **CFG)
     with pytest.raises(ValueError, match="micro_batch must be >= 0"):

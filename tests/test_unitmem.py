@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from memlab.augment import Augmentation, ViewBank
-from memlab.models import Encoder, build_model
-from memlab.unitmem import (classmem, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
+from memlab.augmentation.augment import Augmentation, ViewBank
+from memlab.models.networks import Encoder, build_model
+from memlab.metrics.unitmem import (classmem, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
                             unit_stats, unitmem)
 
 IDENTITY = Augmentation("none", mean=(0, 0, 0), std=(1, 1, 1))
@@ -145,8 +145,8 @@ def test_prune_masks_pick_by_unitmem_and_pruning_restores():
 def test_cached_unit_stats_roundtrip(cache):
     from types import SimpleNamespace
 
-    from memlab.data import load_dataset
-    from memlab.unitmem import cached_unit_stats
+    from memlab.data.datasets import load_dataset
+    from memlab.metrics.unitmem import cached_unit_stats
     data = load_dataset("synthetic", "train", n=30, seed=0)
     torch.manual_seed(0)
     trained = SimpleNamespace(key="enc-1", encoder=build_model("cnn", channels=(4, 6)).eval())
@@ -160,7 +160,7 @@ def test_cached_unit_stats_roundtrip(cache):
 
 def _stats(mu, labels=None, layer="l"):
     """UnitStats of hand-made per-point means mu (points x units), as unit_stats would accumulate them."""
-    from memlab.unitmem import UnitStats
+    from memlab.metrics.unitmem import UnitStats
     mu = torch.tensor(mu, dtype=torch.float32)
     y = torch.zeros(len(mu), dtype=torch.long) if labels is None else torch.tensor(labels)
     onehot = torch.nn.functional.one_hot(y, int(y.max()) + 1).float()
@@ -190,7 +190,7 @@ def test_signed_activations_are_excluded_and_counted_not_nan_without_a_flag():
 
 
 def test_point_unit_link_is_the_papers_mu_max_link():
-    from memlab.unitmem import link_test, point_unit_link
+    from memlab.metrics.unitmem import link_test, point_unit_link
     # points x units: unit 0 is topped by point 0 (UnitMem (4-1)/(4+1) = 0.6), unit 1 by point 2
     # ((3-0.5)/(3+0.5) = 0.714); point 1 tops no unit, so it has no linked unit (not a score of -0.2)
     t = layer_table({"l": _stats([[4.0, 0.0], [1.0, 1.0], [1.0, 3.0]], labels=[0, 1, 0])})

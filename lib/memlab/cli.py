@@ -43,8 +43,8 @@ def run_notebook_code(nb: Path, profile: str, root: Path, extra: list, stop: str
     no plan."""
     import jupytext
 
-    from .jobs import STOP_ENV, StopAfterPlan
-    from .runner import check
+    from memlab.engine.jobs import STOP_ENV, StopAfterPlan
+    from memlab.io.runner import check
     params_file = root / "params" / profile / f"{nb.stem}.yaml"
     if not params_file.is_file():
         raise FileNotFoundError(f"no parameter file {params_file} (profiles: {sorted(p.name for p in (root / 'params').iterdir())})")
@@ -78,10 +78,10 @@ def _plan_table(nb: Path, profile: str, root: Path, extra: list, stop: str = "pl
 @contextlib.contextmanager
 def fake_data():
     """For the body (a dry run, and the processes it starts): a fake archive of the real size for each dataset
-    that is not present (``dryrun.fake_archive``, kept in ``<cache>/dryrun-data`` for the next dry run; delete it
+    that is not present (``memlab.data.fakes.fake_archive``, kept in ``<cache>/dryrun-data`` for the next dry run; delete it
     freely), and no downloads. The variable is restored afterwards, so later loads in this process are real."""
-    from .cache import Cache
-    from .dryrun import FAKE_DATA_ENV
+    from memlab.io.cache import Cache
+    from memlab.data.fakes import FAKE_DATA_ENV
     before = os.environ.get(FAKE_DATA_ENV)
     os.environ[FAKE_DATA_ENV] = str(Cache().root / "dryrun-data")
     try:
@@ -133,7 +133,7 @@ def _plan_all(profile: str, root: Path, extra: list) -> int:
     plan's "est. minutes" uses the measured throughput instead)."""
     import pandas as pd
 
-    from .jobs import A100_PEAK_TFLOPS, a100_hours
+    from memlab.engine.jobs import A100_PEAK_TFLOPS, a100_hours
     rows = []
     for name, t in _tables(profile, root, extra, "plan"):
         if t is None:

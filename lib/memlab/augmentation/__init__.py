@@ -1,0 +1,3 @@
+"""Augmentations on the device, drawn from per-image random streams: the presets of every paradigm (SimCLR view
+pairs, supervised crop-and-flip, MAE, ...), RandAugment, and ``ViewBank``, the fixed views of a measurement.
+"""

@@ -1,0 +1,49 @@
+"""Fake archives for a dry run: a dataset that is not present locally (no archive, no torchvision copy, no
+download) is replaced by random pixels and balanced labels at its real size, so a laptop without SVHN, STL-10 or
+CIFAR-100 can dry-run every notebook (``memlab.engine.dryrun``). ``load_dataset`` uses them only while
+``$MEMLAB_FAKE_DATA`` (``FAKE_DATA_ENV``) names their folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+# (train, test, unlabeled, classes) of each archive dataset, as torchvision ships it
+REAL_SIZES = {"cifar10": (50000, 10000, 0, 10), "cifar100": (50000, 10000, 0, 100), "svhn": (73257, 26032, 0, 10),
+              "stl10": (5000, 8000, 100000, 10), "mnist": (60000, 10000, 0, 10),
+              "fashion_mnist": (60000, 10000, 0, 10)}
+FAKE_VERSION = "1"
+# set by `python -m memlab plan --dry-run`: the folder of fake archives that load_dataset uses for missing datasets
+FAKE_DATA_ENV = "MEMLAB_FAKE_DATA"
+
+
+def write_fake_archive(path: Path, name: str, seed: int = 0) -> None:
+    """A ``.npz`` archive with ``REAL_SIZES[name]`` random 32 x 32 colour images per split and balanced labels,
+    written atomically."""
+    n_train, n_test, n_unlabeled, classes = REAL_SIZES[name]
+    g = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test), ("unlabeled", n_unlabeled)):
+        if n:
+            arrays[f"x_{split}"] = g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            if split != "unlabeled":
+                arrays[f"y_{split}"] = g.permutation(np.arange(n) % classes).astype(np.int64)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays, class_names=np.array([f"fake {c}" for c in range(classes)]))
+    os.replace(tmp, path)
+
+
+def fake_archive(folder: Path, name: str) -> Path:
+    """The fake archive of ``name`` in ``folder`` (``$FAKE_DATA_ENV``), written on first use and kept (a file lock
+    keeps two processes from writing it twice). KeyError for a dataset without a known size."""
+    import filelock
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-fake-v{FAKE_VERSION}.npz"
+    with filelock.FileLock(str(path) + ".lock"):
+        if not path.is_file():
+            print(f"dry run: {name} is not present here; writing a fake archive of its real size "
+                  f"({', '.join(map(str, REAL_SIZES[name][:3]))} train/test/unlabeled images) to {path}", flush=True)
+            write_fake_archive(path, name)
+    return path

@@ -1,0 +1,4 @@
+"""Input and output: the content-addressed cache (``cache``), parameter profiles and their validation (``params``),
+figures (``plots``), a notebook's report of figures, tables and claims (``report``), the results page
+(``results``) and ``run_all.sh``'s helpers (``runner``, ``progress``).
+"""
