@@ -7,7 +7,7 @@ import memlab
 ROOT = Path(memlab.__file__).parent
 # lower number = lower layer; a module may import its own layer and the ones below it
 LAYERS = {"streams": 0, "io.cache": 0, "io.params": 0, "data": 1, "augmentation": 2, "models": 3, "objectives": 4,
-          "engine": 5, "metrics": 6, "experiments": 7, "io": 8, "cli": 9, "__main__": 9}
+          "engine": 5, "metrics": 6, "io": 7, "experiments": 8, "cli": 9, "__main__": 9}
 
 
 def layer(module: str) -> int:

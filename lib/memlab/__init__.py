@@ -9,8 +9,8 @@ One folder per concept; imports point down this list only (``tests/test_layout.p
     objectives                     SSL and supervised losses
     engine                         the training loop, jobs, executors, DDP, DP-SGD
     metrics                        the papers' metrics: SSLMem, LayerMem, UnitMem/ClassMem, profiles, ...
+    io                             figures, a notebook's report and claims, the results page
     experiments                    one module per notebook: parameters, plan of jobs, tables and claims
-    io                             figures, reports, the results page
     cli                            ``python -m memlab plan|train``
 """
 __version__ = "0.1.0"

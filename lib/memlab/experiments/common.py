@@ -1,0 +1,83 @@
+"""What every notebook does first, once: validate its parameters, then open a ``Session`` (device, executor,
+CPU threads, cache and report).
+
+Each experiments module declares its notebook's parameters as a frozen dataclass whose fields are the names of the
+notebook's parameters cell. ``parameters(cls, namespace)`` builds it from the notebook's globals after papermill's
+injected cell, checking types and ranges (``memlab.io.params``) before anything is computed, and names the closest
+parameter for a misspelt dict key::
+
+    P = parameters(ProfilesParams, globals())     # ParameterError before any compute
+    S = start("01_profiles_vs_binomial", P)       # device, executor, report, cache
+    status = S.run(plan)                          # the plan on the chosen executor
+"""
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, fields
+
+import torch
+
+from memlab.engine import executors
+from memlab.engine.train import resolve_device
+from memlab.io.cache import Cache
+from memlab.io.params import ParameterError, check_ranges
+from memlab.io.report import Report
+
+
+def parameters(cls, namespace: dict):
+    """``cls`` (a dataclass) from the parameter values in ``namespace`` (a notebook's ``globals()``).
+
+    Reads the fields of ``cls`` by name; a missing one raises ``ParameterError`` naming it. Numeric ranges are
+    those of ``memlab.io.params.RANGES``. ``cls.__post_init__`` checks the relations between parameters."""
+    missing = [f.name for f in fields(cls) if f.name not in namespace]
+    if missing:
+        raise ParameterError(f"the notebook defines no parameter {missing}: add it to the parameters cell")
+    values = {f.name: namespace[f.name] for f in fields(cls)}
+    check_ranges(values)
+    return cls(**values)
+
+
+def check_keys(name: str, given: dict, allowed) -> None:
+    """Every key of the dict parameter ``name`` must be one of ``allowed``; ParameterError with the closest one."""
+    allowed = list(allowed)
+    for k in given:
+        if k not in allowed:
+            near = difflib.get_close_matches(str(k), [str(a) for a in allowed], n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (choose from {allowed})"
+            raise ParameterError(f"parameter {name!r} has an unknown key {k!r}{hint}")
+
+
+@dataclass
+class Session:
+    """A notebook's run: its device, executor settings, cache and report, and its start time."""
+    device: torch.device
+    cache: Cache
+    report: Report
+    executor: str = "auto"
+    workers: int = 0
+    slurm: dict | None = None
+    started: float = 0.0
+
+    def run(self, plan) -> dict:
+        """Run ``plan`` (``memlab.engine.jobs.Plan``) on this session's executor; ``{job name: status}``."""
+        return plan.run(self.executor, workers=self.workers or None, slurm=self.slurm)
+
+    def elapsed(self) -> float:
+        """Seconds since ``start``."""
+        return time.time() - self.started
+
+
+def start(notebook: str, p, dataset: str | None = None, *, threads: int | None = None) -> Session:
+    """Open the session of ``notebook`` (e.g. ``"02_sslmem"``) from its parameters ``p``.
+
+    Uses ``p.device``, ``p.executor``, ``p.workers``, ``p.slurm``, ``p.profile`` and ``p.output_dir``, and
+    ``dataset`` (default ``p.dataset``) for the figure captions. ``threads`` > 0 sets torch's CPU threads of this
+    process (training jobs always run single-threaded on a CPU). A bad device or executor raises here, before any
+    compute."""
+    dev = resolve_device(p.device)
+    executors.make(p.executor, device=dev, workers=p.workers or None, slurm=p.slurm)
+    if dev.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    report = Report(p.output_dir, notebook, p.profile, dataset if dataset is not None else p.dataset)
+    return Session(dev, Cache(), report, p.executor, p.workers, p.slurm, time.time())
