@@ -3,7 +3,7 @@ the ``local`` executor (one single-threaded worker per CPU core), in one run, si
 
     python benchmarks/bench_executor.py [--epochs 3] [--profile laptop] [--workers 0]
 
-The jobs are built by the notebook's own code (``sslmem.f_and_g_jobs`` from ``params/<profile>/02_sslmem.yaml``,
+The jobs are built by the notebook's own code (``recipes.f_and_g_jobs`` from ``params/<profile>/02_sslmem.yaml``,
 only ``epochs`` changed). Each executor trains them into a fresh temporary cache:
 - ``inline``: the inline executor (jobs train single-threaded, so every executor gives the same bits);
 - ``inline, N threads``: the pre-executor behaviour -- one job after another with all of torch's threads
@@ -36,7 +36,7 @@ def main(argv=None):
     from memlab.io.cache import Cache
     from memlab.engine.executors import Inline, cpu_cores, make
     from memlab.engine.jobs import job_args
-    from memlab.metrics.sslmem import encoder_config, f_and_g_jobs, load_splits
+    from memlab.experiments.recipes import encoder_config, f_and_g_jobs, load_splits
     from memlab.engine.train import load_encoder, train
     p = yaml.safe_load((ROOT / "params" / a.profile / "02_sslmem.yaml").read_text())
     train_data, _, splits = load_splits(p["dataset"], split_shared=p["split_shared"],

@@ -34,7 +34,8 @@ import torch
 from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.io.cache import Cache, default_root
 from memlab.engine.jobs import Plan
-from memlab.metrics.sslmem import cached_scores, encoder_config, f_and_g_jobs, load_splits, scored_subsets
+from memlab.experiments.recipes import encoder_config, f_and_g_jobs, load_splits, scored_subsets
+from memlab.experiments.scoring import cached_sslmem
 from memlab.metrics.stats import cohens_d, one_sample, welch
 from memlab.engine.train import load_encoder, resolve_device
 
@@ -78,7 +79,7 @@ def run(name: str, over: dict, cache: Cache, dev, executor: str) -> dict:
     meas = Augmentation(r["measure"] or cfg.aug or fs[0].objective.aug, mean=cfg.mean, std=cfg.std)
     bank = ViewBank(meas, 2 * r["view_pairs"], seed=0)
     layer = fs[0].encoder.layer_names[r["layer"]]
-    res = cached_scores(cache, fs, gs, train, test, subsets, bank, n_pairs=r["view_pairs"], rep=r["rep"], device=dev,
+    res = cached_sslmem(cache, fs, gs, train, test, subsets, bank, n_pairs=r["view_pairs"], rep=r["rep"], device=dev,
                         ) if r["layer"] == -1 else _layer_scores(fs, gs, train, test, subsets, bank, r, layer, dev)
     raw = {k: res[k][layer]["raw"].numpy() for k in ("S_C", "S_S", "S_I")}
     w = welch(raw["S_C"], raw["S_S"], "greater")
@@ -94,13 +95,13 @@ def run(name: str, over: dict, cache: Cache, dev, executor: str) -> dict:
 
 
 def _layer_scores(fs, gs, train, test, subsets, bank, r, layer, dev):
-    from memlab.metrics.sslmem import score
+    from memlab.metrics.sslmem import sslmem_scores
     out = {}
     for k, idx in subsets.items():
         if k == "S_E":
             continue
         idx = torch.as_tensor(idx)
-        out[k] = score([t.encoder for t in fs], [t.encoder for t in gs], train.images[idx], idx, bank,
+        out[k] = sslmem_scores([t.encoder for t in fs], [t.encoder for t in gs], train.images[idx], idx, bank,
                        n_pairs=r["view_pairs"], rep=r["rep"], layers=[layer], device=dev)
     return out
 

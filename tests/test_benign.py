@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from memlab.metrics import benign
 from memlab.augmentation.augment import Augmentation
-from memlab.metrics.benign import (BenignConfig, BenignNet, fixed_views_set, iid_set, knn_noise, layer_invariance,
-                           make_labels, mse_decomposition, noisy_mask, normalized_invariance, plain_set,
-                           train_benign, verdict)
-from memlab.metrics.probes import knn_loo_accuracy
 from memlab.augmentation.randaugment import RandAugment
+from memlab.engine import benign, benign_sets
+from memlab.engine.benign import BenignConfig, train_benign
+from memlab.engine.benign_sets import fixed_views_set, iid_set, make_labels, noisy_mask, plain_set
+from memlab.metrics.benign import knn_noise, layer_invariance, mse_decomposition, normalized_invariance, verdict
+from memlab.metrics.probes import knn_loo_accuracy
+from memlab.models.benign_net import BenignNet
 
 TINY = dict(model="cnn", model_kw={"channels": [8, 16, 16, 32]}, hidden=64, batch_size=16, eval_every=1)
 
@@ -60,10 +61,10 @@ def test_fixed_views_are_fixed_across_epochs_and_nested_in_B():
     aug = Augmentation("simclr")
     s4, s8 = fixed_views_set(imgs, 4, 10, 0), fixed_views_set(imgs, 8, 10, 0)
     items = torch.arange(24)
-    a = benign.batch_inputs(s4, items, aug, 0, epoch=0, device="cpu")
-    b = benign.batch_inputs(s4, items, aug, 0, epoch=7, device="cpu")
-    assert torch.equal(a, b) and torch.equal(a, benign.fit_inputs(s4, items, aug, 0, "cpu"))
-    assert torch.equal(a, benign.batch_inputs(s8, items, aug, 0, epoch=3, device="cpu"))  # first 4 views shared
+    a = benign_sets.batch_inputs(s4, items, aug, 0, epoch=0, device="cpu")
+    b = benign_sets.batch_inputs(s4, items, aug, 0, epoch=7, device="cpu")
+    assert torch.equal(a, b) and torch.equal(a, benign_sets.fit_inputs(s4, items, aug, 0, "cpu"))
+    assert torch.equal(a, benign_sets.batch_inputs(s8, items, aug, 0, epoch=3, device="cpu"))  # first 4 views shared
     assert not torch.allclose(a[:6], a[6:12])        # different views of the same images
 
 
@@ -76,9 +77,9 @@ def test_iid_groups_are_same_class_disjoint_and_drawn_per_epoch():
     assert torch.equal(g[:, 0], anchors) and (labels[g] == labels[anchors][:, None]).all()
     assert len(set(g.flatten().tolist())) == g.numel()
     aug = Augmentation("none")
-    xs = [benign.batch_inputs(ts, torch.arange(8), aug, 0, e, "cpu") for e in range(6)]
+    xs = [benign_sets.batch_inputs(ts, torch.arange(8), aug, 0, e, "cpu") for e in range(6)]
     assert any(not torch.equal(xs[0], x) for x in xs[1:])
-    assert torch.equal(xs[2], benign.batch_inputs(ts, torch.arange(8), aug, 0, 2, "cpu"))
+    assert torch.equal(xs[2], benign_sets.batch_inputs(ts, torch.arange(8), aug, 0, 2, "cpu"))
     with pytest.raises(ValueError, match="not enough"):
         iid_set(imgs, labels, anchors, 60, torch.zeros(8, dtype=torch.long), 2, seed=0)
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from memlab.data.datasets import DatasetNotFound, load_dataset, to_chw3
+from memlab.data.archives import to_chw3
+from memlab.data.datasets import DatasetNotFound, load_dataset
 
 
 def test_decoded_grey_archive_is_padded_to_3x32x32(tmp_path):
@@ -106,7 +107,7 @@ def test_damaged_archive_is_named_and_treated_as_missing(tmp_path, damage):
 
 def test_checksums_beside_the_archives_are_verified_once(tmp_path, monkeypatch):
     import hashlib
-    import memlab.data.datasets as D
+    import memlab.data.archives as D
     path = tmp_path / "fashion_mnist.npz"
     _fashion(path)
     good = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -7,7 +7,8 @@ from memlab.engine import dryrun
 from memlab.data import fakes
 from memlab.data.datasets import load_dataset
 from memlab.engine.loop import fit
-from memlab.engine.jobs import Cost, Job, Plan
+from memlab.engine.costs import Cost
+from memlab.engine.jobs import Job, Plan
 from memlab.engine.train import TrainConfig, encoder_job
 
 CFG = dict(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr", epochs=3, batch_size=16, lr=0.05,

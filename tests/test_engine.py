@@ -6,7 +6,8 @@ import re
 import pytest
 import torch
 
-from memlab.engine.loop import Cosine, Snapshots, amp_step, check_finite, fit, grad_scaler, order_batches, plan_steps
+from memlab.engine.checkpoints import Snapshots
+from memlab.engine.loop import Cosine, amp_step, check_finite, fit, grad_scaler, order_batches, plan_steps
 from memlab.engine.train import TrainConfig, train
 
 
@@ -134,9 +135,9 @@ def test_snapshots_are_written_once_to_their_own_files_and_survive_a_resume(tmp_
 
     t = _toy()
     writes = []
-    import memlab.engine.loop as engine
-    real = engine.atomic_save
-    engine.atomic_save = lambda obj, path: (writes.append(path.name), real(obj, path))[1]
+    import memlab.engine.checkpoints as checkpoints   # writes last.pt and the snapshot files
+    real = checkpoints.atomic_save
+    checkpoints.atomic_save = lambda obj, path: (writes.append(path.name), real(obj, path))[1]
     try:
         with pytest.raises(Interrupt):
             _fit(t, callbacks=(Snapshots(t["model"], [1, 3, 4], folder=tmp_path),), ckpt_dir=tmp_path,
@@ -148,7 +149,7 @@ def test_snapshots_are_written_once_to_their_own_files_and_survive_a_resume(tmp_
         snaps = Snapshots(t["model"], [1, 3, 4], folder=tmp_path)
         _fit(t, callbacks=(snaps,), ckpt_dir=tmp_path)
     finally:
-        engine.atomic_save = real
+        checkpoints.atomic_save = real
     assert [w for w in writes if w.startswith("snapshot")] == ["snapshot-1.pt", "snapshot-3.pt", "snapshot-4.pt"]
     assert writes.count("last.pt") == 4                                 # epochs 1-3, then 4 after the resume
     assert sorted(snaps.saved) == [1, 3, 4]

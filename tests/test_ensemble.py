@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from memlab.augmentation.augment import Augmentation, ViewBank
-from memlab.experiments.ensemble import ensemble_backend, load_network, record, stack_records, train_ensemble
+from memlab.experiments.ensemble import ensemble_backend, load_network, stack_records, train_ensemble
+from memlab.experiments.recognition import record
 from memlab.metrics.profiles import eval_chunks
 from memlab.data.splits import random_labels
 from memlab.engine.train import TrainConfig, build
@@ -185,7 +186,8 @@ def test_vmap_groups_of_two_paradigms_with_one_objective_share_a_plan(tmp_path):
     """Supervised and random-label networks use the same objective; their vmap groups must still be distinct
     jobs, and the plan reports their networks as trained."""
     from memlab.io.cache import Cache
-    from memlab.experiments.ensemble import load_networks, network_jobs, vmap_job
+    from memlab.experiments.ensemble import load_networks, network_jobs
+    from memlab.experiments.ensemble_vmap import vmap_job
     from memlab.engine.jobs import Plan
     cache, imgs, cfg = Cache(tmp_path), _data(), _cfg(epochs=1)
     bank = ViewBank(Augmentation(cfg.aug), 2, seed=2)
@@ -218,6 +220,7 @@ def test_vmap_group_leaves_a_network_locked_elsewhere_to_that_process(tmp_path, 
     import multiprocessing as mp
     import threading
     import memlab.experiments.ensemble as ens
+    import memlab.experiments.ensemble_vmap as ens_vmap
     from memlab.io.cache import Cache
     from memlab.engine.jobs import run_job
     cache, imgs, cfg = Cache(tmp_path), _data(), _cfg(epochs=1)
@@ -225,15 +228,15 @@ def test_vmap_group_leaves_a_network_locked_elsewhere_to_that_process(tmp_path, 
     jobs = ens.network_jobs(cfg, [0, 1, 2], imgs, torch.arange(32) % 10, None, np.arange(8), bank, 2, [1],
                             eval_batch=16, cache=cache, name="sup")
     trained_here = []
-    real = ens._train_vmap
-    monkeypatch.setattr(ens, "_train_vmap", lambda cfgs, *a: trained_here.append([c.seed for c in cfgs]) or real(cfgs, *a))
+    real = ens_vmap.train_vmap
+    monkeypatch.setattr(ens_vmap, "train_vmap", lambda cfgs, *a: trained_here.append([c.seed for c in cfgs]) or real(cfgs, *a))
     ctx = mp.get_context("fork")
     ready, go = ctx.Event(), ctx.Event()
     other = ctx.Process(target=_hold_and_train, args=(str(cache.root), jobs[0], ready, go))
     other.start()
     assert ready.wait(30)
     threading.Timer(2.0, go.set).start()   # the other run starts training once the group is under way
-    assert run_job(ens.vmap_job(jobs, cache), cache.root) == "trained"
+    assert run_job(ens_vmap.vmap_job(jobs, cache), cache.root) == "trained"
     other.join(60)
     assert other.exitcode == 0
     assert trained_here == [[1, 2]]                       # network 0 was left to the process holding it

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from memlab.experiments.grid import cell_spec, overlap_sizes, run_cell
-from memlab.metrics.sslmem import load_splits, scored_subsets
+from memlab.experiments.recipes import load_splits, scored_subsets
 
 BASE = dict(method="simclr", arch="resnet9", width=0.125, dataset="synthetic", epochs=2, batch_size=32,
             optimizer="sgd", lr=0.05, weight_decay=5e-4, temperature=0.5, seeds=[0])

@@ -13,7 +13,8 @@ import torch
 
 from memlab.io.cache import Cache
 from memlab.engine.executors import make
-from memlab.engine.jobs import Cost, JobsFailed, Plan, Stored, run_job
+from memlab.engine.costs import Cost
+from memlab.engine.jobs import JobsFailed, Plan, Stored, run_job
 from memlab.engine.train import TrainConfig, encoder_job, load_encoder
 
 CFG = dict(model="cnn", model_kw={"channels": [4, 8]}, objective="simclr", epochs=3, batch_size=16, lr=0.05,
@@ -315,7 +316,7 @@ def test_peak_memory_is_estimated_per_job_and_a_job_that_cannot_fit_is_refused_b
     device's memory stops before any training, naming the job and the knobs."""
     from memlab.engine import memory
     from memlab.io.cache import Cache
-    from memlab.engine.jobs import Cost, Plan
+    from memlab.engine.jobs import Plan
     small = memory.peak_bytes("resnet9", {"width": 0.125}, batch=32, views=2)
     big = memory.peak_bytes("resnet9", {"width": 0.125}, batch=128, views=2)
     params, act = memory._model_bytes("resnet9", '{"width": 0.125}', 32)

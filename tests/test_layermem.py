@@ -1,11 +1,11 @@
 """LayerMem / Delta-LayerMem on constructed models (methods.md §3)."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
 
 from memlab.metrics import layermem as lmm
+from memlab.metrics.sslmem import sslmem_scores
 from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.io.cache import Cache
 from memlab.models.networks import Encoder, build_model
@@ -51,7 +51,7 @@ def test_input_independent_layer_has_zero_layermem_and_others_do_not():
     res = lmm.layer_scores([f], [g], x, np.arange(len(x)), _bank(), layers=f.layer_names, n_pairs=2, rep="flat")
     raw = {l: r["raw"] for l, r in res.items()}
     for mode in lmm.MODES:
-        lm = lmm.normalise(raw, mode=mode)
+        lm = lmm.layermem(raw, mode=mode)
         assert torch.equal(lm["const"], torch.zeros(len(x)))  # exactly zero, no NaN from a zero range
         assert lm["conv1"].abs().max() > 0 and lm["conv2"].abs().max() > 0
         if mode == "layer":  # each layer on its own range: width exactly 1
@@ -66,24 +66,42 @@ def test_delta_sums_back_to_last_layer():
     g = torch.Generator().manual_seed(0)
     raw = {l: torch.randn(30, generator=g) * s for l, s in zip("abcde", (0.1, 0.5, 0.2, 1.0, 0.7))}
     for mode in lmm.MODES:
-        lm = lmm.normalise(raw, mode=mode)
+        lm = lmm.layermem(raw, mode=mode)
         d = lmm.delta(lm, list("abcde"))
         assert torch.equal(d["a"], lm["a"])
         assert torch.allclose(sum(d.values()), lm["e"], atol=1e-6)
         assert torch.allclose(d["c"], lm["c"] - lm["b"])
     # the table's Delta column sums back to its last LayerMem too, for every group
-    lm = lmm.normalise(raw)
+    lm = lmm.layermem(raw)
     grp = lmm.groups(lm["e"], n_random=10, k=5, seed=0)
     t = lmm.layer_table(lm, list("abcde"), grp)
     for gname in grp:
         assert t[f"Delta {gname}"].sum() == pytest.approx(t[f"LayerMem {gname}"].iloc[-1], abs=1e-6)
 
 
-def test_normalise_rejects_bad_input():
+def test_layermem_rejects_bad_input():
     with pytest.raises(ValueError, match="mode"):
-        lmm.normalise({"a": torch.ones(3)}, mode="per_layer")
+        lmm.layermem({"a": torch.ones(3)}, mode="per_layer")
     with pytest.raises(ValueError, match="cannot normalise"):
-        lmm.normalise({"a": torch.full((4,), 0.3)})
+        lmm.layermem({"a": torch.full((4,), 0.3)})
+    with pytest.raises(ValueError, match=r"layer\(s\) \['b'\] hold non-finite"):
+        lmm.layermem({"a": torch.ones(2), "b": torch.tensor([0.0, float("nan")])})
+
+
+def test_layermem_is_sslmems_normalisation_per_layer_and_one_range_when_shared():
+    from memlab.metrics.sslmem import normalised_sslmem
+    raw = {"a": torch.tensor([0.0, 1.0, 2.0]), "b": torch.tensor([0.0, 0.5, -0.25]), "c": torch.zeros(3)}
+    per = lmm.layermem(raw)
+    assert torch.allclose(per["a"], torch.tensor([0.0, 0.5, 1.0]))            # range 2
+    assert torch.allclose(per["b"], torch.tensor([0.0, 2 / 3, -1 / 3]))       # range 0.75
+    assert torch.equal(per["c"], torch.zeros(3))                              # input-independent: 0, not 0/0
+    for l in ("a", "b"):
+        assert torch.equal(per[l], normalised_sslmem(raw[l]))                 # the one SSLMem normaliser
+    shared = lmm.layermem(raw, mode="shared")                                 # every layer on a's range, 2
+    assert torch.allclose(shared["b"], raw["b"] / 2) and torch.equal(shared["a"], per["a"])
+    # a reference subset sets the range; the other points may then leave [-1, 1]
+    ref = lmm.layermem({"a": torch.tensor([0.0, 1.0, 4.0])}, reference=torch.tensor([0, 1]))
+    assert torch.allclose(ref["a"], torch.tensor([0.0, 1.0, 4.0]))
 
 
 def _manual_resnet9(enc, x, layer):
@@ -118,7 +136,7 @@ def test_one_pass_equals_one_truncated_model_per_layer():
         for k in ("align_f", "align_g", "raw"):
             assert torch.allclose(one[l][k], tr[k], atol=1e-5), (l, k)
     for l in ("prep", "layer1.res1", "layer1.res2", "layer2"):  # a hand-built truncation agrees too
-        man = lmm.score([Manual(f, l)], [Manual(g, l)], x, idx, bank, layers=[l], n_pairs=1, rep="flat")[l]
+        man = sslmem_scores([Manual(f, l)], [Manual(g, l)], x, idx, bank, layers=[l], n_pairs=1, rep="flat")[l]
         assert torch.allclose(one[l]["raw"], man["raw"], atol=1e-5), l
     # different layers really do score differently (the comparison above is not vacuous)
     assert not torch.allclose(one["prep"]["raw"], one["layer3.res2"]["raw"])
@@ -128,20 +146,6 @@ def test_unknown_layer_fails_before_compute():
     f, g = _pair(lambda: build_model("resnet9", width=0.125))
     with pytest.raises(ValueError, match="unknown layer"):
         lmm.layer_scores([f], [g], _images(2), np.arange(2), _bank(), layers=["prep", "layer9"], n_pairs=1, rep="flat")
-
-
-@pytest.mark.parametrize("name,kw", [("resnet9", {"width": 0.125}), ("resnet18", {"width": 0.0625}),
-                                     ("resnet50", {"width": 0.0625}), ("cnn", {"channels": (4, 8)}),
-                                     ("vit_tiny", {"depth": 2, "embed_dim": 24, "num_heads": 2})])
-def test_layer_keys_partition_the_state_dict(name, kw):
-    enc = build_model(name, **kw)
-    seen = {}
-    for l in enc.layer_names:
-        for k in lmm.layer_keys(enc, [l]):
-            assert k not in seen, f"{k} in {seen.get(k)} and {l}"
-            seen[k] = l
-    assert set(seen) == set(enc.state_dict())  # every parameter and buffer belongs to exactly one layer
-    assert all(lmm.layer_keys(enc, [l]) for l in enc.layer_names)
 
 
 def test_vit_layers_are_the_sublayers_and_table_pairs_them():
@@ -175,55 +179,6 @@ def test_consistency_tau_overlap_and_gaps():
     assert c.loc[("l1", "l4"), "gap"] == 3 and c.loc[("l2", "l3"), "gap"] == 1
     ad = lmm.adjacent_vs_distant(c.reset_index(), 10, 2).set_index("pairs")
     assert ad.loc["adjacent (gap 1)", "n pairs"] == 3 and ad.loc["distant (gap >= 2)", "n pairs"] == 3
-
-
-def test_pick_layers_strategies():
-    t = pd.DataFrame({"layer": list("abcde"), "LayerMem random": [0.1, 0.5, 0.2, 0.6, 0.4],
-                      "Delta random": [0.1, 0.4, -0.3, 0.4, -0.2]})
-    assert lmm.pick_layers(t, 2, "LayerMem") == ["b", "d"]
-    assert lmm.pick_layers(t, 2, "least Delta") == ["c", "e"]
-    assert lmm.pick_layers(t, 2, "last") == ["d", "e"]
-    r = lmm.pick_layers(t, 3, "random", seed=4)
-    assert len(set(r)) == 3 and r == lmm.pick_layers(t, 3, "random", seed=4)
-    with pytest.raises(ValueError, match="strategy"):
-        lmm.pick_layers(t, 2, "most")
-
-
-def _trained(seed=0):
-    from memlab.engine.train import TrainConfig, Trained, build
-    cfg = TrainConfig(model="resnet9", model_kw={"width": 0.125}, epochs=1, batch_size=16, seed=seed)
-    enc, obj = build(cfg)
-    return Trained(enc.eval(), obj.eval(), [], {}, cfg, f"test{seed}")
-
-
-def test_finetune_changes_only_the_chosen_layers():
-    t = _trained()
-    before = {k: v.clone() for k, v in t.encoder.state_dict().items()}
-    enc, hist = lmm.finetune(t, ["layer1.res1", "layer2"], _images(32, 2).repeat(1, 1, 4, 4), epochs=1, lr=0.05,
-                             batch_size=16, device="cpu", progress=False)
-    chosen = set(lmm.layer_keys(t.encoder, ["layer1.res1", "layer2"]))
-    after = enc.state_dict()
-    for k, v in before.items():
-        same = torch.equal(after[k], v)
-        if k in chosen and after[k].is_floating_point() and "num_batches" not in k:
-            assert not same, f"{k} was not trained"
-        elif k not in chosen:
-            assert same, f"{k} changed although frozen"
-    assert all(torch.equal(v, before[k]) for k, v in t.encoder.state_dict().items())  # original untouched
-    assert len(hist) == 1 and np.isfinite(hist[0]["loss"])
-
-
-def test_replace_layers_swaps_exactly_those_layers():
-    a, b = _trained(0).encoder, _trained(1).encoder
-    out = lmm.replace_layers(a, b, ["prep", "layer3.res2"])
-    keys = set(lmm.layer_keys(a, ["prep", "layer3.res2"]))
-    for k, v in out.state_dict().items():
-        assert torch.equal(v, (b if k in keys else a).state_dict()[k])
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(lmm.replace_layers(a, b, a.layer_names)(x), b(x))
-    with pytest.raises(ValueError, match="architecture"):
-        lmm.replace_layers(a, build_model("resnet9", width=0.25), ["prep"])
 
 
 def test_cached_layer_scores_reuse_and_determinism(tmp_path, monkeypatch):

@@ -51,3 +51,16 @@ def test_one_folder_per_concept():
     assert folders == {"data", "augmentation", "models", "objectives", "engine", "metrics", "experiments", "io"}
     top = {p.stem for p in ROOT.glob("*.py")}
     assert top == {"__init__", "__main__", "cli", "streams"}
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT.parents[1] / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    missing = []
+    for mod, path in modules():
+        if path.name == "__init__.py" and path.parent == ROOT:
+            continue
+        name = path.parent.name + "/" if path.name == "__init__.py" else path.name
+        if name not in layout:
+            missing.append(f"{mod} ({name})")
+    assert missing == [], "README.md's Layout section does not name these modules"

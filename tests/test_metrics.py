@@ -7,7 +7,7 @@ import torch.nn as nn
 from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.models.networks import Encoder
 from memlab.metrics.probes import knn_accuracy, linear_probe
-from memlab.metrics.sslmem import alignment_losses, normalize_scores, score, sslmem_raw
+from memlab.metrics.sslmem import alignment_losses, normalised_sslmem, sslmem_raw, sslmem_scores
 from memlab.metrics.stats import cohens_d, subset_table, welch
 
 
@@ -72,20 +72,23 @@ def test_sslmem_sign_on_constructed_encoders():
             return torch.where(mask[ids][:, None], inv, v.flatten(1))
         return Fn(fn)
 
-    res = score(selective(range(6)), selective(range(6, 12)), x, idx, bank, rep="flat")["out"]
+    res = sslmem_scores(selective(range(6)), selective(range(6, 12)), x, idx, bank, rep="flat")["out"]
     m = res["raw"]
     assert (m[:6] > 0).all() and (m[6:] < 0).all()
-    mn = normalize_scores(m)
+    mn = normalised_sslmem(m)
     assert mn.max() - mn.min() == pytest.approx(1.0)
     assert torch.equal(sslmem_raw(res["align_f"], res["align_g"]), m)
 
 
 def test_normalisation_uses_reference_range():
     raw = torch.tensor([-1.0, 0.0, 3.0])
-    assert torch.allclose(normalize_scores(raw), raw / 4)
-    assert torch.allclose(normalize_scores(raw, torch.tensor([0.0, 2.0])), raw / 2)
-    with pytest.raises(ValueError):
-        normalize_scores(torch.zeros(3))
+    assert torch.allclose(normalised_sslmem(raw), raw / 4)
+    assert torch.allclose(normalised_sslmem(raw, torch.tensor([0.0, 2.0])), raw / 2)
+    assert torch.allclose(normalised_sslmem(raw, span=8.0), raw / 8)                # LayerMem's shared range
+    # all-zero reference scores: no point-specific difference at all, so no memorisation (0), not 0 / 0
+    assert torch.equal(normalised_sslmem(raw, torch.zeros(3)), torch.zeros(3))
+    with pytest.raises(ValueError, match="zero range"):                             # equal non-zero: no range
+        normalised_sslmem(raw, torch.full((3,), 0.2))
 
 
 def test_welch_and_effect_size():
@@ -145,15 +148,17 @@ def test_probes_refuse_non_finite_features():
 
 
 def test_metrics_refuse_non_finite_scores():
-    from memlab.metrics.layermem import normalise
+    from memlab.metrics.layermem import layermem
     with pytest.raises(ValueError, match=r"raw scores hold 1 non-finite"):
-        normalize_scores(torch.tensor([0.1, float("nan"), 0.3]))
+        normalised_sslmem(torch.tensor([0.1, float("nan"), 0.3]))
+    with pytest.raises(ValueError, match=r"reference scores hold 1 non-finite"):
+        normalised_sslmem(torch.tensor([0.1, 0.3]), torch.tensor([0.1, float("inf")]))
     with pytest.raises(ValueError, match=r"layer\(s\) \['conv2'\] hold non-finite"):
-        normalise({"conv1": torch.tensor([0.1, 0.2]), "conv2": torch.tensor([float("inf"), 0.2])})
+        layermem({"conv1": torch.tensor([0.1, 0.2]), "conv2": torch.tensor([float("inf"), 0.2])})
 
 
 def test_one_reference_set_gives_one_normalised_score_in_every_table():
-    from memlab.metrics.sslmem import normalized, reference_label
+    from memlab.metrics.sslmem import reference_label
 
     def res(**raw):
         return {k: {"last": {"raw": torch.tensor(v)}} for k, v in raw.items()}
@@ -161,8 +166,10 @@ def test_one_reference_set_gives_one_normalised_score_in_every_table():
     cell = res(S_C=[0.2, 0.4], S_S=[-0.1, 0.1])                          # a grid cell, Table 8, ...
     # the range over S_C u S_S is 0.4 - (-0.1) = 0.5 in both: S_C = [0.4, 0.8] (over all points: [0.2, 0.4])
     for r in (main, cell):
-        assert torch.allclose(normalized(r, "last")["S_C"], torch.tensor([0.4, 0.8]))
+        assert torch.allclose(normalised_sslmem(r, layer="last")["S_C"], torch.tensor([0.4, 0.8]))
         assert reference_label(r) == "S_C u S_S"
-    assert torch.allclose(normalized(main, "last")["S_I"], torch.tensor([-1.2]))   # outside R: may leave [-1, 1]
-    assert torch.allclose(normalized(main, "last", "all")["S_C"], torch.tensor([0.2, 0.4]))
+    assert torch.allclose(normalised_sslmem(main, layer="last")["S_I"], torch.tensor([-1.2]))  # outside R: may leave [-1, 1]
+    assert torch.allclose(normalised_sslmem(main, "all", layer="last")["S_C"], torch.tensor([0.2, 0.4]))
+    with pytest.raises(ValueError, match="layer"):
+        normalised_sslmem(main)
     assert reference_label(res(S_C=[0.1, 0.3])) == "S_C"                          # removal: f's half only

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from memlab.data.datasets import load_dataset
-from memlab.objectives.losses import build_objective, nt_xent, vicreg_loss
+from memlab.objectives.losses import build_objective
+from memlab.objectives.simclr import nt_xent
+from memlab.objectives.vicreg import vicreg_loss
 from memlab.engine.train import TrainConfig, build, train
 
 RESNET = dict(model="resnet9", model_kw={"width": 0.125})
@@ -172,3 +174,52 @@ def test_losses_refuse_a_batch_of_one_naming_the_batch_size():
         nt_xent(torch.randn(1, 8), torch.randn(1, 8), 0.5)
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         TrainConfig(batch_size=1)
+
+
+def test_the_registry_maps_each_name_to_its_class_and_register_adds_a_method():
+    from memlab.objectives.base import Objective
+    from memlab.objectives.losses import OBJECTIVES, check_objective, register
+    for name, cls in OBJECTIVES.items():
+        assert type(build_objective(name, 8)) is cls
+    assert set(OBJECTIVES) == {"simclr", "supervised", "simsiam", "dino", "vicreg", "mae", "aligned"}
+
+    @register("toy")
+    class Toy(Objective):
+        def __init__(self, encoder_dim: int, scale: float = 1.0):
+            super().__init__()
+            self.scale = scale
+    try:
+        assert build_objective("toy", 8, scale=2.0).scale == 2.0
+        with pytest.raises(ValueError, match="has no parameter.*'temperature'.*'scale'"):
+            check_objective("toy", {"temperature": 0.5})
+        assert type(build_objective("aligned", 8, base="toy").base) is Toy  # the regulariser wraps a new method
+    finally:
+        OBJECTIVES.pop("toy")
+
+
+def test_the_pure_losses_on_constructed_cases():
+    import math
+
+    from memlab.objectives.alignment import alignment_distance
+    from memlab.objectives.dino import dino_loss
+    from memlab.objectives.mae import masked_mse
+    from memlab.objectives.simsiam import simsiam_loss
+    # DINO: two global teacher views (one-hot on classes 0 and 1), three student views; a view is never its own
+    # target, so the pairs are (0,1), (0,2), (1,0), (1,2)
+    t = [F.one_hot(torch.tensor([0]), 3).float(), F.one_hot(torch.tensor([1]), 3).float()]
+    p = [torch.tensor([[0.5, 0.25, 0.25]]), torch.tensor([[0.1, 0.6, 0.3]]), torch.tensor([[0.2, 0.4, 0.4]])]
+    want = -(math.log(0.1) + math.log(0.2) + math.log(0.25) + math.log(0.4)) / 4
+    assert float(dino_loss(t, [q.log() for q in p])) == pytest.approx(want)
+    # MAE: the error of the visible patches (a huge one here) does not count
+    pred, target = torch.zeros(2, 4, 3), torch.ones(2, 4, 3)
+    keep = torch.tensor([[0], [3]])
+    target[0, 0], target[1, 3] = 100.0, 100.0
+    assert float(masked_mse(pred, target, keep)) == pytest.approx(1.0)
+    # SimSiam: -1 when predictions point along the targets, +1 when opposite
+    z = torch.randn(5, 8)
+    assert torch.allclose(simsiam_loss(2 * z, 3 * z, z, z), -torch.ones(5))
+    assert torch.allclose(simsiam_loss(-z, -z, z, z), torch.ones(5))
+    # alignment: scale-free, 0 for aligned views and 2 for opposite ones
+    h = torch.randn(4, 2, 3, 3)
+    assert float(alignment_distance(h, 5 * h)) == pytest.approx(0.0, abs=1e-6)
+    assert float(alignment_distance(h, -h)) == pytest.approx(2.0)

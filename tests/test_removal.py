@@ -1,4 +1,5 @@
-"""Removal experiments, the alignment regulariser's effect, and the resumable plan of encoders (memlab.experiments.removal)."""
+"""Removal experiments, the alignment regulariser's effect, and the resumable plan of encoders
+(memlab.experiments.removal, removal_sets, removal_results)."""
 import sys
 
 import numpy as np
@@ -7,12 +8,12 @@ import pytest
 import torch
 
 from memlab.augmentation.augment import Augmentation, ViewBank
-from memlab.experiments import removal
 from memlab.io.cache import Cache
 from memlab.data.datasets import load_dataset
 from memlab.engine.jobs import Plan
-from memlab.experiments.removal import (check_ks, disjoint_halves, dp_unavailable, lambda_config, ssl_job,
-                            removal_gap, removal_set, retained)
+from memlab.experiments.removal import dp_unavailable, lambda_config, ssl_job
+from memlab.experiments.removal_results import both_halves, removal_gap
+from memlab.experiments.removal_sets import check_ks, disjoint_halves, removal_set, retained
 from memlab.metrics.sslmem import alignment_losses
 from memlab.engine.dp import train_dp
 from memlab.engine.train import TrainConfig, load_encoder, train, training_cost
@@ -173,39 +174,39 @@ def test_dp_encoders_are_plan_entries_served_from_the_cache(tmp_path):
 
 
 def test_probe_accuracy_is_cached_per_encoder_and_task(tmp_path, monkeypatch):
-    import memlab.metrics.probes
-    from memlab.experiments.removal import probe_accuracy
+    import memlab.experiments.scoring
+    from memlab.experiments.scoring import probe_accuracy
     from memlab.engine.train import Trained, build
     cfg = TrainConfig(epochs=1, **TINY)
     enc, obj = build(cfg)
     tr = Trained(enc.eval(), obj, [], {}, cfg, key="enc-a")
     test = load_dataset("synthetic", "test", n=40, seed=0)
-    tasks = {"syn": (DATA.images[:60], DATA.labels[:60], test.images, test.labels)}
+    task = (DATA.images[:60], DATA.labels[:60], test.images, test.labels)
     cache = Cache(tmp_path / "cache")
-    a = probe_accuracy(cache, tr, tasks, device="cpu", max_iter=20)["syn"]
+    a = probe_accuracy(tr, task, device="cpu", max_iter=20, cache=cache, name="syn")
     assert 0 <= a <= 1 and a * 40 == pytest.approx(round(a * 40))
+    assert probe_accuracy(tr, task, device="cpu", max_iter=20) == a                   # uncached: the same probe
 
     def boom(*args, **kw):
         raise AssertionError("probe recomputed")
-    monkeypatch.setattr(memlab.metrics.probes, "linear_probe", boom)
-    assert probe_accuracy(cache, tr, tasks, device="cpu", max_iter=20)["syn"] == a   # served from the cache
-    with pytest.raises(AssertionError, match="recomputed"):                          # another setting: recomputed
-        probe_accuracy(cache, tr, tasks, device="cpu", max_iter=21)
+    monkeypatch.setattr(memlab.experiments.scoring, "linear_probe", boom)
+    assert probe_accuracy(tr, task, device="cpu", max_iter=20, cache=cache, name="syn") == a  # served from the cache
+    with pytest.raises(AssertionError, match="recomputed"):                                 # another setting: recomputed
+        probe_accuracy(tr, task, device="cpu", max_iter=21, cache=cache, name="syn")
+    with pytest.raises(AssertionError, match="recomputed"):                                 # another task name too
+        probe_accuracy(tr, task, device="cpu", max_iter=20, cache=cache, name="other")
 
 
-def test_pair_scores_cancel_a_constant_gap_between_the_encoders(monkeypatch):
+def test_both_halves_cancel_a_constant_gap_between_the_encoders():
     # alignment loss of encoder e on point i: its own level plus -0.1 on the points it trained on
     level, seen = {"f": 0.9, "g": 0.4}, {"f": set(range(0, 6)), "g": set(range(6, 10))}
-
-    def fake_f_scores(cache, fs, gs, data, idx, bank, **kw):
-        align = lambda e, i: level[e] - 0.1 * (i in seen[e])  # noqa: E731
-        return {"raw": torch.tensor([align(gs[0], int(i)) - align(fs[0], int(i)) for i in idx])}
-
-    monkeypatch.setattr(removal, "f_scores", fake_f_scores)
-    out = removal.pair_scores(None, ["f"], ["g"], None, torch.arange(0, 6), torch.arange(6, 10), None, n_pairs=1,
-                              rep="flat", device="cpu")
+    align = lambda e, i: level[e] - 0.1 * (i in seen[e])  # noqa: E731
+    raw_f = torch.tensor([align("g", i) - align("f", i) for i in range(0, 6)])    # f's half against g
+    raw_g = torch.tensor([align("f", i) - align("g", i) for i in range(6, 10)])   # g's half against f
+    out = both_halves(raw_f, raw_g)
     # f's half alone reports the gap as memorisation (0.4 - 0.9 + 0.1 < 0); both halves recover it exactly
     assert out["raw_f"].mean() == pytest.approx(-0.4) and out["raw_g"].mean() == pytest.approx(0.6)
     assert out["offset"] == pytest.approx(-0.5)
     assert (out["raw_f"].mean() + out["raw_g"].mean()) / 2 == pytest.approx(0.1)
     assert out["raw"].shape == (10,) and out["m"].abs().max() <= 1
+    assert torch.allclose(out["m"], out["raw"] / (0.6 + 0.4))   # normalised by the range over both halves

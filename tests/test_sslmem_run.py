@@ -5,9 +5,11 @@ import pytest
 from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.data.datasets import load_dataset
 from memlab.data.splits import make_splits
-from memlab.metrics.sslmem import normalized, score_splits, train_f_and_g
-from memlab.metrics.stats import welch
 from memlab.engine.train import TrainConfig
+from memlab.experiments.recipes import train_f_and_g
+from memlab.experiments.scoring import cached_sslmem
+from memlab.metrics.sslmem import normalised_sslmem
+from memlab.metrics.stats import welch
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +24,11 @@ def tiny_run(tmp_path_factory):
     cfg = TrainConfig(model="cnn", model_kw={"channels": [16, 32, 64]}, objective="simclr", aug="crop",
                       epochs=300, batch_size=16, optimizer="adam", lr=1e-3, weight_decay=0.0, warmup_epochs=10,
                       mean=mean, std=std)
-    fs, gs = train_f_and_g(cfg, tr, sp, cache=Cache(tmp_path_factory.mktemp("cache")), device="cpu",
-                           progress=False)
+    cache = Cache(tmp_path_factory.mktemp("cache"))
+    fs, gs = train_f_and_g(cfg, tr, sp, cache=cache, device="cpu", progress=False)
     bank = ViewBank(Augmentation("crop", mean=mean, std=std), 80, seed=0)
     subsets = {k: sp[k] for k in ("S_C", "S_S", "S_I", "S_E")}
-    res = score_splits([f.encoder for f in fs], [g.encoder for g in gs], tr, te, subsets, bank, rep="flat",
-                       progress=False)
+    res = cached_sslmem(cache, fs, gs, tr, te, subsets, bank, n_pairs=40, rep="flat", progress=False)
     return res, fs, gs
 
 
@@ -37,7 +38,7 @@ def test_sslmem_positive_for_f_only_points_negative_for_g_only_points(tiny_run):
     assert raw["S_C"].mean() > 0 > raw["S_I"].mean()
     assert (raw["S_C"] > 0).float().mean() >= 0.75 and (raw["S_I"] < 0).float().mean() >= 0.75
     assert raw["S_C"].mean() > raw["S_S"].mean() > raw["S_I"].mean()
-    m = normalized(res, "block3")
+    m = normalised_sslmem(res, layer="block3")
     assert welch(m["S_C"], m["S_I"])["p"] < 0.01
 
 

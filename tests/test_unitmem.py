@@ -6,8 +6,7 @@ import torch.nn as nn
 
 from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.models.networks import Encoder, build_model
-from memlab.metrics.unitmem import (classmem, layer_summary, layer_table, point_selectivity, prune_masks, pruned,
-                            unit_stats, unitmem)
+from memlab.metrics.unitmem import classmem, layer_summary, layer_table, point_selectivity, unit_stats, unitmem
 
 IDENTITY = Augmentation("none", mean=(0, 0, 0), std=(1, 1, 1))
 
@@ -121,25 +120,6 @@ def test_point_selectivity_equals_unitmem_for_the_argmax_point():
     assert float(sel[0]) == pytest.approx(float(um[0])) and int(unit[0]) == 0
     assert int(unit[2]) == 1 and float(sel[2]) == pytest.approx((3 - 5 / 3) / (3 + 5 / 3))
     assert (unit != 2).all()  # the dead unit is never chosen
-
-
-def test_prune_masks_pick_by_unitmem_and_pruning_restores():
-    import pandas as pd
-    t = pd.DataFrame({"layer": "l", "unit": range(10), "unitmem": np.linspace(0, 0.9, 10), "classmem": 0.1,
-                      "dead": [False] * 9 + [True], "argmax_point": 0})
-    hi = prune_masks(t, 0.2, "highest")["l"]
-    lo = prune_masks(t, 0.2, "lowest")["l"]
-    rnd = prune_masks(t, 0.2, "random", seed=1)["l"]
-    assert torch.nonzero(hi == 0).flatten().tolist() == [7, 8]  # highest live units (unit 9 is dead)
-    assert torch.nonzero(lo == 0).flatten().tolist() == [0, 1]
-    assert int((rnd == 0).sum()) == 2 and rnd[9] == 1
-    torch.manual_seed(0)
-    enc = build_model("cnn", channels=(4, 6)).eval()
-    x = torch.randn(2, 3, 16, 16)
-    ref = enc(x)
-    with pruned(enc, {"block1": torch.tensor([1.0, 0, 1, 1])}):
-        assert enc.forward_features(x, ["block1"])["block1"][:, 1].abs().max() == 0
-    assert torch.equal(enc(x), ref)
 
 
 def test_cached_unit_stats_roundtrip(cache):

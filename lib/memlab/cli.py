@@ -133,7 +133,7 @@ def _plan_all(profile: str, root: Path, extra: list) -> int:
     plan's "est. minutes" uses the measured throughput instead)."""
     import pandas as pd
 
-    from memlab.engine.jobs import A100_PEAK_TFLOPS, a100_hours
+    from memlab.engine.costs import A100_PEAK_TFLOPS, a100_hours
     rows = []
     for name, t in _tables(profile, root, extra, "plan"):
         if t is None:

@@ -20,6 +20,8 @@ BENIGN_FIXED_VIEWS = 1 << 41   # benign: the B fixed augmentations per image (Fi
 BENIGN_INVARIANCE = 1 << 42    # benign: the invariance measurement pairs (Fig. 6): 2p and 2p + 1
 BENIGN_IID = 1 << 43           # benign: which i.i.d. example stands in for an anchor, per epoch (Table 4)
 BENIGN_ORDER = 1 << 44         # benign: data order per epoch
+BENIGN_MSE_VIEWS = 10**6       # benign: view a of the appendix-B decomposition is drawn at 10**6 + a (historical:
+                               # below 2**40, but above every epoch counter of a training run)
 EPOCH_ORDER = 1 << 50          # engine: the default data order per epoch
 DP_POISSON = 1 << 52           # dp: Poisson sampling of the DP-SGD batches, one counter per global step
 
@@ -28,6 +30,9 @@ G_SEED_OFFSET = 1000           # sslmem: g's seed is f's + 1000 when pair_seeds 
 SYNTHETIC_TEST_OFFSET = 7919   # data: the synthetic test split is generated with seed + 7919 (a prime)
 S_E_ORDER_OFFSET = 1           # splits: S_E is taken from the test set in the order of seed + 1
 SCORED_SHARED_OFFSET = 1       # sslmem: the scored part of S_S is drawn with seed + 1
+MIXUP_SEED_STRIDE = 1_000_003  # benign: the mixup draws of step i use seed * 1_000_003 + i (a prime stride)
+TOY_SEED_STRIDE = 7919         # toy: the data of n points use seed * 7919 + n (a prime stride)
+TOY_B_STRIDE = 1_000_003       # toy: the augmentations of B views per point use seed * 7919 + n + 1_000_003 * B
 
 
 class SplitSeed:
@@ -52,6 +57,7 @@ class ProfilesSeed:
     PROBE_TEST = 2             # test images of the linear probe
     VIEW_BANK = 3              # the fixed recognition views
     RANDOM_LABELS = 7          # the random labels, drawn once per sample
+    ACTMAX_CHANNELS = 0        # + block j: the random channels of block j shown in appendix C
 
 
 class BenignSeed:

@@ -15,6 +15,9 @@ Presets (parameters as in the papers):
 - measurement/ablation presets (SSLMem Tables 8, 9): ``crop`` (RandomResizedCrop + flip only), ``noise``
   (Gaussian noise), ``rotate`` (random rotation), ``colordrop`` (grayscale always + jitter), ``mask``
   (random square erasing).
+
+``Augmentation`` draws each image's parameters (``sample``) and applies them (``apply``) with the batched pixel
+operations of ``pixels.py``; ``ViewBank`` holds the fixed views of a measurement.
 """
 from __future__ import annotations
 
@@ -23,9 +26,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from kornia.color import hsv_to_rgb, rgb_to_hsv
 
+from memlab.augmentation.pixels import affine, color_jitter, erase, gaussian_blur, gray, pad_crop
 from memlab.streams import VIEW_BANK
 
 # ----------------------------------------------------------------------------- counter-based uniforms
@@ -159,19 +161,19 @@ class Augmentation:
         x = images.float().div_(255)
         B, _, H, W = x.shape
         if c.crop == "pad":
-            x = _pad_crop(x, p["ox"], p["oy"], c.pad)
+            x = pad_crop(x, p["ox"], p["oy"], c.pad)
         if c.crop == "rrc" or c.rotate_deg:  # one grid_sample for crop-resize, rotation and flip
-            x = _affine(x, p, rrc=c.crop == "rrc", rotate=bool(c.rotate_deg), flip=c.flip)
+            x = affine(x, p, rrc=c.crop == "rrc", rotate=bool(c.rotate_deg), flip=c.flip)
         elif c.flip:
             x = torch.where(p["flip"].view(B, 1, 1, 1), x.flip(3), x)
         if c.jitter_p > 0:
-            x = _color_jitter(x, p)
+            x = color_jitter(x, p)
         if c.gray_p > 0:
-            x = torch.where(p["gray"].view(B, 1, 1, 1), _gray(x).expand_as(x), x)
+            x = torch.where(p["gray"].view(B, 1, 1, 1), gray(x).expand_as(x), x)
         if c.blur_p > 0:
-            x = torch.where(p["blur"].view(B, 1, 1, 1), _gaussian_blur(x, p["sigma"]), x)
+            x = torch.where(p["blur"].view(B, 1, 1, 1), gaussian_blur(x, p["sigma"]), x)
         if c.mask_frac > 0:
-            x = _erase(x, p["mx"], p["my"], c.mask_frac)
+            x = erase(x, p["mx"], p["my"], c.mask_frac)
         if c.noise_std > 0:
             noise = torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(int(s)))
                                  for s in p["noise_seed"].cpu()]).to(dev)
@@ -185,87 +187,6 @@ class Augmentation:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """The un-augmented image, normalised (what probes and `none` see)."""
         return (images.float() / 255 - self.mean.to(images.device)) / self.std.to(images.device)
-
-
-def _pad_crop(x, ox, oy, pad):
-    B, C, H, W = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad))
-    rows = (oy[:, None] + torch.arange(H, device=x.device)[None, :])  # (B,H)
-    cols = (ox[:, None] + torch.arange(W, device=x.device)[None, :])  # (B,W)
-    b = torch.arange(B, device=x.device)[:, None, None]
-    return xp.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
-
-
-def _affine(x, p, rrc, rotate, flip):
-    """Crop-resize, rotation and flip as one bilinear grid_sample (per-sample affine)."""
-    B = x.shape[0]
-    one, zero = torch.ones(B, device=x.device), torch.zeros(B, device=x.device)
-    sx, sy = (p["w"], p["h"]) if rrc else (one, one)
-    tx, ty = (2 * p["cx"] - 1, 2 * p["cy"] - 1) if rrc else (zero, zero)
-    a = torch.deg2rad(p["angle"]) if rotate else zero
-    fs = torch.where(p["flip"], -one, one) if flip else one
-    cos, sin = torch.cos(a), torch.sin(a)
-    theta = torch.stack([torch.stack([sx * cos * fs, -sx * sin, tx], 1),
-                         torch.stack([sy * sin * fs, sy * cos, ty], 1)], 1).float()
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros" if rotate else "border",
-                         align_corners=False)
-
-
-def _gray(x):
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-
-
-def _blend(a, b, r):
-    return (r.view(-1, 1, 1, 1) * a + (1 - r.view(-1, 1, 1, 1)) * b).clamp(0, 1)
-
-
-def _adjust(x, op, p):
-    if op == 0:
-        return (x * p["bri"].view(-1, 1, 1, 1)).clamp(0, 1)
-    if op == 1:
-        return _blend(x, _gray(x).mean((1, 2, 3), keepdim=True), p["con"])
-    if op == 2:
-        return _blend(x, _gray(x), p["sat"])
-    hsv = rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, 0:1] + p["hue"].view(-1, 1, 1, 1) * 2 * math.pi, 2 * math.pi)
-    return hsv_to_rgb(torch.cat([h, hsv[:, 1:]], 1)).clamp(0, 1)
-
-
-def _color_jitter(x, p):
-    """torchvision ColorJitter semantics, with a random order of the four ops per sample."""
-    jit = p["jit"]
-    if not bool(jit.any()):
-        return x
-    out = x.clone()
-    for pos in range(4):
-        for op in range(4):
-            m = jit & (p["order"][:, pos] == op)
-            if bool(m.any()):
-                sub = {k: v[m] for k, v in p.items() if k in ("bri", "con", "sat", "hue")}
-                out[m] = _adjust(out[m], op, sub)
-    return out
-
-
-def _gaussian_blur(x, sigma, k=3):
-    r = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
-    w = torch.exp(-(r[None, :] ** 2) / (2 * sigma[:, None].to(x.dtype) ** 2))
-    w = w / w.sum(1, keepdim=True)  # (B,k)
-    B, C, H, W = x.shape
-    xp = F.pad(x, (k // 2,) * 4, mode="reflect")
-    xh = sum(w[:, i].view(B, 1, 1, 1) * xp[:, :, :, i:i + W] for i in range(k))
-    return sum(w[:, i].view(B, 1, 1, 1) * xh[:, :, i:i + H, :] for i in range(k))
-
-
-def _erase(x, mx, my, frac):
-    B, C, H, W = x.shape
-    s = max(1, int(round(frac * H)))
-    y0 = torch.floor(my * (H - s + 1)).long().view(B, 1)
-    x0 = torch.floor(mx * (W - s + 1)).long().view(B, 1)
-    r = torch.arange(H, device=x.device)[None, :]
-    c = torch.arange(W, device=x.device)[None, :]
-    inside = ((r >= y0) & (r < y0 + s))[:, :, None] & ((c >= x0) & (c < x0 + s))[:, None, :]
-    return x.masked_fill(inside[:, None], 0.0)
 
 
 # ----------------------------------------------------------------------------- fixed views

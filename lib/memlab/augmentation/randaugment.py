@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from memlab.augmentation.augment import _gray, hash_uniform
+from memlab.augmentation.augment import hash_uniform
+from memlab.augmentation.pixels import gray
 
 OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness", "color",
        "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize")
@@ -86,9 +87,9 @@ def _apply(name: str, x: torch.Tensor, m: float, sign: torch.Tensor) -> torch.Te
     if name == "brightness":
         return _blend(x, torch.zeros_like(x), f)
     if name == "color":
-        return _blend(x, _gray(x).expand_as(x), f)
+        return _blend(x, gray(x).expand_as(x), f)
     if name == "contrast":
-        return _blend(x, _gray(x).mean((1, 2, 3), keepdim=True).expand_as(x), f)
+        return _blend(x, gray(x).mean((1, 2, 3), keepdim=True).expand_as(x), f)
     if name == "sharpness":
         k = torch.tensor([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]], device=x.device) / 13
         blur = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(3, 1, 3, 3).contiguous(), groups=3)

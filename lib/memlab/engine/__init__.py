@@ -1,4 +1,5 @@
-"""The one training loop (``loop.fit``) and everything that runs trainings: ``train`` (configs, encoder jobs, cache
-keys), ``jobs`` (the plan of jobs, its costs), ``executors`` (inline, local process pool, SLURM), ``ddp``,
-``dp`` (DP-SGD with opacus), ``memory`` (peak-memory estimates) and ``dryrun``.
+"""The one training loop (``loop.fit``; its checkpoints and snapshots in ``checkpoints``) and everything that runs
+trainings: ``config`` (the training config and the cache keys it gives), ``train`` (building, training and the
+encoder job), ``jobs`` (the plan of jobs), ``costs`` (their estimated costs), ``executors`` (inline, local process
+pool; SLURM in ``slurm``), ``ddp``, ``dp`` (DP-SGD with opacus), ``memory`` (peak-memory estimates) and ``dryrun``.
 """

@@ -18,6 +18,8 @@ objective with ``per_example`` losses -- SimSiam here -- and an encoder without 
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import torch
 
@@ -27,15 +29,18 @@ from memlab.streams import DP_POISSON
 from memlab.engine.train import TrainConfig, Trained, build, config_key, fingerprint, make_augmentation, make_optimizer, resolve_device
 
 
-
-def require_opacus():
+def require_opacus() -> None:
+    """Raise ImportError, with the command that installs it, when opacus (the optional ``dp`` extra) is missing."""
     try:
-        import opacus  # noqa: F401
+        importlib.import_module("opacus")
     except ImportError as e:
         raise ImportError("differential privacy needs opacus: pip install -e \".[dp]\" (or pip install opacus)") from e
 
 
 def check_dp_config(cfg: TrainConfig) -> None:
+    """Raise ValueError unless ``cfg`` can be trained with per-image gradients: a GroupNorm encoder
+    (``model_kw["norm"] == "group"``) and heads without BatchNorm (``objective_kw["norm"]`` "layer" or "none"),
+    since batch statistics couple the images of a batch (see the module docstring)."""
     if cfg.model_kw.get("norm") != "group":
         raise ValueError("DP-SGD needs per-example gradients: build the encoder with model_kw={'norm': 'group', ...}")
     if cfg.objective_kw.get("norm", "batch") == "batch":
@@ -106,8 +111,10 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
     """Train ``cfg`` (objective with ``per_example``, GroupNorm encoder) with DP-SGD to (target_epsilon,
     delta)-DP; delta defaults to 1/n. ``cfg.batch_size``: the expected logical batch q n; ``physical_batch``:
     at most this many images per per-image-gradient pass (opacus ``BatchMemoryManager``; None: all).
-    Returns {encoder, objective, history, epsilon, noise_multiplier, delta}. Same seed, same result: the
-    noise comes from the global torch RNG, seeded by ``build``."""
+    Returns {encoder, objective, history, epsilon, noise_multiplier, delta}: ``epsilon`` is the spent privacy
+    budget (RDP accountant), ``noise_multiplier`` sigma. Same seed, same result: the noise comes from the global
+    torch RNG, seeded by ``build``. Raises ImportError without opacus, ValueError for a config DP-SGD cannot train
+    (``check_dp_config``) or an objective without ``per_example`` losses."""
     require_opacus()
     from opacus.accountants import RDPAccountant
     from opacus.accountants.utils import get_noise_multiplier
@@ -189,7 +196,8 @@ def poisson_batches(index: torch.Tensor, seed: int, steps_per_epoch: int, q: flo
 
 
 def per_image_gradients(model, params: dict, buffers: dict, v1: torch.Tensor, v2: torch.Tensor) -> dict:
-    """{parameter name: (B, *shape)} gradients of each image's loss (its two views v1[i], v2[i])."""
+    """{parameter name: (B, *shape)} gradients of each image's loss (its two views v1[i], v2[i], float (B,3,H,W)),
+    with ``torch.func.vmap`` over the images: the per-example gradients DP-SGD clips (Abadi et al. 2016)."""
     from torch.func import functional_call, grad, vmap
 
     def image_loss(p, b, a1, a2):

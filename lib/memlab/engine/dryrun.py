@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 
-GPU_FRACTION = 0.4         # sustained share of an A100's peak assumed for the GPU-hours column (jobs.a100_hours)
+GPU_FRACTION = 0.4         # sustained share of an A100's peak assumed for the GPU-hours column (costs.a100_hours)
 
 @dataclass(frozen=True)
 class DryRun:
@@ -92,7 +92,7 @@ def dry_run(plan, dry: DryRun | None = None, device="cpu"):
     import pandas as pd
     from tqdm import tqdm
 
-    from memlab.engine.jobs import a100_hours
+    from memlab.engine.costs import a100_hours
     dry = dry or DryRun()
     todo = [(j.name, j.kind, j) for j in plan.jobs]
     todo += [(d.name, d.kind, d.stand_in) for d in plan.deferred]

@@ -9,7 +9,7 @@
   finds the lock held gets ``"busy"`` back (``wait=False``) and takes another job, or waits for the holder.
   So two runs sharing a cache never train one key twice, and a killed run resumes at its last epoch.
 - A ``Plan`` is the list of a notebook's jobs, declared before anything trains. ``plan.show()`` prints it with
-  each job's cost (image-steps, FLOPs from ``torch.utils.flop_counter``, and minutes where this device's
+  each job's ``Cost`` (``costs.py``: image-steps, FLOPs, peak memory, and minutes where this device's
   throughput was measured by an earlier job); ``plan.run(executor)`` trains what is pending
   (``executors.py``). Jobs whose keys depend on earlier results (retraining without the top-k SSLMem points)
   are declared with ``plan.defer`` and filled in later with ``plan.add``.
@@ -18,12 +18,9 @@
 """
 from __future__ import annotations
 
-import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +28,8 @@ import filelock
 import pandas as pd
 import torch
 
+from memlab.engine.config import fingerprint
+from memlab.engine.costs import Cost, device_label, known_throughput, record_throughput
 from memlab.io.cache import Cache, atomic_save
 
 # Set by ``python -m memlab plan|train`` (cli.py): stop the notebook after its plan is shown / trained.
@@ -67,7 +66,6 @@ class Stored:
         self.tensor, self.root = tensor.contiguous(), Path(root)
 
     def __reduce__(self):  # only here is the tensor hashed and written: a job run inline needs neither
-        from memlab.engine.train import fingerprint
         path = self.root / "tensors" / f"{fingerprint(self.tensor)}.pt"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,95 +81,6 @@ def _load_stored(path: str) -> torch.Tensor:
 
 def job_args(args: dict) -> dict:
     return {k: v.tensor if isinstance(v, Stored) else v for k, v in args.items()}
-
-
-# ----------------------------------------------------------------------------- cost
-@lru_cache(maxsize=32)
-def _flops_per_image(model: str, model_kw_json: str, size: int) -> float:
-    """FLOPs of one forward + backward pass of ``model`` on one size x size image (counted on a batch of 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from memlab.models.networks import build_model
-    net = build_model(model, **json.loads(model_kw_json)).train()
-    x = torch.randn(2, 3, size, size)
-    with FlopCounterMode(display=False) as fc:
-        out = net(x)
-        (out[0] if isinstance(out, (tuple, list)) else out).float().sum().backward()
-    return fc.get_total_flops() / 2
-
-
-@dataclass
-class Cost:
-    """Estimated cost of one job: ``epochs``, ``image_steps`` (image views passed forward and backward over the
-    whole training), ``flops`` (image_steps x FLOPs of one view through the encoder, forward + backward) and
-    ``peak_bytes`` (the peak device memory of one step, ``memory.peak_bytes``; 0: not estimated)."""
-    epochs: int
-    image_steps: int
-    flops: float
-    model: str = ""
-    peak_bytes: int = 0
-    activation_bytes: int = 0   # the fp32 activations inside peak_bytes (halved on CUDA: memory.needed)
-
-    @classmethod
-    def of(cls, model: str, model_kw: dict, *, epochs: int, steps_per_epoch: int, batch: int, views: int,
-           size: int = 32, per_sample_grads: int = 0, memory_batch: int | None = None) -> "Cost":
-        """``batch`` images of ``views`` views per step; ``per_sample_grads``: per-image gradients held at once
-        (DP-SGD's physical batch); ``memory_batch``: the images whose activations are held at once (default
-        ``batch``; DP-SGD's physical batch)."""
-        from memlab.engine.memory import activations, peak_bytes
-        steps = int(epochs) * int(steps_per_epoch) * int(batch) * int(views)
-        per = _flops_per_image(model, json.dumps(model_kw, sort_keys=True, default=list), size)
-        peak = peak_bytes(model, model_kw, batch=int(memory_batch or batch), views=int(views), size=size,
-                          per_sample_grads=int(per_sample_grads))
-        act = activations(model, model_kw, batch=int(memory_batch or batch), views=int(views), size=size)
-        return cls(int(epochs), steps, steps * per, model, peak, act)
-
-
-A100_PEAK_TFLOPS = 312   # an A100's bf16 dense peak: the yardstick of the GPU-hour estimates (cli, dryrun)
-
-
-def a100_hours(flops: float, fraction: float) -> float:
-    """Hours an A100 needs for ``flops`` when it sustains ``fraction`` of its bf16 peak."""
-    return flops / (fraction * A100_PEAK_TFLOPS * 1e12) / 3600
-
-
-def device_label(device) -> str:
-    """A name for this device's measured throughput: the GPU's name, or the CPU (jobs train single-threaded)."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"cpu {platform.processor() or platform.machine()}, 1 thread per job"
-
-
-def _throughput_file(cache: Cache) -> Path:
-    return cache.root / "throughput.json"
-
-
-def record_throughput(cache: Cache, device, model: str, flops: float, seconds: float) -> None:
-    """Remember this device's FLOP/s for ``model`` (an average over the jobs it trained), for plan estimates."""
-    if seconds <= 0 or flops <= 0:
-        return
-    path = _throughput_file(cache)
-    try:
-        with filelock.FileLock(str(path) + ".lock", timeout=10):
-            data = json.loads(path.read_text()) if path.is_file() else {}
-            rec = data.setdefault(device_label(device), {}).setdefault(model, {"flops": 0.0, "seconds": 0.0})
-            rec["flops"] += flops
-            rec["seconds"] += seconds
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1))
-            os.replace(tmp, path)
-    except (OSError, ValueError, filelock.Timeout):
-        pass  # an estimate only; never fail a job over it
-
-
-def known_throughput(cache: Cache, device) -> dict:
-    """{model: FLOP/s} measured on this device by earlier jobs (empty when none)."""
-    try:
-        data = json.loads(_throughput_file(cache).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {m: r["flops"] / r["seconds"] for m, r in data.get(device_label(device), {}).items() if r["seconds"] > 0}
 
 
 # ----------------------------------------------------------------------------- jobs

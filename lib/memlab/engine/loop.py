@@ -8,8 +8,8 @@ Written once here:
 - AMP: ``autocast`` (bf16 on CUDA cards that compute it natively, else fp16 with a ``grad_scaler``) and the scaled
   backward + optimiser step (``backward_step``; ``amp_step`` = forward under autocast, then that);
 - the non-finite check of the loss and of the weights: ``FloatingPointError`` naming the epoch and the likely cause;
-- a checkpoint ``last.pt`` after every epoch (atomic, ``cache.atomic_save``) and the resume from it; a
-  checkpoint that cannot be loaded is reported (``warnings.warn``), deleted, and training starts afresh.
+- a checkpoint ``last.pt`` after every epoch and the resume from it (``checkpoints.py``, with the encoder
+  ``Snapshots``); a checkpoint that cannot be loaded is reported, deleted, and training starts afresh.
 
 What differs between trainers comes in as hooks (see ``fit``):
 - ``batches(epoch)``: the batches of one epoch, in order (``order_batches``: the hashed epoch order of
@@ -21,12 +21,8 @@ What differs between trainers comes in as hooks (see ``fit``):
 """
 from __future__ import annotations
 
-import copy
 import math
-import pickle
 import time
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -35,15 +31,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from memlab.engine import dryrun
 from memlab.augmentation.augment import hash_uniform
-from memlab.io.cache import atomic_save
+from memlab.engine import dryrun
+from memlab.engine.checkpoints import resume, write_checkpoint
 from memlab.streams import EPOCH_ORDER
-
-# what a damaged or foreign last.pt raises on load: truncated zip (RuntimeError "PytorchStreamReader failed ..."),
-# empty file (EOFError), pickle errors, missing keys / mismatched state dicts (KeyError, ValueError, RuntimeError)
-DAMAGED = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, ValueError,
-           TypeError, IndexError, AttributeError)  # torch.load of a cut file raises OSError(EINVAL) at some lengths
 
 
 # ----------------------------------------------------------------------------- schedule and batches
@@ -163,66 +154,7 @@ def accumulate_step(forward: Callable[[slice], torch.Tensor], size: int, micro_b
     return total
 
 
-# ----------------------------------------------------------------------------- epoch-end callbacks
-class Snapshots:
-    """Epoch-end callback: CPU copies of ``module.state_dict()`` after the (1-based) ``epochs``; ``saved`` is
-    {epoch: state dict}.
-
-    With a ``folder`` (the run's checkpoint folder) each snapshot is written once, atomically, to its own file
-    ``snapshot-<epoch>.pt`` there, and the per-epoch checkpoint holds only the list of epochs written: it stays
-    the size of the training state however many snapshots accumulate (a paper-profile encoder with 16
-    snapshots would otherwise rewrite them all every epoch). Without a folder they stay in memory and in the
-    checkpoint. Resuming from a checkpoint whose snapshot files are gone raises ``FileNotFoundError``, which
-    ``fit`` treats as a damaged checkpoint (a restart from scratch)."""
-
-    def __init__(self, module: torch.nn.Module, epochs: Iterable[int], folder=None, write: bool = True):
-        self.module, self.epochs, self.write = module, set(epochs), write  # write False: another process writes
-        self.folder = None if folder is None else Path(folder)
-        self._memory, self._written = {}, []
-
-    def _file(self, epoch: int) -> Path:
-        return self.folder / f"snapshot-{epoch}.pt"
-
-    def __call__(self, epoch: int, rec: dict, step: int) -> None:
-        if epoch in self.epochs:
-            state = {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
-            if self.folder is None:
-                self._memory[epoch] = state
-            else:
-                if self.write:
-                    self.folder.mkdir(parents=True, exist_ok=True)
-                    atomic_save(state, self._file(epoch))
-                self._written = sorted(set(self._written) | {epoch})
-
-    @property
-    def saved(self) -> dict:
-        """{epoch: state dict} of every snapshot taken (read from its file where it was written to one)."""
-        out = dict(self._memory)
-        for e in self._written:
-            out[e] = torch.load(self._file(e), map_location="cpu", weights_only=True)
-        return out
-
-    def state_dict(self) -> dict:
-        return {"written": list(self._written)} if self.folder is not None else dict(self._memory)
-
-    def load_state_dict(self, state: dict) -> None:
-        if "written" in state:
-            if self.folder is None:
-                raise ValueError("a checkpoint with snapshot files cannot resume without its folder")
-            missing = [str(self._file(e)) for e in state["written"] if not self._file(e).is_file()]
-            if missing:
-                raise FileNotFoundError(f"snapshot files missing: {missing}")
-            self._memory, self._written = {}, list(state["written"])
-        elif self.folder is None:  # snapshots kept in the checkpoint itself
-            self._memory, self._written = dict(state), []
-        else:  # a checkpoint written before snapshot files: move its snapshots to their files now
-            self._memory, self._written = {}, []
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for e, snap in sorted(state.items()):
-                atomic_save(snap, self._file(int(e)))
-                self._written.append(int(e))
-
-
+# ----------------------------------------------------------------------------- epoch-end checks
 def mean_loss(losses: list) -> float:
     """The default ``epoch_loss``: float32 mean of the steps' 0-d loss tensors."""
     return float(torch.stack(losses).mean())
@@ -266,33 +198,6 @@ class Fit:
     stopped: bool
 
 
-def _resume(path: Path | None, state: dict, stateful: list) -> dict | None:
-    """The loop counters of ``path`` after loading every state into place, or None (no file, or a damaged
-    one: warned about, deleted, and every state put back as it was)."""
-    if path is None or not path.is_file():
-        return None
-    fresh = {name: copy.deepcopy(obj.state_dict()) for name, obj in state.items()}
-    fresh_cb = [copy.deepcopy(cb.state_dict()) for cb in stateful]
-    try:
-        st = torch.load(path, map_location="cpu", weights_only=True)
-        for name, obj in state.items():
-            obj.load_state_dict(st["state"][name])
-        if len(st["callbacks"]) != len(stateful):
-            raise ValueError(f"{len(st['callbacks'])} callback states for {len(stateful)} callbacks")
-        for cb, s in zip(stateful, st["callbacks"]):
-            cb.load_state_dict(s)
-        return {k: st[k] for k in ("epoch", "step", "seconds", "stopped", "history")}
-    except DAMAGED as e:
-        for name, obj in state.items():
-            obj.load_state_dict(fresh[name])
-        for cb, s in zip(stateful, fresh_cb):
-            cb.load_state_dict(s)
-        warnings.warn(f"cannot resume from the checkpoint {path} ({type(e).__name__}: {str(e)[:200]}); deleting it, "
-                      f"the training restarts from scratch", RuntimeWarning, stacklevel=3)
-        path.unlink(missing_ok=True)
-        return None
-
-
 def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, optimizer, state: dict,
         schedule: Callable[[int], float] | None = None, max_steps: int | None = None,
         modules: Sequence[torch.nn.Module] = (), epoch_start: Callable[[int], None] | None = None,
@@ -327,7 +232,7 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
     """
     path = None if ckpt_dir is None else Path(ckpt_dir) / "last.pt"
     stateful = [cb for cb in callbacks if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict")]
-    run = _resume(path, state, stateful)
+    run = resume(path, state, stateful)
     if run is None:
         run = {"epoch": 0, "step": 0, "seconds": 0.0, "stopped": False,
                "history": first_records() if first_records is not None else []}
@@ -372,9 +277,8 @@ def fit(step: Callable, batches: Callable[[int], Iterable], *, epochs: int, opti
         bar.set_postfix(loss=f"{float(np.mean(rec['loss'])):.3f}",
                         **{k: f"{float(np.mean(rec[k])):.3f}" for k in show if k in rec})
         if path is not None and write:
-            atomic_save({"state": {name: obj.state_dict() for name, obj in state.items()},
-                         "callbacks": [cb.state_dict() for cb in stateful], "epoch": done, "step": n_steps,
-                         "seconds": seconds, "stopped": stopped, "history": history}, path)
+            write_checkpoint(path, state, stateful, epoch=done, step=n_steps, seconds=seconds, stopped=stopped,
+                             history=history)
         if after_epoch is not None:
             after_epoch(done)
         if dry:

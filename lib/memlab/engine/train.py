@@ -9,95 +9,27 @@
   probes), snapshots of the encoder at chosen epochs (Fig. 2b of SSLMem, UnitMem over training).
 
 ``view_step`` is the step hook every ``TrainConfig`` trainer shares (``train``, ``ensemble``, ``layermem``).
-``train_encoder`` wraps ``train`` with the result cache: the key is the full config plus a fingerprint of
-the training images and labels, so f and g (and every notebook that needs the same encoder) share it.
+``encoder_job`` wraps ``train`` with the result cache: the key is the full config plus a fingerprint of the
+training images and labels (``config.py``), so f and g (and every notebook that needs the same encoder) share it.
 """
 from __future__ import annotations
 
-import hashlib
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from memlab.augmentation.augment import Augmentation
+from memlab.engine.checkpoints import Snapshots
+from memlab.engine.config import TrainConfig, config_key, fingerprint
+from memlab.engine.loop import Cosine, accumulate_step, fit, grad_scaler, order_batches, plan_steps
 from memlab.io.cache import Cache
-from memlab.engine.loop import Cosine, Snapshots, accumulate_step, fit, grad_scaler, order_batches, plan_steps
 from memlab.models.networks import build_model
-from memlab.objectives.losses import build_objective, check_objective
-
-# objectives whose loss is a mean over the images of a batch (supervised; random labels are supervised training on
-# shuffled labels; MAE over a fixed mask ratio): only these may accumulate micro-batches (TrainConfig.micro_batch)
-SPLITTABLE = frozenset({"supervised", "mae"})
-
-
-OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
-
-
-@dataclass
-class TrainConfig:
-    model: str = "resnet9"
-    model_kw: dict = field(default_factory=dict)
-    objective: str = "simclr"
-    objective_kw: dict = field(default_factory=dict)
-    aug: str | None = None            # None: the objective's default preset
-    aug_kw: dict = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 256
-    optimizer: str = "sgd"            # sgd | adam | adamw | lars
-    lr: float = 0.06
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    seed: int = 0
-    snapshot_epochs: tuple = ()       # keep encoder weights after these epochs (1-based)
-    micro_batch: int = 0              # images per forward/backward pass, gradients accumulated (0: the whole batch)
-    mean: tuple = (0.5, 0.5, 0.5)     # per-channel normalisation after augmentation (dataset statistics)
-    std: tuple = (0.25, 0.25, 0.25)
-
-    def __post_init__(self):
-        """Refuse, before any compute, a setting that makes training meaningless (ValueError naming it)."""
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (batch statistics, and the contrastive and variance terms, "
-                             f"are over the batch), got {self.batch_size}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.micro_batch < 0:
-            raise ValueError(f"micro_batch must be >= 0 (0: the whole batch), got {self.micro_batch}")
-        if 0 < self.micro_batch < self.batch_size and self.objective not in SPLITTABLE:
-            raise ValueError(f"micro_batch = {self.micro_batch} with objective {self.objective!r}: its loss couples the "
-                             f"images of a batch (negatives, batch statistics), so accumulating micro-batches would "
-                             f"train a different loss; micro_batch works for {sorted(SPLITTABLE)}. Lower batch_size "
-                             f"instead, or spread the batch over GPUs (DDP)")
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ValueError(f"warmup_epochs must be in [0, epochs = {self.epochs}], got {self.warmup_epochs}")
-        check_objective(self.objective, dict(self.objective_kw))
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
-        self.snapshot_epochs = tuple(sorted(int(e) for e in self.snapshot_epochs))
-        self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
-        bad = [e for e in self.snapshot_epochs if not 1 <= e <= self.epochs]
-        if bad:
-            raise ValueError(f"snapshot_epochs {bad} outside 1..{self.epochs}")
-
-
-def config_key(cfg) -> dict:
-    """``cfg`` (a ``TrainConfig`` or ``benign.BenignConfig``) as the dict that enters cache keys: every field,
-    except ``micro_batch`` when it is 0 (so the keys of everything trained before micro-batches existed stay
-    valid)."""
-    d = asdict(cfg)
-    if not cfg.micro_batch:
-        del d["micro_batch"]
-    return d
+from memlab.objectives.losses import build_objective
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; any other name as a ``torch.device``. ValueError for
+    ``"cuda"`` on a machine without CUDA."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -166,7 +98,7 @@ def optimizer_step(encoder, objective, views, labels, opt, scaler, device, amp: 
     """One step (``engine.amp_step``): the objective's loss under autocast, scaled backward, optimiser step,
     then the objective's after-step hook (EMA teachers). Returns the detached loss.
 
-    ``micro_batch`` > 0 and smaller than the batch (objectives in ``SPLITTABLE`` only): gradients accumulated
+    ``micro_batch`` > 0 and smaller than the batch (objectives in ``config.SPLITTABLE`` only): gradients accumulated
     over parts of at most ``micro_batch`` images, then one step (``engine.accumulate_step``; the cache key
     records ``micro_batch``).
     ``forward(views, labels) -> loss``: the loss through a wrapper (DDP's module); default ``objective.loss``."""
@@ -250,41 +182,6 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor | None, i
     return {"encoder": encoder, "objective": objective, "history": res.history, "snapshots": snapshots.saved}
 
 
-_PREFIX: dict = {}  # id(tensor) -> (weakref to it, its version, sha256 state after hashing it): see fingerprint
-
-
-def _hashed_first(t: torch.Tensor):
-    """sha256 state after feeding ``t`` (dtype, shape, bytes), remembered while ``t`` lives unmodified: a plan
-    fingerprints the same 50,000 training images for each of its jobs, and hashing them is the slow part."""
-    import weakref
-    memo = _PREFIX.get(id(t))
-    if memo is not None and memo[0]() is t and memo[1] == t._version:
-        return memo[2].copy()
-    h = hashlib.sha256()
-    c = t.contiguous().cpu()
-    h.update(str((c.dtype, tuple(c.shape))).encode())
-    h.update(c.numpy().tobytes())
-    if t.numel() >= 1 << 16:
-        for k in [k for k, v in _PREFIX.items() if v[0]() is None]:
-            del _PREFIX[k]
-        _PREFIX[id(t)] = (weakref.ref(t), t._version, h.copy())
-    return h
-
-
-def fingerprint(*tensors) -> str:
-    """sha256 (first 20 hex digits) of the tensors' dtypes, shapes and bytes: identifies a training set in cache
-    keys. None entries are skipped."""
-    tensors = [torch.as_tensor(t) for t in tensors if t is not None]
-    if not tensors:
-        return hashlib.sha256().hexdigest()[:20]
-    h = _hashed_first(tensors[0])
-    for t in tensors[1:]:
-        t = t.contiguous().cpu()
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:20]
-
-
 @dataclass
 class Trained:
     """A trained encoder (eval mode) with its heads, history and snapshots, as served by the cache."""
@@ -337,9 +234,9 @@ def views_per_image(cfg: TrainConfig) -> int:
 
 
 def training_cost(cfg: TrainConfig, n: int, size: int = 32):
-    """The cost (``jobs.Cost``) of training ``cfg`` on ``n`` images of ``size`` x ``size`` pixels: every job of a
+    """The cost (``costs.Cost``) of training ``cfg`` on ``n`` images of ``size`` x ``size`` pixels: every job of a
     ``TrainConfig`` is costed here, and so is a retraining declared before its points are known (``Plan.defer``)."""
-    from memlab.engine.jobs import Cost
+    from memlab.engine.costs import Cost
     bs, spe = plan_steps(n, cfg.batch_size, cfg.epochs)[:2]
     return Cost.of(cfg.model, cfg.model_kw, epochs=cfg.epochs, steps_per_epoch=spe, batch=bs,
                    views=views_per_image(cfg), size=size, memory_batch=min(bs, cfg.micro_batch or bs))

@@ -13,8 +13,10 @@ import torch
 
 def maximize_channels(encoder, layer: str, channels, *, steps: int = 60, lr: float = 0.05, size: int = 32,
                       seed: int = 0, device="cpu") -> torch.Tensor:
-    """One image per channel of ``layer``, (len(channels), 3, size, size), optimised jointly (channel i's
-    image only drives channel i)."""
+    """One image per channel of ``layer``, float CPU (len(channels), 3, size, size) in the encoder's input space,
+    optimised jointly by Adam (``lr``, ``steps``) from small noise drawn with ``seed`` (channel i's image only
+    drives channel i). The encoder's weights are frozen meanwhile and trainable again afterwards. Raises
+    ValueError for steps < 1."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     encoder.eval()

@@ -25,6 +25,18 @@ from memlab.io.params import ParameterError, check_ranges
 from memlab.io.report import Report
 
 
+@dataclass(frozen=True)
+class SessionParams:
+    """The parameters every notebook has, the ones ``start`` reads. A notebook's parameters dataclass derives from
+    it (``@dataclass(frozen=True) class ProfilesParams(SessionParams)``) and adds its own fields."""
+    profile: str       # smoke, laptop or paper: labels the outputs (the smoke profile's claims are not evaluated)
+    output_dir: str    # figures, tables and claims go to <output_dir>/{figures,tables}/<notebook>/
+    device: str        # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+    executor: str      # where the training jobs run: "auto", "inline", "local" or "slurm" ($MEMLAB_EXECUTOR overrides)
+    workers: int       # local executor: worker processes (0: one per CPU core, or one per GPU)
+    slurm: dict        # slurm executor: partition, time_min, gpus_per_task, ... (engine.executors.Slurm)
+
+
 def parameters(cls, namespace: dict):
     """``cls`` (a dataclass) from the parameter values in ``namespace`` (a notebook's ``globals()``).
 

@@ -1,19 +1,21 @@
 """Cross-method SSLMem (SSLMem paper Table 1 / 15, Tables 7-9, 11): one f/g pair per grid cell.
 
-A cell is a dict naming the method, architecture and dataset, plus any training setting that differs from
-the notebook's defaults (each method has its own optimiser and learning rate). ``run_cell`` trains (or
-loads from the cache) f on S_S u S_C and g on S_S u S_I for each seed, scores the requested subsets with
-SSLMem -- measured with the cell's own training augmentation unless ``measure_aug`` names another -- and
-probes f's representations linearly. Every encoder and score set is a cache entry, so an interrupted grid
-resumes at the first unfinished cell.
+A cell is a dict (``CELL_KEYS``) naming the method, architecture and dataset, plus any training setting that
+differs from the notebook's defaults (each method has its own optimiser and learning rate); ``cell_spec``
+completes it. ``cell_jobs`` declares its f and g for a notebook's plan; ``run_cell`` loads them (training inline
+what the plan did not), scores the requested subsets with SSLMem (``scoring.cached_sslmem``) -- measured with the
+cell's own training augmentation unless ``measure_aug`` names another -- and probes f's representations linearly
+(``scoring.probe_accuracy``). Every encoder and score set is a cache entry, so an interrupted grid resumes at the
+first unfinished cell.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from memlab.augmentation.augment import ViewBank
-from memlab.metrics.probes import extract, linear_probe
-from memlab.metrics.sslmem import cached_scores, encoder_config, f_and_g_jobs, normalized, reference_label, train_f_and_g
+from memlab.experiments.recipes import encoder_config, f_and_g_jobs, train_f_and_g
+from memlab.experiments.scoring import cached_sslmem, probe_accuracy
+from memlab.metrics.sslmem import normalised_sslmem, reference_label
 
 CELL_KEYS = {"label", "method", "arch", "width", "dataset", "epochs", "batch_size", "optimizer", "lr",
              "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug",
@@ -23,7 +25,9 @@ TRAIN_KEYS = ("arch", "width", "method", "temperature", "epochs", "batch_size", 
 
 
 def cell_spec(cell: dict, defaults: dict) -> dict:
-    """Complete a grid cell with ``defaults``; unknown keys are an error (raised before any compute)."""
+    """Complete a grid cell with ``defaults`` (and a "label": "<method>/<arch>[/<dataset>]" unless it has one).
+    Raises, before any compute, TypeError for a cell that is not a dict and ValueError for unknown keys, a
+    training setting neither gives, or no seeds."""
     if not isinstance(cell, dict):
         raise TypeError(f"a grid cell must be a dict, got {type(cell).__name__}: {cell!r}")
     bad = sorted(set(cell) - CELL_KEYS)
@@ -43,7 +47,8 @@ def cell_spec(cell: dict, defaults: dict) -> dict:
 
 
 def cell_config(spec: dict, mean, std, snapshot_epochs=()):
-    from dataclasses import replace
+    """The ``TrainConfig`` of a cell's f and g (``recipes.encoder_config``; ``spec["aug"]`` overrides the
+    objective's training augmentation). ``mean``, ``std``: the training data's channel statistics."""
     cfg = encoder_config(**{k: spec[k] for k in TRAIN_KEYS}, snapshot_epochs=snapshot_epochs, mean=mean, std=std,
                          objective_kw=spec["objective_kw"], **spec["model_kw"])
     return replace(cfg, aug=spec["aug"]) if spec["aug"] else cfg
@@ -58,7 +63,7 @@ def main_recipe_snapshots(spec: dict, base_cell: dict, snapshot_epochs) -> tuple
 
 
 def cell_jobs(spec: dict, train_data, splits, *, cache, snapshot_epochs=(), force: bool = False) -> tuple:
-    """The f and g jobs of a cell (``sslmem.f_and_g_jobs`` with the cell's config), ``(f_jobs, g_jobs)`` named
+    """The f and g jobs of a cell (``recipes.f_and_g_jobs`` with the cell's config), ``(f_jobs, g_jobs)`` named
     "cell <label> f|g seed <s>", for a notebook's plan; ``run_cell`` with the same arguments then finds them in
     the cache."""
     mean, std = train_data.stats()
@@ -68,15 +73,18 @@ def cell_jobs(spec: dict, train_data, splits, *, cache, snapshot_epochs=(), forc
 
 @dataclass
 class CellResult:
+    """A cell's f/g pair, its SSLMem scores and f's linear-probe accuracy."""
     spec: dict
     fs: list
     gs: list
-    results: dict      # score_splits output {subset: {layer: {align_f, align_g, raw}}}
+    results: dict      # cached_sslmem output {subset: {layer: {align_f, align_g, raw}}}
     m: dict            # normalised scores per subset (range over the cell's scored S_C u S_S: sslmem.REFERENCE)
     probe_acc: float
     measure_aug: str
 
     def summary(self) -> dict:
+        """The cell's row of Table 1: its settings, mean (normalised and raw) SSLMem of S_C and S_S, the
+        reference set of the normalisation and the probe accuracy."""
         mc = self.m["S_C"]
         return {"cell": self.spec["label"], "method": self.spec["method"], "arch": self.spec["arch"],
                 "dataset": self.spec["dataset"], "epochs": self.spec["epochs"], "seeds": len(self.fs),
@@ -95,28 +103,22 @@ def run_cell(spec: dict, train_data, test_data, splits, subsets: dict, *, cache,
              force: bool = False, progress: bool = True) -> CellResult:
     """Load (or train inline) the cell's f and g, score ``subsets`` ({name: indices}) and probe f.
     ``snapshot_epochs`` are part of the training config (and its cache key): pass the main pair's to reuse its
-    encoders. ``force`` recomputes the scores; to retrain the encoders, declare ``cell_jobs(..., force=True)``
-    in the plan."""
+    encoders. ``probe_idx``: the test images of the probe; ``bank_seed``: the view bank's seed; ``view_pairs``
+    and ``rep``: as in ``cached_sslmem``. ``force`` recomputes the scores; to retrain the encoders, declare
+    ``cell_jobs(..., force=True)`` in the plan. Returns the ``CellResult``, its scores normalised over the cell's
+    scored S_C u S_S (``sslmem.REFERENCE``)."""
     mean, std = train_data.stats()
     cfg = cell_config(spec, mean, std, snapshot_epochs)
     fs, gs = train_f_and_g(cfg, train_data, splits, seeds=spec["seeds"], pair_seeds=True, cache=cache,
                            device=device, progress=progress)
     meas = fs[0].measuring(measure_aug or spec["measure_aug"])
-    meas_name = meas.name
     bank = ViewBank(meas, 2 * view_pairs, seed=bank_seed)
-    res = cached_scores(cache, fs, gs, train_data, test_data, subsets, bank, n_pairs=view_pairs, rep=rep,
+    res = cached_sslmem(cache, fs, gs, train_data, test_data, subsets, bank, n_pairs=view_pairs, rep=rep,
                         device=device, force=force)
-    layer = fs[0].encoder.layer_names[-1]
-    m = normalized(res, layer)
-    acc = probe(fs[0], train_data, test_data, splits.f_train, probe_idx, meas.normalize, device)
-    return CellResult(spec, fs, gs, res, m, acc, meas_name)
-
-
-def probe(trained, train_data, test_data, train_idx, test_idx, normalize, device) -> float:
-    """Linear-probe accuracy of an encoder's pooled representation (trained on ``train_idx``)."""
-    tr = extract(trained.encoder, train_data.images[train_idx], normalize, device=device)
-    te = extract(trained.encoder, test_data.images[test_idx], normalize, device=device)
-    return float(linear_probe(tr, train_data.labels[train_idx], te, test_data.labels[test_idx], device=device))
+    m = normalised_sslmem(res, layer=fs[0].encoder.layer_names[-1])
+    task = (train_data.images[splits.f_train], train_data.labels[splits.f_train], test_data.images[probe_idx],
+            test_data.labels[probe_idx])
+    return CellResult(spec, fs, gs, res, m, probe_accuracy(fs[0], task, device=device), meas.name)
 
 
 def overlap_sizes(total: int, frac: float) -> tuple[int, int]:

@@ -1,96 +1,128 @@
-"""Removal experiments, limiting alignment and DP-SGD (SSLMem paper, Wang et al. ICLR 2024, §4.3-4.6).
+"""Notebook 03 (SSLMem paper, Wang et al. ICLR 2024, §4.3-4.6): what its encoders train on, and its plan.
 
-- **Removal (Fig. 3, 6, 7):** f and g train on disjoint, class-balanced halves of the pre-training data;
-  every training point of f is scored with SSLMem, ``m(x) = L_align(g, x) - L_align(f, x)``. For each k the
-  k highest-m points (``"memorised"``), or k points drawn at random (``"random"``), are removed from f's
-  half and the encoder is retrained from scratch with the same settings and seeds; a linear probe on
-  frozen features measures each encoder on several downstream datasets. The paper's finding: removing
-  memorised points costs more accuracy than removing random ones.
-- **Limiting alignment (Eq. 3, Fig. 4):** ``L = (1 - lam) L_SSL - lam * E d(h(x'), h(x''))``
-  (``objectives.AlignmentLimited``); larger lam should give lower SSLMem and lower probe accuracy.
-- **DP-SGD (Table 5):** f and g trained with DP-SGD (``dp.train_dp``) at several epsilon; SSLMem and probe
-  accuracy fall as epsilon falls.
-- Across recipes (lam, epsilon) memorisation is compared with ``pair_scores``: both halves, each point
-  against the encoder that did not see it, so a constant alignment gap between f and g cancels.
+- **Removal (Fig. 3, 6, 7):** f and g train on disjoint, class-balanced halves of the pre-training data
+  (``disjoint_halves``); every training point of f is scored with SSLMem, ``m(x) = L_align(g, x) - L_align(f, x)``.
+  For each k the k highest-m points (``"memorised"``), or k points drawn at random (``"random"``), are removed
+  from f's half (``removal_set``) and the encoder is retrained from scratch on the rest (``retained``) with the
+  same settings and seeds.
+- **Limiting alignment (Eq. 3, Fig. 4):** ``L = (1 - lam) L_SSL - lam * E d(h(x'), h(x''))`` (``lambda_config``).
+- **DP-SGD (Table 5):** f and g trained with DP-SGD (``engine.dp.dp_job``) at several epsilon.
 
-Every encoder of the notebook is a job of its plan (``jobs.Plan``; ``ssl_job`` here, ``dp.dp_job`` for DP): the
-retrained encoders depend on f's scores, so they are declared with their cost (``train.training_cost``) and added
-once f and g are scored. A killed run resumes at each encoder's last finished epoch.
+``RemovalParams`` checks the notebook's parameters before any compute, ``RemovalData`` loads the data sets (a
+synthetic stand-in for an unavailable downstream one when allowed), and ``plan`` declares every encoder as one
+plan (``jobs.Plan``): the retrained encoders depend on f's scores, so they are declared with their cost
+(``train.training_cost``) and added once f and g are scored (``removal_results``). A killed run resumes at each
+encoder's last finished epoch. Which points are kept and removed is ``removal_sets``'s.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
+from functools import cached_property
 
-import numpy as np
-import pandas as pd
 import torch
 
-from memlab.data.splits import balanced_order
-from memlab.engine.train import TrainConfig, Trained, encoder_job, fingerprint
-
-STRATEGIES = ("memorised", "random")
-
-
-# ----------------------------------------------------------------------------- data and removal sets
-def disjoint_halves(labels, n_half: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two disjoint, class-balanced sets of ``n_half`` training indices (sorted): f's and g's training data
-    (§4.3: "f and g ... on disjoint 25k data points")."""
-    labels = np.asarray(torch.as_tensor(labels))
-    if not isinstance(n_half, (int, np.integer)) or isinstance(n_half, bool) or n_half < 1:
-        raise ValueError(f"n_half must be a positive int, got {n_half!r}")
-    if 2 * n_half > len(labels):
-        raise ValueError(f"two disjoint halves of {n_half} need {2 * n_half} points; the dataset has {len(labels)}")
-    order = balanced_order(labels, seed)
-    as_t = lambda a: torch.from_numpy(np.sort(a)).long()  # noqa: E731
-    return as_t(order[:n_half]), as_t(order[n_half:2 * n_half])
+from memlab.data.datasets import DATASETS, UNLABELED, DatasetNotFound, load_dataset
+from memlab.data.splits import balanced_subset
+from memlab.engine.dp import dp_job, require_opacus
+from memlab.engine.jobs import Plan
+from memlab.engine.train import TrainConfig, encoder_job, training_cost
+from memlab.experiments.common import SessionParams
+from memlab.experiments.fallback import load_or_stand_in
+from memlab.experiments.recipes import EncoderRecipe
+from memlab.experiments.removal_sets import STRATEGIES, check_ks, disjoint_halves
+from memlab.io.params import ParameterError, choice
+from memlab.models.networks import MODELS
+from memlab.objectives.losses import OBJECTIVES
+from memlab.streams import SplitSeed
 
 
-def check_ks(ks, pool_size: int) -> list[int]:
-    """Validate the removal sizes before any compute: distinct ints with 0 < k < pool_size."""
-    ks = list(ks)
-    if not ks:
-        raise ValueError("removal_ks must list at least one k")
-    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 < k < pool_size]
-    if bad:
-        raise ValueError(f"removal sizes {bad} invalid: each k must be an int with 0 < k < {pool_size} (the "
-                         f"number of scored training points of f; removing all of them leaves nothing to train on)")
-    if len(set(ks)) != len(ks):
-        raise ValueError(f"removal sizes must be distinct, got {ks}")
-    return sorted(int(k) for k in ks)
+@dataclass(frozen=True)
+class RemovalParams(SessionParams, EncoderRecipe):
+    """Notebook 03's parameters (the short meaning of each is in the notebook's parameters cell): the session's
+    (``common.SessionParams``), the SSL encoders' recipe (``recipes.EncoderRecipe``) and its own.
 
-
-def removal_set(pool, scores, k: int, strategy: str, seed: int = 0) -> torch.Tensor:
-    """The k points of ``pool`` to remove (sorted indices).
-
-    ``"memorised"``: the k highest ``scores`` (``scores[i]`` belongs to ``pool[i]``; ties broken by position).
-    ``"random"``: a prefix of a permutation of ``pool`` fixed by ``seed`` -- so the sets are nested in k and
-    reproducible; the memorised sets are nested too.
+    - ``pretrain_split``: "unlabeled" pre-trains f and g on STL-10's 100k unlabelled images (Fig. 6); the probes
+      keep the labelled splits. ``n_half``: the points of each half (paper: 25000).
+    - ``removal_ks``: distinct sizes 0 < k < n_half (paper: 500, 1k, 2k, 4k, 8k, 16k of 25k); the random removal
+      of seed s draws with ``removal_seed + s``.
+    - ``synthetic_fallback``: synthetic data stands in for an unavailable downstream or lambda dataset (never for
+      the pre-training data); captions and tables then say "synthetic (for <name>)".
+    - ``lambda_n_half``: fewer points for more epochs per point, i.e. stronger memorisation per CPU-minute.
+    - DP: SimSiam on a GroupNorm ResNet (``dp_arch``), ``dp_points`` of each half; ``dp_batch_size`` is DP-SGD's
+      logical (expected Poisson) batch, ``dp_physical_batch`` the images per per-image-gradient pass (0: the
+      whole batch); ``dp_epochs`` 0 turns the section off. The epsilon = inf reference is always added.
     """
-    pool = torch.as_tensor(pool, dtype=torch.long)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown removal strategy {strategy!r}; choose from {STRATEGIES}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= len(pool):
-        raise ValueError(f"k = {k!r} points cannot be removed from a scored pool of {len(pool)}")
-    if strategy == "memorised":
-        scores = torch.as_tensor(scores).float()
-        if scores.shape != (len(pool),):
-            raise ValueError(f"need one score per pool point: {tuple(scores.shape)} scores for {len(pool)} points")
-        if not torch.isfinite(scores).all():
-            raise ValueError("scores contain NaN or inf")
-        order = np.argsort(-scores.numpy(), kind="stable")
-    else:
-        order = np.random.default_rng(seed).permutation(len(pool))
-    return pool[torch.from_numpy(np.sort(order[:k]))].sort().values
+    dataset: str
+    pretrain_split: str
+    synthetic_n_train: int
+    synthetic_n_test: int
+    atypical_frac: float
+    n_half: int
+    split_seed: int
+    download: bool
+    objective_kw: dict
+    seeds: list
+    view_pairs: int
+    representation: str
+    removal_ks: list
+    removal_seed: int
+    downstream: list
+    synthetic_fallback: bool
+    probe_train: int
+    probe_test: int
+    probe_iters: int
+    lambdas: list
+    lambda_datasets: list
+    lambda_n_half: int
+    lambda_epochs: int
+    lambda_seeds: list
+    dp_epsilons: list
+    dp_epochs: int
+    dp_points: int
+    dp_arch: str
+    dp_width: float
+    dp_lr: float
+    dp_batch_size: int
+    dp_physical_batch: int
+    dp_max_grad_norm: float
+    force: bool
+
+    def __post_init__(self):
+        choice("dataset", self.dataset, DATASETS)
+        choice("pretrain_split", self.pretrain_split, ["train", "unlabeled"])
+        if self.pretrain_split == "unlabeled" and self.dataset not in UNLABELED:
+            raise ParameterError(f"pretrain_split 'unlabeled' needs a dataset with an unlabeled split "
+                                 f"({list(UNLABELED)}); dataset is {self.dataset!r}: use pretrain_split 'train'")
+        choice("method", self.method, OBJECTIVES)
+        choice("arch", self.arch, MODELS)
+        choice("dp_arch", self.dp_arch, [a for a in MODELS if a.startswith("resnet")])
+        choice("representation", self.representation, ["flat", "pooled"])
+        for name in [*self.downstream, *self.lambda_datasets]:
+            choice("downstream / lambda_datasets entry", name, DATASETS)
+        if any(len(set(names)) != len(names) for names in (self.downstream, self.lambda_datasets)):
+            raise ParameterError("downstream and lambda_datasets must not repeat a dataset")
+        if not (self.seeds and self.lambda_seeds and self.downstream and self.lambdas and self.lambda_datasets):
+            raise ParameterError("seeds, lambda_seeds, downstream, lambdas and lambda_datasets must not be empty")
+        if any(not 0 <= lam < 1 for lam in self.lambdas) or len(set(self.lambdas)) != len(self.lambdas):
+            raise ParameterError(f"lambdas must be distinct values in [0, 1), got {self.lambdas}")
+        if any(not e > 0 for e in self.dp_epsilons):
+            raise ParameterError(f"dp_epsilons must be positive (the non-private reference is added), got "
+                                 f"{self.dp_epsilons}")
+        try:
+            self.ks  # every k < the scored pool of f
+        except ValueError as e:
+            raise ParameterError(f"parameter 'removal_ks': {e}") from e
+        if self.dp_points > self.n_half:
+            raise ParameterError(f"dp_points = {self.dp_points} exceeds n_half = {self.n_half}")
+
+    @cached_property
+    def ks(self) -> list:
+        """``removal_ks``, checked and sorted (``check_ks``)."""
+        return check_ks(self.removal_ks, self.n_half)
 
 
-def retained(pool, removed) -> torch.Tensor:
-    """``pool`` without ``removed`` (sorted): the retraining set."""
-    pool = torch.as_tensor(pool, dtype=torch.long)
-    keep = ~torch.isin(pool, torch.as_tensor(removed, dtype=torch.long))
-    return pool[keep].sort().values
-
-
-# ----------------------------------------------------------------------------- limiting alignment (Eq. 3)
+# ----------------------------------------------------------------------------- the encoders' configs and jobs
 def lambda_config(cfg: TrainConfig, lam: float) -> TrainConfig:
     """``cfg`` with the Eq. 3 regulariser of strength ``lam`` around its objective. ``lam == 0`` returns ``cfg``
     itself (the same loss), so the unregularised encoders are shared with the removal experiment's cache."""
@@ -102,7 +134,6 @@ def lambda_config(cfg: TrainConfig, lam: float) -> TrainConfig:
                    objective_kw={"base": cfg.objective, "lam": float(lam), "base_kw": dict(cfg.objective_kw)})
 
 
-# ----------------------------------------------------------------------------- the encoders' jobs
 def ssl_job(name: str, cfg: TrainConfig, data, idx, *, cache, force: bool = False):
     """The job of an SSL encoder (no labels) trained on ``data[idx]`` (``train.encoder_job``), for the plan."""
     idx = torch.as_tensor(idx, dtype=torch.long)
@@ -110,83 +141,113 @@ def ssl_job(name: str, cfg: TrainConfig, data, idx, *, cache, force: bool = Fals
                        force=force)
 
 
-# ----------------------------------------------------------------------------- scoring and probing
-def f_scores(cache, fs, gs, data, f_idx, bank, *, n_pairs: int, rep: str, device, force: bool = False) -> dict:
-    """SSLMem of every training point of f (seeds of f and g averaged; cached): ``{"raw", "m"}`` with ``m``
-    normalised by its range over these points (appendix A)."""
-    from memlab.metrics.sslmem import cached_scores, normalized
-    res = cached_scores(cache, fs, gs, data, data, {"S_C": torch.as_tensor(f_idx)}, bank, n_pairs=n_pairs,
-                        rep=rep, device=device, force=force)
-    layer = fs[0].encoder.layer_names[-1]
-    return {"raw": res["S_C"][layer]["raw"], "m": normalized(res, layer)["S_C"]}
-
-
-def pair_scores(cache, fs, gs, data, f_idx, g_idx, bank, *, n_pairs: int, rep: str, device,
-                force: bool = False) -> dict:
-    """SSLMem of every training point of a disjoint-halves pair, each point against the encoder that did not
-    see it: ``m(x) = L_align(g, x) - L_align(f, x)`` on f's half and ``L_align(f, x) - L_align(g, x)`` on g's.
-
-    Returns ``{"raw", "m", "raw_f", "raw_g", "offset"}``; ``m`` is normalised by the range over both halves.
-    A constant gap between the encoders (one aligns *every* image better by c) adds +c to one half and -c
-    to the other, so it cancels in the mean over both halves; f's half alone would report c as memorisation.
-    ``offset`` = (mean raw_f - mean raw_g) / 2 is that gap. Use this mean to compare memorisation across
-    recipes (lambda, epsilon); the removal ranking needs f's half only (``f_scores``)."""
-    from memlab.metrics.sslmem import normalize_scores
-    raw_f = f_scores(cache, fs, gs, data, f_idx, bank, n_pairs=n_pairs, rep=rep, device=device, force=force)["raw"]
-    raw_g = f_scores(cache, gs, fs, data, g_idx, bank, n_pairs=n_pairs, rep=rep, device=device, force=force)["raw"]
-    raw = torch.cat([raw_f, raw_g])
-    return {"raw": raw, "m": normalize_scores(raw), "raw_f": raw_f, "raw_g": raw_g,
-            "offset": float(raw_f.mean() - raw_g.mean()) / 2}
-
-
-def probe_accuracy(cache, trained: Trained, tasks: dict, *, device, max_iter: int = 200, force: bool = False) -> dict:
-    """Linear-probe test accuracy of ``trained``'s pooled representation on each downstream task
-    ``{name: (x_train, y_train, x_test, y_test)}`` (uint8 images, normalised with the encoder's own training
-    constants; ``probes.linear_probe`` with ``max_iter`` L-BFGS iterations). Cached per (encoder, task)."""
-    from memlab.augmentation.augment import Augmentation
-    from memlab.metrics.probes import extract, linear_probe
-    norm = Augmentation("none", mean=trained.config.mean, std=trained.config.std).normalize
-    out = {}
-    for name, (xtr, ytr, xte, yte) in tasks.items():
-        key = {"encoder": trained.key, "task": name, "data": fingerprint(xtr, ytr, xte, yte), "rep": "pooled",
-               "max_iter": max_iter}
-
-        def run(xtr=xtr, ytr=ytr, xte=xte, yte=yte):
-            ftr = extract(trained.encoder, xtr, norm, device=device)
-            fte = extract(trained.encoder, xte, norm, device=device)
-            return {"accuracy": float(linear_probe(ftr, ytr, fte, yte, max_iter=max_iter, device=device))}
-
-        out[name] = float(cache.get_or_compute("probe", key, run, force=force)["accuracy"])
-    return out
-
-
-# ----------------------------------------------------------------------------- summaries and claims
-def mean_sd(df: pd.DataFrame, by: list, value: str) -> pd.DataFrame:
-    """Mean, standard deviation (ddof=1; 0 for one seed) and count of ``value`` per group."""
-    g = df.groupby(by, sort=False)[value]
-    out = g.agg(["mean", "std", "count"]).reset_index()
-    out["std"] = out["std"].fillna(0.0)
-    return out
-
-
-def removal_gap(df: pd.DataFrame) -> pd.DataFrame:
-    """Per downstream task: probe accuracy averaged over k (> 0) and seeds for each strategy, and
-    ``gap = random - memorised`` (positive: removing memorised points costs more)."""
-    d = df[df.k > 0]
-    t = d.groupby(["downstream", "strategy"]).accuracy.mean().unstack("strategy")
-    missing = [s for s in STRATEGIES if s not in t]
-    if missing:
-        raise ValueError(f"removal results lack strategies {missing}")
-    t["gap"] = t["random"] - t["memorised"]
-    return t.reset_index()
-
-
 def dp_unavailable() -> str | None:
     """``None`` when opacus can be imported; otherwise the message telling how to install it (the notebook
     prints it, skips its DP section and runs everything else)."""
-    from memlab.engine.dp import require_opacus
     try:
         require_opacus()
     except ImportError as e:
         return f"{e}\nThe differential-privacy section is skipped; everything else runs."
     return None
+
+
+# ----------------------------------------------------------------------------- data
+class RemovalData:
+    """The notebook's data, loaded before any training: the pre-training split and f's and g's halves of it,
+    the downstream probe tasks, the lambda sweep's data sets and halves, and the DP encoders' points."""
+
+    def __init__(self, p: RemovalParams):
+        self.p, self._loaded = p, {}
+        self.train = self.load(p.dataset)[0]   # a missing pre-training dataset fails here (no stand-in)
+        if p.pretrain_split != "train":  # f and g pre-train on another split; the probes keep the labelled splits
+            self.train = load_dataset(p.dataset, p.pretrain_split, download=p.download)
+        self.f_pool, self.g_pool = disjoint_halves(self.train.labels, p.n_half, p.split_seed)
+        self.tasks = dict(self.task(name, i) for i, name in enumerate(p.downstream))
+        self.lam_data = {}   # {shown name: (train, f's half, g's half, probe task)}
+        for i, name in enumerate(p.lambda_datasets):
+            tr, _, shown = self.load(name, i)
+            halves = disjoint_halves(tr.labels, p.lambda_n_half, p.split_seed)
+            self.lam_data[shown] = (tr, *halves, self.task(name, i)[1])
+        self.dp_message = dp_unavailable() if p.dp_epochs > 0 else "DP section off (dp_epochs = 0 in this profile)."
+        self.dp_epsilons = ([math.inf] + list(p.dp_epsilons)) if self.dp_message is None else []
+        mean, std = self.train.stats()
+        self.cfg = p.config(mean, std, objective_kw=p.objective_kw)   # f, g and every retrained encoder
+        self.dp_cfg, self.dp_f, self.dp_g = None, None, None   # the DP pair's recipe and points, when it runs
+        if self.dp_epsilons:
+            self.dp_cfg = TrainConfig(model=p.dp_arch, model_kw={"width": p.dp_width, "norm": "group"},
+                                      objective="simsiam", objective_kw={"norm": "layer"}, epochs=p.dp_epochs,
+                                      batch_size=p.dp_batch_size, lr=p.dp_lr, weight_decay=0.0, mean=mean, std=std,
+                                      seed=p.seeds[0])
+            self.dp_f, self.dp_g = (pool[balanced_subset(self.train.labels[pool].numpy(), p.dp_points,
+                                                         p.split_seed + SplitSeed.DP_POINTS)]
+                                    for pool in (self.f_pool, self.g_pool))
+
+    def describe(self) -> str:
+        """What the notebook trains on and probes, in one line (and why the DP section is off, if it is)."""
+        p = self.p
+        return ((f"{self.dp_message}\n" if self.dp_message else "") + f"pre-training {p.dataset}: halves of "
+                f"{p.n_half} | downstream: {list(self.tasks)} | lambda sweep on {list(self.lam_data)}")
+
+    def load(self, name: str, i: int = 0) -> tuple:
+        """(train, test, shown name) of dataset ``name``, the ``i``-th of its list, loaded once. Synthetic data is
+        generated with ``split_seed + i``; a stand-in for an unavailable dataset (``synthetic_fallback``) with
+        ``split_seed + SYNTHETIC_STAND_IN * (i + 1)`` and is shown as "synthetic (for <name>)"."""
+        p = self.p
+        if name not in self._loaded:
+            n = (p.synthetic_n_train, p.synthetic_n_test)
+            synthetic, pretraining = name == "synthetic", name == p.dataset
+            try:   # the pre-training data never has a stand-in: a missing one fails with its own error
+                tr, te = load_or_stand_in(name, synthetic_fallback=p.synthetic_fallback and not pretraining,
+                                          n=n if synthetic else (None, None),
+                                          seed=p.split_seed + i if synthetic else 0, download=p.download,
+                                          stand_in_n=n, atypical_frac=p.atypical_frac,
+                                          stand_in_seed=p.split_seed + SplitSeed.SYNTHETIC_STAND_IN * (i + 1))
+            except DatasetNotFound as e:
+                raise (e.__cause__ or e) if pretraining else e   # without the hint to allow a stand-in
+            self._loaded[name] = (tr, te, name if tr.name == name else f"synthetic (for {name})")
+        return self._loaded[name]
+
+    def task(self, name: str, i: int) -> tuple:
+        """``(shown name, (x_train, y_train, x_test, y_test))``: class-balanced ``probe_train`` / ``probe_test``
+        images of a dataset's train / test split, a linear-probe task (``scoring.probe_accuracy``)."""
+        p = self.p
+        tr, te, shown = self.load(name, i)
+        a = balanced_subset(tr.labels.numpy(), min(p.probe_train, len(tr)), p.split_seed + SplitSeed.PROBE_TRAIN)
+        b = balanced_subset(te.labels.numpy(), min(p.probe_test, len(te)), p.split_seed + SplitSeed.REMOVAL_PROBE_TEST)
+        return shown, (tr.images[a], tr.labels[a], te.images[b], te.labels[b])
+
+
+# ----------------------------------------------------------------------------- the plan
+def plan(p: RemovalParams, S, d: RemovalData) -> tuple[Plan, dict]:
+    """Declare every encoder as one plan: f and g per seed, the retrained encoders (deferred: they depend on f's
+    scores), f and g per lambda, dataset and seed, and the DP pairs. Returns ``(plan, jobs)`` with ``jobs``:
+    {"f": [...], "g": [...], "lambda": {(dataset, lam, seed): [f, g]}, "dp": {(epsilon, "f"|"g"): job}}."""
+    cache, cfg, force = S.cache, d.cfg, p.force
+    pl = Plan("03_removal", cache=cache, device=S.device)
+    jobs = {w: [pl.add(ssl_job(f"{w} seed {s}", replace(cfg, seed=s), d.train, pool, cache=cache, force=force))
+                for s in p.seeds] for w, pool in (("f", d.f_pool), ("g", d.g_pool))}
+    for k in p.ks:
+        for strategy in STRATEGIES:
+            for s in p.seeds:   # the stand-in trains as many points, for a dry run
+                pl.defer(f"remove {k} {strategy} seed {s}", "encoder", training_cost(cfg, len(d.f_pool) - k),
+                         stand_in=lambda k=k, s=s: ssl_job(f"remove {k} seed {s} (stand-in)", replace(cfg, seed=s),
+                                                           d.train, d.f_pool[k:], cache=cache))
+    jobs["lambda"] = {}
+    for name, (tr, fp, gp, _) in d.lam_data.items():
+        mean, std = tr.stats()
+        base = replace(cfg, epochs=p.lambda_epochs, mean=mean, std=std)
+        for lam in p.lambdas:
+            for s in p.lambda_seeds:
+                c = replace(lambda_config(base, lam), seed=s)
+                jobs["lambda"][name, lam, s] = [pl.add(ssl_job(f"lambda {lam} {name} {w} seed {s}", c, tr, idx,
+                                                               cache=cache, force=force))
+                                                for w, idx in (("f", fp), ("g", gp))]
+    jobs["dp"] = {}
+    for eps in d.dp_epsilons:
+        for w, idx in (("f", d.dp_f), ("g", d.dp_g)):
+            jobs["dp"][eps, w] = pl.add(
+                ssl_job(f"DP eps=inf {w}", d.dp_cfg, d.train, idx, cache=cache, force=force) if math.isinf(eps) else
+                dp_job(d.dp_cfg, d.train.images[idx], idx, epsilon=eps, cache=cache,
+                       data_id=f"{d.train.name}/{d.train.split}", max_grad_norm=p.dp_max_grad_norm,
+                       physical_batch=p.dp_physical_batch or None, name=f"DP eps={eps:g} {w}", force=force))
+    return pl, jobs

@@ -26,10 +26,13 @@ import numpy as np
 import torch
 
 from memlab.metrics.probes import knn_accuracy
+from memlab.streams import TOY_B_STRIDE, TOY_SEED_STRIDE
 
 
 @dataclass(frozen=True)
 class ToyConfig:
+    """The toy model of appendix E: data, projector and training. Raises ValueError unless 0 < d1 < d, the counts
+    are >= 1 and sigma, lr > 0. Every field enters the cache key of notebook 06's toy grid (``describe``)."""
     d: int = 20               # input (and embedding) dimension
     d1: int = 2               # class-carrying coordinates
     classes: int = 5          # C, for the true classes and the random labels
@@ -49,6 +52,7 @@ class ToyConfig:
             raise ValueError("classes, K, steps, n_test, knn_k must be >= 1 and sigma, lr > 0")
 
     def describe(self) -> dict:
+        """Every field, as the dict that keys the cached grid."""
         return asdict(self)
 
 
@@ -59,7 +63,7 @@ def centres(cfg: ToyConfig) -> torch.Tensor:
 
 
 def sample(cfg: ToyConfig, n: int, gen: torch.Generator):
-    """n points (x (n, d), z (n,)) of the Gaussian mixture."""
+    """n points of the Gaussian mixture: x float64 (n, d) and their classes z int64 (n,), drawn from ``gen``."""
     mu = centres(cfg)
     z = torch.randint(0, cfg.classes, (n,), generator=gen)
     s1 = cfg.sigma / np.sqrt(10.0)
@@ -70,23 +74,28 @@ def sample(cfg: ToyConfig, n: int, gen: torch.Generator):
 
 
 def augment(cfg: ToyConfig, x: torch.Tensor, B: int, gen: torch.Generator) -> torch.Tensor:
-    """B augmentations of each point, (n, B, d): noise N(0, sigma^2) added to coordinates d1: only."""
+    """B augmentations of each point, float64 (n, B, d): noise N(0, sigma^2) added to the noise coordinates d1:
+    only (the class-carrying ones are kept), drawn from ``gen``."""
     out = x[:, None].repeat(1, B, 1)
     out[:, :, cfg.d1:] += cfg.sigma * torch.randn(x.shape[0], B, cfg.d - cfg.d1, generator=gen, dtype=x.dtype)
     return out
 
 
 def projector(z: torch.Tensor, v: torch.Tensor, l: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """g(z) = sum_i w_i(z) l_i, w_i = (1/||z - v_i||) / sum_j (1/||z - v_j||)."""
+    """The soft nearest-vector projector g(z) = sum_i w_i(z) l_i, w_i = (1/||z - v_i||) / sum_j (1/||z - v_j||), of
+    embeddings ``z`` (m, d) over the K vectors ``v`` (K, d) with one-hot labels ``l`` (K, C): (m, C). ``eps`` keeps
+    a point on a vector finite."""
     sq = ((z * z).sum(1, keepdim=True) + (v * v).sum(1) - 2 * z @ v.T).clamp_min(eps * eps)  # ||z - v_i||^2
     inv = 1.0 / sq.sqrt()
     return (inv / inv.sum(1, keepdim=True)) @ l
 
 
 def run(cfg: ToyConfig, n: int, B: int) -> dict:
-    """Train on n points x B augmentations with random labels; return the K-NN accuracy at init and after
-    training, and the final fit (accuracy of argmax g on the training augmentations). Runs on the CPU in
-    one thread (these small float64 ops are several times slower multi-threaded on a busy machine)."""
+    """Train on n points x B augmentations with random labels; return ``{"n", "B", "knn_init", "knn", "fit",
+    "loss"}``: the K-NN accuracy (in [0, 1]) of the true classes at init and after training, the final fit (accuracy
+    of argmax g on the training augmentations) and the final loss. Seeds: ``streams.TOY_SEED_STRIDE`` and
+    ``TOY_B_STRIDE``. Runs on the CPU in one thread (these small float64 ops are several times slower
+    multi-threaded on a busy machine). Raises ValueError for n or B < 1."""
     if n < 1 or B < 1:
         raise ValueError(f"n and B must be >= 1, got n={n}, B={B}")
     threads = torch.get_num_threads()
@@ -99,12 +108,12 @@ def run(cfg: ToyConfig, n: int, B: int) -> dict:
 
 def _run(cfg: ToyConfig, n: int, B: int) -> dict:
     # data, random labels and W at init depend on (seed, n) only: at fixed n, only B changes
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + n)
+    gen = torch.Generator().manual_seed(cfg.seed * TOY_SEED_STRIDE + n)
     x, z = sample(cfg, n, gen)
     xt, zt = sample(cfg, cfg.n_test, gen)
     y = torch.randint(0, cfg.classes, (n,), generator=gen)
     W = (torch.randn(cfg.d, cfg.d, generator=gen, dtype=torch.float64) / np.sqrt(cfg.d)).requires_grad_()
-    gen_b = torch.Generator().manual_seed(cfg.seed * 7919 + n + 1_000_003 * B)
+    gen_b = torch.Generator().manual_seed(cfg.seed * TOY_SEED_STRIDE + n + TOY_B_STRIDE * B)
     xa = augment(cfg, x, B, gen_b).reshape(n * B, cfg.d)
     ya = torch.nn.functional.one_hot(y, cfg.classes).double().repeat_interleave(B, 0)
     start = torch.randint(0, n * B, (cfg.K,), generator=gen_b)
@@ -125,7 +134,7 @@ def _run(cfg: ToyConfig, n: int, B: int) -> dict:
 
 
 def grid(cfg: ToyConfig, ns, Bs, progress: bool = True) -> list:
-    """``run`` over the grid of n and B (rows of dicts)."""
+    """``run`` over the grid of n (outer) and B (inner): one row dict per cell."""
     from tqdm import tqdm
     cells = [(n, B) for n in ns for B in Bs]
     return [run(cfg, n, B) for n, B in tqdm(cells, disable=not progress, desc="toy grid", leave=False)]

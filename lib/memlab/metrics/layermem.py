@@ -5,7 +5,7 @@
                       m_l(x) = E_g L_align(g_{<=l}, x) - E_f L_align(f_{<=l}, x),
                       L_align(h, x) = E_{x',x''} || norm(flat(h(x'))) - norm(flat(h(x''))) ||_2,
                       on the same f/g pair and the same K view pairs as the final layer; every layer comes from
-                      ONE forward pass per view (``sslmem.score(..., layers=...)``).
+                      ONE forward pass per view (``sslmem.sslmem_scores(..., layers=...)``).
     normalisation   (SSLMem appendix A, methods.md §2): m_l divided by its range (max - min) over the scored
                       points, per layer (``mode="layer"``: LayerMem_l is exactly the normalised SSLMem of the
                       truncated encoder) or by one range shared by all layers (``mode="shared"``).
@@ -21,15 +21,12 @@
 
 Layers: every block output after its residual addition (ResNet-9: 8 layers; CIFAR ResNets: stem and every
 block); for a ViT each block after its attention and after its MLP sub-layer (``layermem_layers``).
-Downstream uses (§5 of the paper): fine-tuning only chosen layers (``finetune``) and swapping layers between
-encoders (``replace_layers``); ``layer_keys`` maps a layer to its parameters and buffers. Fine-tuning runs on
-``engine.fit`` (``train.view_step`` as its step, a seeded permutation as its batches).
+The paper's downstream uses (§5: fine-tuning chosen layers, swapping layers between encoders) are experiments,
+not metrics: ``memlab.experiments.layermem_downstream``.
 """
 from __future__ import annotations
 
-import copy
 import re
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -37,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from memlab.metrics.rankings import agreement
-from memlab.metrics.sslmem import score
+from memlab.metrics.sslmem import normalised_sslmem, sslmem_range, sslmem_scores
 from memlab.metrics.stats import welch
 
 MODES = ("layer", "shared")
@@ -46,41 +43,12 @@ MODES = ("layer", "shared")
 # ----------------------------------------------------------------------------- which layers
 def layermem_layers(encoder) -> list[str]:
     """The layers LayerMem reports, in network order: all of ``encoder.layer_names`` except, for a ViT, the
-    patch embedding and the final LayerNorm (methods.md §3: each block after attention and after MLP)."""
+    patch embedding and the final LayerNorm (methods.md §3; the paper's §3 reports each ViT block after its
+    attention and after its MLP sub-layer). Returns a list of layer names."""
     names = list(encoder.layer_names)
     if any(n.endswith(".attn") for n in names):
         return [n for n in names if re.fullmatch(r"block\d+\.(attn|mlp)", n)]
     return names
-
-
-def _prefixes(encoder) -> dict:
-    """{layer: state-dict key prefixes of the modules that compute it (from the previous layer's output)}."""
-    from memlab.models.networks import CNN, ResNet, ResNet9, ViT
-    names = list(encoder.layer_names)
-    if isinstance(encoder, ResNet9):
-        return {n: [f"{n}." if n == "prep" or "." in n else f"{n}.conv."] for n in names}
-    if isinstance(encoder, ResNet):
-        return {n: [f"{n}."] for n in names}
-    if isinstance(encoder, CNN):
-        return {n: [f"blocks.{i}."] for i, n in enumerate(names)}
-    if isinstance(encoder, ViT):
-        out = {"patch_embed": ["vit.patch_embed.", "vit.cls_token", "vit.pos_embed", "vit.reg_token",
-                               "vit.norm_pre."], "norm": ["vit.norm."]}
-        for n in names:
-            m = re.fullmatch(r"block(\d+)\.(attn|mlp)", n)
-            if m:
-                i, j = m.group(1), "1" if m.group(2) == "attn" else "2"
-                out[n] = [f"vit.blocks.{i}.norm{j}.", f"vit.blocks.{i}.{m.group(2)}.", f"vit.blocks.{i}.ls{j}."]
-        return out
-    raise TypeError(f"no layer-to-parameter map for {type(encoder).__name__}")
-
-
-def layer_keys(encoder, layers) -> list[str]:
-    """State-dict keys (parameters and buffers) of ``layers``: what fine-tuning trains and replacement swaps."""
-    encoder._check_layers(layers)
-    pre = _prefixes(encoder)
-    want = [p for l in layers for p in pre[l]]
-    return [k for k in encoder.state_dict() if any(k.startswith(p) for p in want)]
 
 
 class Truncated(nn.Module):
@@ -108,18 +76,24 @@ class Truncated(nn.Module):
 
 # ----------------------------------------------------------------------------- scores
 def layer_scores(f_encoders, g_encoders, images, idx, bank, *, layers, **kw) -> dict:
-    """Raw per-layer SSLMem ``{layer: {"align_f", "align_g", "raw"}}`` from one forward pass per view and
-    encoder (``sslmem.score`` with ``layers``); ``kw``: n_pairs, rep, batch_size, device, progress."""
+    """Raw per-layer SSLMem m_l(x) (§3) of the points ``images`` (uint8 (N,3,H,W), global indices ``idx``: their
+    view-bank keys) under the f and g encoders (lists: seeds averaged), from one forward pass per view and
+    encoder (``sslmem.sslmem_scores`` with ``layers``). ``kw``: n_pairs, rep, batch_size, device, progress.
+    Returns ``{layer: {"align_f", "align_g", "raw"}}``, float32 tensors (N,) in alignment-loss units (L2
+    distances of normalised representations). Raises ValueError for a layer an encoder does not have, before
+    any compute."""
     for enc in [*f_encoders, *g_encoders]:
         if hasattr(enc, "_check_layers"):
             enc._check_layers(layers)  # unknown layer names fail before any compute
-    return score(f_encoders, g_encoders, images, idx, bank, layers=list(layers), **kw)
+    return sslmem_scores(f_encoders, g_encoders, images, idx, bank, layers=list(layers), **kw)
 
 
 def cached_layer_scores(cache, f_list, g_list, data, idx, bank, *, layers, n_pairs: int, rep: str, id_offset: int = 0,
                         device=None, force: bool = False, progress: bool = True) -> dict:
-    """``layer_scores`` of ``data.images[idx]`` through the cache (keyed by the encoders' keys, the view bank,
-    the points and the layers). ``id_offset`` shifts the view-bank ids (test-split points)."""
+    """``layer_scores`` of ``data.images[idx]`` under the ``train.Trained`` encoders ``f_list`` / ``g_list``,
+    through ``cache`` (keyed by the encoders' keys, the view bank, ``n_pairs``, ``rep``, the points, the layers
+    and the data's name; ``force`` recomputes). ``id_offset`` shifts the view-bank ids (test-split points).
+    Returns what ``layer_scores`` returns."""
     idx = torch.as_tensor(idx, dtype=torch.long)
     key = {"f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(), "pairs": n_pairs,
            "rep": rep, "points": idx.tolist(), "offset": id_offset, "layers": list(layers), "data": data.name}
@@ -128,33 +102,36 @@ def cached_layer_scores(cache, f_list, g_list, data, idx, bank, *, layers, n_pai
         layers=layers, n_pairs=n_pairs, rep=rep, device=device, progress=progress), force=force)
 
 
-def normalise(raw: dict, *, mode: str = "layer", reference=None) -> dict:
-    """LayerMem per point: ``raw[l] / range`` with the range (max - min) of ``raw[l][reference]`` (default all
-    points) for ``mode="layer"``, or the largest such range over all layers for ``mode="shared"``.
-    ``raw``: {layer: (N,) raw scores}. A layer whose reference scores are all zero gets 0 (its output carried
-    no point-specific alignment difference); equal non-zero scores cannot be normalised (error)."""
+def layermem(raw: dict, *, mode: str = "layer", reference=None) -> dict:
+    """LayerMem per point and layer (methods.md §3): each layer's raw SSLMem divided by a range, never shifted.
+
+    ``raw``: {layer: (N,) float tensor of raw scores m_l (alignment-loss units), ``layer_scores``' "raw"}.
+    ``reference``: the positions whose max - min sets the range (default: all N points). ``mode="layer"``
+    divides each layer by its own range -- exactly SSLMem's normalisation (``sslmem.normalised_sslmem``) of the
+    truncated encoder; ``mode="shared"`` divides every layer by the widest layer's range, so layers keep their
+    relative sizes. Returns {layer: (N,) float32}, dimensionless; the reference points span an interval of width
+    1 in [-1, 1] (``mode="layer"``).
+
+    A layer whose reference scores are all zero (its output does not depend on the input) gets LayerMem 0,
+    not 0/0. Raises ValueError for an unknown mode, no layers, non-finite scores (naming the layers), or a
+    layer whose reference scores are equal but not zero (no range to divide by)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not raw:
         raise ValueError("no layers to normalise")
     bad = [l for l, v in raw.items() if not bool(torch.isfinite(v).all())]
-    if bad:
+    if bad:  # named here, per layer: normalised_sslmem's own check could not say which layer
         raise ValueError(f"LayerMem: raw scores of layer(s) {bad} hold non-finite values (a diverged f or g?)")
     ref = {l: (v if reference is None else v[reference]).float() for l, v in raw.items()}
-    rng = {l: float(v.max() - v.min()) for l, v in ref.items()}
-    for l, r in rng.items():
-        if not r > 0 and bool((ref[l] != 0).any()):
-            raise ValueError(f"layer {l}: all reference scores equal {float(ref[l][0])}; cannot normalise")
-    if mode == "shared":
-        top = max(rng.values())
-        if not top > 0:
-            return {l: torch.zeros_like(v, dtype=torch.float32) for l, v in raw.items()}
-        rng = {l: top for l in rng}
-    return {l: raw[l].float() / rng[l] if rng[l] > 0 else torch.zeros_like(raw[l], dtype=torch.float32) for l in raw}
+    rng = {l: sslmem_range(v, f"layer {l} reference") for l, v in ref.items()}
+    span = max(rng.values()) if mode == "shared" else None   # shared: every layer on the widest layer's range
+    return {l: normalised_sslmem(raw[l].float(), ref[l], span=span) for l in raw}
 
 
 def delta(lm: dict, layers=None) -> dict:
-    """Delta-LayerMem per point: ``lm[l] - lm[previous layer]``; the first layer keeps its LayerMem."""
+    """Delta-LayerMem per point (§3): ``lm[l] - lm[previous layer]`` in the order of ``layers`` (default: the
+    order of ``lm``); the first layer keeps its LayerMem, so the Deltas sum to the last layer's LayerMem.
+    ``lm``: {layer: (N,) LayerMem}. Returns {layer: (N,) tensor}, in [-2, 2]."""
     layers = list(layers or lm)
     out, prev = {}, None
     for l in layers:
@@ -164,8 +141,10 @@ def delta(lm: dict, layers=None) -> dict:
 
 
 def groups(final, *, n_random: int, k: int, seed: int) -> dict:
-    """Positions of the point groups of the paper's tables, ranked by final-layer SSLMem ``final`` (N,):
-    ``random`` (n_random points, fixed by seed), ``top`` (the k most memorised), ``least`` (the k least)."""
+    """Positions (long tensors) of the point groups of the paper's LayerMem tables (§3: 100 random candidates,
+    the 50 most and the 50 least memorised), ranked by final-layer SSLMem ``final`` (N,): ``random`` (n_random
+    points, sorted, fixed by ``seed``), ``top`` (the k highest), ``least`` (the k lowest; ties keep their order).
+    Raises ValueError unless 1 <= k <= N/2 (top and least disjoint) and 1 <= n_random <= N."""
     final = torch.as_tensor(final).float()
     n = len(final)
     if not 1 <= k <= n // 2:
@@ -178,8 +157,9 @@ def groups(final, *, n_random: int, k: int, seed: int) -> dict:
 
 
 def layer_table(lm: dict, layers, grp: dict) -> pd.DataFrame:
-    """The paper's LayerMem table: per layer, mean LayerMem and Delta-LayerMem of every group, and the SD of
-    LayerMem. ``lm``: {layer: (N,) LayerMem}; ``grp``: {group: positions}."""
+    """The paper's LayerMem table (§3, Table 1 of the localisation paper): one row per layer of ``layers`` with
+    "layer index" (from 1), "layer", and per group g of ``grp``: "LayerMem g" (mean), "Delta g" (mean
+    Delta-LayerMem) and "LayerMem g sd". ``lm``: {layer: (N,) LayerMem}; ``grp``: {group: positions} (``groups``)."""
     d = delta(lm, layers)
     rows = []
     for i, l in enumerate(layers):
@@ -193,7 +173,8 @@ def layer_table(lm: dict, layers, grp: dict) -> pd.DataFrame:
 
 
 def top_vs_least(lm: dict, layers, grp: dict) -> pd.DataFrame:
-    """Per layer: one-sided Welch t-test LayerMem(top) > LayerMem(least)."""
+    """Per layer: one-sided Welch t-test of LayerMem(top) > LayerMem(least) (§3: the most memorised points are
+    memorised more in every layer). Columns: layer, top and least (means), t, "p (top > least)", d (Cohen's)."""
     rows = []
     for l in layers:
         t = welch(lm[l][grp["top"]], lm[l][grp["least"]])
@@ -203,8 +184,9 @@ def top_vs_least(lm: dict, layers, grp: dict) -> pd.DataFrame:
 
 
 def vit_sublayers(table: pd.DataFrame) -> pd.DataFrame:
-    """ViT: one row per block with the attention and the MLP sub-layer side by side (every numeric column of
-    a ``layer_table``)."""
+    """A ViT's ``layer_table`` with one row per block ("block", an int) and every numeric column twice, "<column>
+    (attn)" and "<column> (mlp)": the two sub-layers side by side (§3: the MLP sub-layers memorise more). Raises
+    ValueError when the table has no blockN.attn / blockN.mlp layers."""
     t = table[table.layer.str.fullmatch(r"block\d+\.(attn|mlp)")].copy()
     if t.empty:
         raise ValueError("no ViT sub-layers (blockN.attn / blockN.mlp) in this table")
@@ -218,8 +200,10 @@ def vit_sublayers(table: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- consistency between layers
 def consistency(lm: dict, layers, k: int) -> pd.DataFrame:
-    """For every pair of layers: Kendall tau-b (and p) between their LayerMem rankings of the same points, and
-    the top-k overlap (fraction); ``gap`` = distance of the two layers in network order."""
+    """Consistency between layers (§3: adjacent layers memorise the same points, distant ones do not): for every
+    pair (a, b) of ``layers``, Kendall tau-b (and its p) between their LayerMem rankings of the same points,
+    ``top{k}``, the fraction of their k most memorised points they share, and ``gap``, how many layers apart
+    they are. ``lm``: {layer: (N,) LayerMem}. Raises ValueError unless 1 <= k <= N."""
     if not 1 <= k <= len(next(iter(lm.values()))):
         raise ValueError(f"overlap k={k} must lie in 1..{len(next(iter(lm.values())))}")
     t = agreement({l: lm[l] for l in layers}, ks=(k,))
@@ -229,7 +213,8 @@ def consistency(lm: dict, layers, k: int) -> pd.DataFrame:
 
 
 def adjacent_vs_distant(cons: pd.DataFrame, k: int, min_gap: int) -> pd.DataFrame:
-    """Mean Kendall tau and top-k overlap of adjacent layer pairs (gap 1) against distant ones (gap >= min_gap)."""
+    """Two rows, adjacent layer pairs (gap 1) and distant ones (gap >= ``min_gap``): their count, mean Kendall
+    tau and mean top-k overlap (``cons``: ``consistency``'s table). Raises ValueError for ``min_gap`` < 2."""
     if min_gap < 2:
         raise ValueError(f"distant pairs need a gap of at least 2 layers, got {min_gap}")
     rows = []
@@ -238,85 +223,3 @@ def adjacent_vs_distant(cons: pd.DataFrame, k: int, min_gap: int) -> pd.DataFram
         rows.append({"pairs": name, "n pairs": len(d), "mean kendall tau": d.kendall_tau.mean(),
                      f"mean top-{k} overlap": d[f"top{k}"].mean()})
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- downstream: choose, fine-tune, replace
-STRATEGIES = ("LayerMem", "Delta", "last", "random", "least LayerMem", "least Delta")
-
-
-def pick_layers(table: pd.DataFrame, k: int, strategy: str, *, column: str = "random", seed: int = 0) -> list:
-    """k layers of ``table`` (a ``layer_table``): the highest mean LayerMem / Delta of group ``column``, the
-    lowest ("least ..."), the last k, or k random layers (fixed by seed). Returned in network order."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    layers = list(table.layer)
-    if not 1 <= k <= len(layers):
-        raise ValueError(f"k={k} must lie in 1..{len(layers)}")
-    if strategy == "last":
-        chosen = layers[-k:]
-    elif strategy == "random":
-        chosen = list(np.random.default_rng(seed).choice(layers, k, replace=False))
-    else:
-        col = f"{'Delta' if 'Delta' in strategy else 'LayerMem'} {column}"
-        v = table.set_index("layer")[col]
-        chosen = list((v.nsmallest(k) if strategy.startswith("least") else v.nlargest(k)).index)
-    return [l for l in layers if l in set(chosen)]
-
-
-def _freeze_bn(module: nn.Module) -> None:
-    """Frozen normalisation layers must not update their running statistics either."""
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
-            m.eval()
-
-
-def finetune(trained, layers, images, index=None, *, epochs: int, lr: float, batch_size: int = 256, seed: int = 0,
-             device="auto", amp: bool = True, progress: bool = True):
-    """Fine-tune only ``layers`` of ``trained`` (a ``train.Trained``) with its own SSL objective and training
-    augmentation on ``images`` (uint8, N,3,H,W); every other parameter and BatchNorm statistic stays frozen.
-    SGD (momentum 0.9), cosine schedule, AMP on CUDA. Returns ``(encoder, history)``; ``trained`` is untouched."""
-    from memlab.engine.loop import Cosine, fit, grad_scaler
-    from memlab.engine.train import resolve_device, view_step
-    if epochs < 1 or lr <= 0:
-        raise ValueError(f"epochs must be >= 1 and lr > 0, got {epochs}, {lr}")
-    if trained.objective.needs_labels:
-        raise ValueError("finetune uses the encoder's SSL objective; got a supervised encoder")
-    dev = resolve_device(device)
-    keys = set(layer_keys(trained.encoder, layers))
-    enc, obj = copy.deepcopy(trained.encoder).to(dev), copy.deepcopy(trained.objective).to(dev)
-    for n, p in enc.named_parameters():
-        p.requires_grad_(n in keys)
-    params = [p for p in [*enc.parameters(), *obj.parameters()] if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    n = len(images)
-    index = torch.arange(n) if index is None else torch.as_tensor(index)
-    bs = min(batch_size, n)
-    steps = max(1, n // bs)
-    gen = torch.Generator().manual_seed(seed)
-    scaler = grad_scaler(dev, amp)
-    cfg = replace(trained.config, seed=seed)  # view_step draws the views of (seed, epoch)
-
-    def batches(epoch):
-        perm = torch.randperm(n, generator=gen)
-        return [perm[i * bs:(i + 1) * bs] for i in range(steps)]
-
-    res = fit(view_step(cfg, enc, obj, images, None, index, opt, scaler, dev, amp), batches, epochs=epochs,
-              optimizer=opt, state={}, schedule=Cosine(lr, epochs * steps), modules=(enc, obj),
-              epoch_start=lambda epoch: _freeze_bn(enc), epoch_loss=lambda ls: float(np.mean([float(v) for v in ls])),
-              label=f"fine-tuning {','.join(layers)}", desc=f"fine-tune {','.join(layers)}", progress=progress)
-    for p in enc.parameters():
-        p.requires_grad_(True)
-    return enc.eval(), res.history
-
-
-def replace_layers(target, source, layers):
-    """A copy of encoder ``target`` whose ``layers`` (parameters and buffers) come from ``source``, an encoder
-    of the same architecture (e.g. trained on another dataset). Neither input is modified."""
-    keys = layer_keys(target, layers)
-    ts, ss = target.state_dict(), source.state_dict()
-    bad = [k for k in ts if k not in ss or ss[k].shape != ts[k].shape]
-    if bad:
-        raise ValueError(f"source and target encoders differ in architecture (e.g. {bad[:3]})")
-    out = copy.deepcopy(target)
-    out.load_state_dict({**ts, **{k: ss[k].to(ts[k].device) for k in keys}})
-    return out.eval()

@@ -94,7 +94,8 @@ def sorted_profile(p: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- binomial comparison
 def binomial_noise(n_points: int, n_networks: int, p_hat: float, rng: np.random.Generator) -> np.ndarray:
-    """Sorted |X| draws of Binomial(N, p_hat) / N."""
+    """Sorted binomial noise, float64 (n_points,): draws of Binomial(n_networks, p_hat) / n_networks from ``rng``
+    (appendix B: the profile of N networks if every image were equally hard)."""
     return np.sort(rng.binomial(n_networks, p_hat, size=n_points) / n_networks)
 
 
@@ -160,8 +161,11 @@ def closest_epoch(mean_p, epochs, target: float) -> int:
 
 
 def profile_table(rec: np.ndarray, epochs, n_draws: int = 10, seed: int = 0, fixed_view: int = 0) -> list[dict]:
-    """Per recorded epoch: mean p, MAE to binomial averaged over augmentations and for fixed augmentation
-    ``fixed_view`` (plus its mean over all M fixed augmentations), and the chi-square p-value (fixed)."""
+    """Fig. 2's numbers per recorded epoch of ``rec`` (bool (N, E, M, |X|); ``epochs``: the E epoch numbers): a row
+    ``{"epoch", "mean_p", "mae_averaged", "mae_fixed", "mae_fixed_all_views", "chi2_fixed", "chi2_dof",
+    "chi2_p_fixed"}``: mean p, the MAE to binomial noise (``binomial_mae``, ``n_draws`` draws from ``seed``)
+    averaged over augmentations and for the fixed augmentation ``fixed_view`` (and its mean over all M fixed
+    augmentations), and the chi-square test of the fixed augmentation (``chi_square_binomial``)."""
     n = rec.shape[0]
     pa, pf = p_averaged(rec), p_fixed(rec)
     rows = []

@@ -68,7 +68,8 @@ def agreement(scores: dict, ks=(10, 20, 50, 100, 200)) -> pd.DataFrame:
 
 
 def square(table: pd.DataFrame, value: str, names: list) -> pd.DataFrame:
-    """The symmetric matrix of ``value`` (e.g. "kendall_tau") over ``names``, 1 on the diagonal."""
+    """The symmetric matrix of ``value`` (e.g. "kendall_tau", "top50") over ``names``, from the pair rows of
+    ``agreement``, with 1 on the diagonal (a ranking agrees with itself): the heatmaps of Tables 12-13."""
     m = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
     for _, r in table.iterrows():
         m.loc[r["a"], r["b"]] = m.loc[r["b"], r["a"]] = r[value]
@@ -78,7 +79,9 @@ def square(table: pd.DataFrame, value: str, names: list) -> pd.DataFrame:
 @torch.no_grad()
 def true_label_prob(trained, images: torch.Tensor, labels, normalize, *, batch_size: int = 512, device=None):
     """Softmax probability of the true label under a supervised ``Trained`` (encoder + classifier head),
-    on the un-augmented images."""
+    on the un-augmented images: ``images`` uint8 (N,3,H,W), ``labels`` int (N,), ``normalize`` the encoder's
+    input normalisation. Returns a float tensor (N,) in [0, 1]. Raises ValueError for an encoder without a
+    classification head (``objective.logits``)."""
     if not hasattr(trained.objective, "logits"):
         raise ValueError("Feldman memorisation needs a supervised encoder with its classification head")
     device = device or next(trained.encoder.parameters()).device
@@ -93,7 +96,10 @@ def true_label_prob(trained, images: torch.Tensor, labels, normalize, *, batch_s
 
 
 def feldman(f_list, g_list, images, labels, normalize, **kw) -> torch.Tensor:
-    """``mean_f P_f(y|x) - mean_g P_g(y|x)`` per point (several seeds average the expectations)."""
+    """Feldman's label memorisation (Feldman 2020; SSLMem paper Tables 12-13) of each point:
+    ``mean_f P_f(y|x) - mean_g P_g(y|x)`` over the supervised ``Trained`` f's (trained on the points) and g's
+    (not), several seeds averaging the expectations. Returns a float tensor (N,) in [-1, 1]; ``kw``: those of
+    ``true_label_prob``."""
     pf = torch.stack([true_label_prob(t, images, labels, normalize, **kw) for t in f_list]).mean(0)
     pg = torch.stack([true_label_prob(t, images, labels, normalize, **kw) for t in g_list]).mean(0)
     return pf - pg

@@ -106,7 +106,8 @@ HYPOTHESES = [
 
 
 def subset_table(scores: dict, hypotheses=HYPOTHESES) -> pd.DataFrame:
-    """One row per alternative hypothesis: means, n, Welch t, one-sided p-value, Cohen's d."""
+    """Tables 2 and 16: one row per alternative hypothesis of ``hypotheses`` whose subsets are in ``scores``
+    ({subset: 1-D scores}): "hypothesis (H1)" and the keys of ``welch`` (one_sample for a test against 0)."""
     rows = []
     for label, a, b, alt in hypotheses:
         if a not in scores or (b is not None and b not in scores):
@@ -117,6 +118,7 @@ def subset_table(scores: dict, hypotheses=HYPOTHESES) -> pd.DataFrame:
 
 
 def summary(scores: dict) -> pd.DataFrame:
-    """Mean, sd, median and n of each subset's scores."""
+    """Mean, sd (ddof=1), median and n of each subset's scores ({subset: 1-D scores}), one row per subset.
+    Raises ValueError for non-finite scores."""
     return pd.DataFrame([{"subset": k, "mean": _arr(v).mean(), "sd": _arr(v).std(ddof=1),
                           "median": np.median(_arr(v)), "n": len(_arr(v))} for k, v in scores.items()])

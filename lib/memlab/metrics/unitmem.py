@@ -30,6 +30,9 @@ for linking points to units). A dead unit (zero on every point, so 0/0) is repor
 flagged in ``dead`` and its scores are NaN, never silently mixed into summaries.
 
 Ranges: UnitMem and ClassMem of a kept unit lie in [0, 1]; excluded units are NaN.
+
+Pruning units by UnitMem and the DP-SGD comparison are experiments, not metrics:
+``memlab.experiments.unitmem_interventions``.
 """
 from __future__ import annotations
 
@@ -81,8 +84,11 @@ def unit_stats(encoder, images: torch.Tensor, idx, labels, bank: ViewBank, *, n_
                layers=None, keep=(), num_classes: int | None = None, batch_size: int = 256, device=None,
                progress: bool = False) -> dict:
     """Accumulate ``UnitStats`` for every layer in ``layers`` (default: all) over the points
-    ``images`` (uint8, global indices ``idx``, class ``labels``), each seen through ``n_views`` views of
-    the bank. One forward pass per view yields every layer."""
+    ``images`` (uint8 (N,3,H,W), global indices ``idx``, int64 class ``labels``), each seen through ``n_views``
+    views of the bank (default all); mu_u(x) is the mean over views of the unit's spatial (token) mean. One
+    forward pass per view yields every layer. ``keep``: layers whose per-point means (N, U) are kept (the
+    median and the link to points need them). Returns {layer: UnitStats}, on the CPU. Raises ValueError when
+    more views are asked for than the bank holds."""
     layers = list(layers or encoder.layer_names)
     keep = set(keep)
     n_views = n_views or bank.n_views
@@ -175,7 +181,9 @@ def classmem(stats: UnitStats) -> torch.Tensor:
 
 
 def layer_table(stats: dict, rest: str = "mean"):
-    """One row per (layer, unit): UnitMem, ClassMem, the dead and negative flags and the arg-max point."""
+    """One row per (layer, unit) of ``stats`` ({layer: UnitStats}): "layer", "unit" (index), "unitmem" and
+    "classmem" (floats in [0, 1], NaN when excluded; ``rest`` as in ``unitmem``), "dead", "negative" (bools) and
+    "argmax_point" (the global index of the point reaching mu_max)."""
     import pandas as pd
     rows = []
     for l, s in stats.items():
@@ -192,8 +200,9 @@ def live_units(table):
 
 
 def layer_summary(table):
-    """Per layer: live units, excluded units (dead; negative), mean UnitMem and ClassMem over live units, and
-    the fraction of live units with UnitMem > ClassMem."""
+    """Per layer of a ``layer_table``: units_live, units_dead, units_negative (counts), mean_unitmem and
+    mean_classmem over the live units, and frac_unitmem_gt_classmem, the fraction of live units below the
+    ClassMem = UnitMem diagonal (§4: SSL units memorise single points more than classes)."""
     live = live_units(table)
     g = live.groupby("layer", sort=False)
     out = g.agg(units_live=("unit", "size"), mean_unitmem=("unitmem", "mean"), mean_classmem=("classmem", "mean"))
@@ -250,50 +259,11 @@ def point_selectivity(stats: UnitStats) -> tuple:
     return best, unit
 
 
-def prune_masks(table, frac: float, strategy: str, seed: int = 0, layers=None) -> dict:
-    """Keep-masks that remove ``frac`` of the live units of each layer, chosen by "highest" or "lowest"
-    UnitMem, or at "random". ``table`` is ``layer_table``'s output."""
-    if strategy not in ("highest", "lowest", "random"):
-        raise ValueError(f"strategy must be highest, lowest or random, got {strategy!r}")
-    if not 0 <= frac < 1:
-        raise ValueError(f"frac must be in [0, 1), got {frac}")
-    rng = np.random.default_rng(seed)
-    masks = {}
-    for layer, t in table.groupby("layer", sort=False):
-        if layers is not None and layer not in layers:
-            continue
-        live = t[~t["dead"]]
-        k = int(round(frac * len(live)))
-        if strategy == "random":
-            chosen = rng.choice(live["unit"].to_numpy(), size=k, replace=False)
-        else:
-            chosen = live.sort_values("unitmem", ascending=strategy == "lowest")["unit"].to_numpy()[:k]
-        keep = torch.ones(len(t))
-        keep[torch.tensor(np.asarray(chosen), dtype=torch.long)] = 0
-        masks[layer] = keep
-    return masks
-
-
-class pruned:
-    """Context manager: ``with pruned(encoder, masks): ...`` zeroes the masked units' outputs (the unit
-    is removed for every later layer; no weights, BatchNorm rows included, are modified)."""
-
-    def __init__(self, encoder, masks: dict):
-        self.encoder, self.masks = encoder, masks
-
-    def __enter__(self):
-        for layer, keep in self.masks.items():
-            self.encoder.set_unit_mask(layer, keep)
-        return self.encoder
-
-    def __exit__(self, *exc):
-        for layer in self.masks:
-            self.encoder.set_unit_mask(layer, None)
-
-
 def cached_unit_stats(cache, trained, data, idx, bank: ViewBank, *, keep=(), device=None, force: bool = False,
                       progress: bool = True) -> dict:
-    """``unit_stats`` of a cached encoder (``train.Trained``) on ``data[idx]``, through the result cache."""
+    """``unit_stats`` of a cached encoder (``train.Trained``) on ``data[idx]`` (an ``ImageData``), through the
+    result cache (keyed by the encoder's key, the points, the view bank, ``keep`` and the data; ``force``
+    recomputes). Returns {layer: UnitStats}."""
     idx = torch.as_tensor(idx, dtype=torch.long)
     key = {"encoder": trained.key, "points": idx.tolist(), "bank": bank.describe(), "keep": sorted(keep),
            "data": f"{data.name}/{data.split}", "stats": 2}   # 2: per-unit minimum (negative units); 1 lacked it

@@ -1,2 +1,3 @@
-"""Encoders: CNN4, ResNet-9/18/50 and ViT-tiny, with their named layers (for LayerMem) and an ``embed`` output.
+"""Encoders: CNN4 (``cnn``), ResNet-9/18/50 (``resnet``) and ViT-tiny (``vit``), with their named layers (for LayerMem)
+and an ``embed`` output (``encoder``); built by name in ``networks``.
 """

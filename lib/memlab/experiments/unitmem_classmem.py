@@ -1,0 +1,206 @@
+"""Notebook 05, UnitMem and ClassMem (Wang et al., NeurIPS 2024, "Localizing Memorization in SSL Vision Encoders",
+§4; methods.md §4): its parameters, its plan of jobs, and the unit statistics and tables of its encoders.
+
+The SSL encoder is notebook 02's f (``recipes.sslmem_pair``: reused from 02's cache by construction); beside it
+the plan trains a supervised encoder of the same architecture on the same points, an SSL encoder on a second
+dataset and the DP-SGD encoders. The metrics are ``memlab.metrics.unitmem``; the comparisons and claims are
+``experiments.unitmem_findings``, pruning and differential privacy ``experiments.unitmem_interventions``. Usage::
+
+    P, S = begin(globals())         # ParameterError before any compute; the session
+    R = load_data(P, S)             # data first
+    train(R)                        # then the plan (cached or trained)
+    ssl_table, sup_table = unit_tables(R)   # UnitMem and ClassMem of every unit
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import torch
+
+from memlab.augmentation.augment import ViewBank
+from memlab.data.datasets import DATASETS, ImageData
+from memlab.data.splits import balanced_subset
+from memlab.engine.jobs import Plan
+from memlab.engine.train import TrainConfig, encoder_job
+from memlab.experiments.common import Session
+from memlab.experiments.pair_run import PairRun, begin as _begin, pair_data
+from memlab.experiments.recipes import sslmem_pair
+from memlab.io.params import ParameterError, choice
+from memlab.metrics.unitmem import cached_unit_stats, layer_table
+from memlab.models.networks import MODELS
+from memlab.streams import SplitSeed
+
+NOTEBOOK = "05_unitmem_classmem"
+
+
+@dataclass(frozen=True)
+class UnitMemParams:
+    """Notebook 05's parameters, one field per name of its parameters cell (defaults there: the laptop profile;
+    profiles: ``params/<profile>/05_unitmem_classmem.yaml``). ``__post_init__`` raises ``ParameterError`` naming
+    the parameter, before any compute."""
+    profile: str            # smoke, laptop or paper: labels the outputs and selects notebook 02's f/g pair
+    output_dir: str         # folder of the figures, tables and claims
+    device: str             # "auto", "cpu", "cuda" or "cuda:N"
+    executor: str           # "auto", "inline", "local" or "slurm" (engine.executors; $MEMLAB_EXECUTOR overrides)
+    workers: int            # local executor: worker processes (0: one per CPU core or GPU)
+    slurm: dict             # slurm executor: partition, time_min, gpus_per_task, ... (engine.executors.Slurm)
+    unit_views: int         # K: augmentations per point whose mean activation is mu_u(x) (paper: 10)
+    unit_points: int        # |D|: a class-balanced part of f's training points (all of them when larger)
+    unit_rest: str          # mu_-max: "mean" of the other points (the paper) or "median" (the reference code)
+    deep_layers: int        # how many of the last layers count as "the deepest" in the claims
+    dynamics_layer: str     # the layer followed over training ("": the last layer)
+    dynamics_points: int    # points of D measured at every snapshot of f
+    top_k: int              # the k most / least memorised points by notebook 02's SSLMem, linked to units
+    supervised_epochs: int  # epochs of the supervised encoder (long enough to fit: cross-entropy about 0.01)
+    supervised_lr: float    # its learning rate
+    second_dataset: str     # data of the second SSL encoder (UnitMem across datasets) and of the second probe
+    synthetic_fallback: bool  # let synthetic data stand in for an unavailable second_dataset (experiments.fallback)
+    second_n_train: int     # training images of the second dataset (class-balanced subset)
+    second_n_test: int      # test images of the second dataset
+    second_epochs: int      # SimCLR epochs of the encoder of the second dataset (0: no such encoder)
+    prune_fracs: list       # fractions of every layer's live units pruned, each in (0, 1)
+    prune_seed: int         # seed of the random pruning
+    probe_test: int         # test images of the main dataset's probe after pruning
+    dp_epsilons: list       # privacy budgets of the DP-SGD encoders (a non-private reference runs too)
+    dp_epochs: int          # epochs of the DP encoders (0: no DP section)
+    dp_points: int          # their training points (per-example gradients are slow on a CPU)
+    dp_lr: float            # DP-SGD's learning rate
+    dp_batch_size: int      # DP-SGD's logical (expected Poisson) batch
+    dp_physical_batch: int  # images per per-example-gradient pass (opacus BatchMemoryManager; 0: the whole batch)
+    alpha: float            # significance level of the claims
+    force: bool             # recompute cached results instead of reusing them
+
+    @cached_property
+    def pair(self):
+        """Notebook 02's f/g recipe in this profile (``recipes.SSLMemPair``)."""
+        return sslmem_pair(self.profile)
+
+    def __post_init__(self):
+        choice("dataset", self.pair.dataset, DATASETS)
+        choice("second_dataset", self.second_dataset, DATASETS)
+        choice("arch", self.pair.arch, MODELS)
+        choice("unit_rest", self.unit_rest, ["mean", "median"])
+        if any(not 0 < f < 1 for f in self.prune_fracs):
+            raise ParameterError(f"prune_fracs must lie in (0, 1), got {self.prune_fracs}")
+
+
+@dataclass
+class UnitMemRun(PairRun):
+    """One run of notebook 05 (``PairRun``); its jobs: "f", "g", "supervised", "second" and "dp" ({epsilon: job})."""
+    dp: bool = False                # the DP section runs: dp_epochs > 0 and opacus is installed
+
+    @property
+    def ssl(self):
+        """The SSL encoder of the unit statistics: f of the pair's first seed."""
+        return self.f[0]
+
+    @cached_property
+    def supervised(self):
+        """The supervised encoder: f's architecture and training points, cross-entropy on the true labels."""
+        return self.load(self.jobs["supervised"])
+
+    @property
+    def layers(self) -> list:
+        """The layers whose units are measured: all of the SSL encoder's, in network order."""
+        return list(self.ssl.encoder.layer_names)
+
+    @cached_property
+    def dp_points(self) -> torch.Tensor:
+        """The training points of the DP encoders: a class-balanced part of f's training points."""
+        F, P = self.splits.f_train, self.P
+        return F[balanced_subset(self.train_data.labels[F].numpy(), min(P.dp_points, len(F)),
+                                 P.pair.split_seed + SplitSeed.DP_POINTS)]
+
+    @cached_property
+    def points(self) -> torch.Tensor:
+        """D, the points of UnitMem: ``unit_points`` class-balanced points of f's training set (all when fewer)."""
+        F, P = self.splits.f_train, self.P
+        if P.unit_points >= len(F):
+            return F
+        return F[balanced_subset(self.train_data.labels[F].numpy(), P.unit_points,
+                                 P.pair.split_seed + SplitSeed.UNIT_POINTS)]
+
+
+def begin(namespace: dict) -> tuple:
+    """``(P, S)``: the notebook's parameters from ``namespace`` (its globals), checked, and its session
+    (``pair_run.begin``)."""
+    return _begin(UnitMemParams, NOTEBOOK, namespace)
+
+
+def load_data(P: UnitMemParams, S: Session) -> UnitMemRun:
+    """The pair's data and splits and the second dataset (synthetic when allowed and it is missing); whether
+    the DP section can run (it needs opacus). Raises ``DatasetNotFound`` for missing data."""
+    R = UnitMemRun(P, S, *pair_data(P))
+    R.dp = P.dp_epochs > 0
+    if R.dp:
+        from memlab.engine.dp import require_opacus
+        try:
+            require_opacus()
+        except ImportError as e:
+            print(f"{e}\nThe DP section is skipped; everything else runs.")
+            R.dp = False
+    print(f"device {S.device} | {P.pair.dataset}: {len(R.train_data)} train images | second dataset: "
+          f"{R.second_train.name}")
+    return R
+
+
+def train(R: UnitMemRun) -> None:
+    """The plan: the pair's f/g, the supervised encoder, the second dataset's encoder (``second_epochs`` > 0) and
+    the DP encoders (``R.dp``); shown, then trained by the session's executor or found in the cache."""
+    P, S, pair, data = R.P, R.S, R.P.pair, R.train_data
+    R.cfg = cfg = pair.config(*data.stats())
+    F = R.splits.f_train
+    plan = Plan(NOTEBOOK, cache=S.cache, device=S.device)
+    R.jobs["f"], R.jobs["g"] = (plan.add_all(js) for js in pair.jobs(cfg, data, R.splits, cache=S.cache, force=P.force))
+    sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", aug_kw={}, optimizer="sgd",
+                      warmup_epochs=1.0, epochs=P.supervised_epochs, lr=P.supervised_lr, snapshot_epochs=())
+    R.jobs["supervised"] = plan.add(encoder_job(sup_cfg, data.images[F], data.labels[F], F, cache=S.cache,
+                                                data_id=f"{pair.dataset}/train", name=f"supervised/{pair.arch}",
+                                                force=P.force))
+    if P.second_epochs > 0:
+        second = R.second_train
+        m2, s2 = second.stats()
+        cfg2 = replace(cfg, epochs=P.second_epochs, snapshot_epochs=(), mean=m2, std=s2)
+        R.jobs["second"] = plan.add(encoder_job(cfg2, second.images, None, torch.arange(len(second)), cache=S.cache,
+                                                data_id=f"{second.name}/train",
+                                                name=f"{pair.method}/{pair.arch} on {second.name}", force=P.force))
+    if R.dp:
+        from memlab.engine.dp import dp_job
+        Ddp = R.dp_points
+        dp_cfg = TrainConfig(model=pair.arch, model_kw={"width": pair.width, "norm": "group"}, objective="simsiam",
+                             objective_kw={"norm": "layer"}, epochs=P.dp_epochs, batch_size=P.dp_batch_size,
+                             lr=P.dp_lr, weight_decay=0.0, mean=cfg.mean, std=cfg.std)
+        R.jobs["dp"] = {"inf": plan.add(encoder_job(dp_cfg, data.images[Ddp], None, Ddp, cache=S.cache,
+                                                    name="DP reference (eps=inf: no clipping, no noise)",
+                                                    force=P.force))}
+        for eps in P.dp_epsilons:
+            R.jobs["dp"][f"{eps:g}"] = plan.add(dp_job(dp_cfg, data.images[Ddp], Ddp, epsilon=eps, cache=S.cache,
+                                                       physical_batch=P.dp_physical_batch or None,
+                                                       data_id=f"{pair.dataset}/train", force=P.force))
+    R.status = S.run(plan)
+
+
+def unit_stats_of(R: UnitMemRun, trained, data: ImageData, idx, keep=()) -> dict:
+    """``metrics.unitmem.UnitStats`` of every layer of ``trained`` on ``data[idx]`` (cached): each point seen
+    through ``unit_views`` fixed views of the encoder's own training augmentation. ``keep``: the layers whose
+    per-point means are kept (the median and the link to points need them)."""
+    P = R.P
+    bank = ViewBank(trained.measuring(), P.unit_views, seed=P.pair.split_seed + SplitSeed.UNIT_VIEWS)
+    return cached_unit_stats(R.S.cache, trained, data, idx, bank, keep=keep, device=R.S.device, force=P.force)
+
+
+def unit_tables(R: UnitMemRun) -> tuple:
+    """``(ssl_table, sup_table)``: ``metrics.unitmem.layer_table`` (one row per layer and unit: UnitMem, ClassMem,
+    flags, arg-max point) of the SSL encoder f and of the supervised encoder on D. Prints where each encoder
+    came from and the excluded (dead or negative) units per layer."""
+    ssl, sup = R.ssl, R.supervised
+    print(f"SSL encoder: {'cache' if ssl.from_cache else 'trained'}, final loss {ssl.history[-1]['loss']:.3f}")
+    print(f"supervised encoder: {'cache' if sup.from_cache else 'trained'}, final loss {sup.history[-1]['loss']:.3f}")
+    ssl_stats = unit_stats_of(R, ssl, R.train_data, R.points, keep=R.layers)  # per-point values: the SSLMem link
+    sup_stats = unit_stats_of(R, sup, R.train_data, R.points, keep=R.layers if R.P.unit_rest == "median" else [])
+    for name, st in (("SSL", ssl_stats), ("supervised", sup_stats)):
+        out = {l: f"{int(s.dead.sum())} dead, {int(s.negative.sum())} negative"
+               for l, s in st.items() if s.excluded.any()}
+        print(f"{name}: excluded units (reported, not scored): {out or 'none'}")
+    return layer_table(ssl_stats, R.P.unit_rest), layer_table(sup_stats, R.P.unit_rest)

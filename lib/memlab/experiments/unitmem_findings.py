@@ -1,0 +1,199 @@
+"""Notebook 05's comparisons, figures and claims (Wang et al., NeurIPS 2024, §4; methods.md §4): UnitMem across
+datasets, the fraction of units above the ClassMem = UnitMem diagonal, UnitMem over training, and the link
+between SSLMem (which points are memorised) and UnitMem (which units memorise them). The inputs are the unit
+tables of ``experiments.unitmem_classmem``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as sst
+
+from memlab.augmentation.augment import ViewBank
+from memlab.data.splits import balanced_subset
+from memlab.experiments.scoring import cached_sslmem
+from memlab.experiments.unitmem_classmem import unit_stats_of
+from memlab.io import plots
+from memlab.io.params import choice
+from memlab.metrics.sslmem import normalised_sslmem
+from memlab.metrics.unitmem import layer_table, link_test, live_units, point_unit_link, unitmem
+from memlab.streams import SplitSeed
+
+
+def per_layer_figure(R, ssl_table: pd.DataFrame, sup_table: pd.DataFrame):
+    """Boxes of UnitMem over the units of each layer, SSL beside supervised."""
+    pair = R.P.pair
+    return plots.per_layer_box({"SSL (SimCLR)": {l: ssl_table[ssl_table.layer == l].unitmem for l in R.layers},
+                                "supervised": {l: sup_table[sup_table.layer == l].unitmem for l in R.layers}},
+                               "UnitMem per layer", "UnitMem",
+                               R.S.report.caption(f"{pair.arch} x{pair.width}, K={R.P.unit_views} views"))
+
+
+def across_datasets(R, ssl_table: pd.DataFrame) -> tuple:
+    """``(values, second_table)``: {dataset: UnitMem of the last layer's units (NaN for excluded units)} of f
+    and, when ``second_epochs`` > 0, of the same recipe trained on the second dataset, whose full unit table
+    is ``second_table`` (else None)."""
+    last = R.layers[-1]
+    values = {R.P.pair.dataset: ssl_table[ssl_table.layer == last].unitmem.to_numpy()}
+    if R.P.second_epochs <= 0:
+        return values, None
+    second = R.second_train
+    enc = R.load(R.jobs["second"])
+    print(f"{second.name} encoder: {'cache' if enc.from_cache else 'trained'}, "
+          f"final loss {enc.history[-1]['loss']:.3f}")
+    table = layer_table(unit_stats_of(R, enc, second, torch.arange(len(second))), R.P.unit_rest)
+    values[second.name] = table[table.layer == last].unitmem.to_numpy()
+    return values, table
+
+
+def across_table(values: dict) -> pd.DataFrame:
+    """Per dataset: mean and median UnitMem of the live units and the fraction above 0.5."""
+    return pd.DataFrame([{"dataset": k, "mean UnitMem (last layer)": np.nanmean(v), "median": np.nanmedian(v),
+                          "frac > 0.5": float(np.mean(v[np.isfinite(v)] > 0.5))} for k, v in values.items()])
+
+
+def across_figure(R, values: dict):
+    """Distributions of the last layer's UnitMem, one per dataset."""
+    return plots.subset_distributions({k: v[np.isfinite(v)] for k, v in values.items()},
+                                      f"UnitMem of the last layer ({R.layers[-1]}) across datasets",
+                                      R.S.report.caption("SimCLR encoders, same recipe"), xlabel="UnitMem")
+
+
+def fraction_above_diagonal(layers: list, summ_ssl: pd.DataFrame, summ_sup: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, the fraction of live units with UnitMem > ClassMem, SSL and supervised
+    (``metrics.unitmem.layer_summary`` of each)."""
+    return pd.DataFrame({"layer": layers, "SSL: frac UnitMem > ClassMem":
+                         summ_ssl.set_index("layer").loc[layers, "frac_unitmem_gt_classmem"].values,
+                         "supervised: frac UnitMem > ClassMem":
+                         summ_sup.set_index("layer").loc[layers, "frac_unitmem_gt_classmem"].values})
+
+
+def unitmem_over_training(R) -> tuple:
+    """``(table, layer, n_points)``: mean UnitMem (live units) and the excluded units of ``dynamics_layer`` at
+    every snapshot epoch of f, measured on ``dynamics_points`` class-balanced points of D. Raises
+    ``ParameterError`` for a ``dynamics_layer`` the encoder does not have."""
+    P, ssl = R.P, R.ssl
+    layer = P.dynamics_layer or R.layers[-1]
+    choice("dynamics_layer", layer, R.layers)
+    D = R.points
+    Dd = D[balanced_subset(R.train_data.labels[D].numpy(), min(P.dynamics_points, len(D)),
+                           P.pair.split_seed + SplitSeed.DYNAMICS_POINTS)]
+    rows = []
+    for e in sorted(ssl.snapshots):
+        st = unit_stats_of(R, ssl.at_epoch(e), R.train_data, Dd)[layer]
+        um = unitmem(st, "mean")
+        rows.append({"epoch": e, "mean UnitMem": float(um[~st.excluded].mean()),
+                     "excluded units": int(st.excluded.sum())})
+    return pd.DataFrame(rows), layer, len(Dd)
+
+
+def dynamics_figure(R, dyn: pd.DataFrame, layer: str, n_points: int):
+    pair = R.P.pair
+    return plots.lines(dyn["epoch"], {layer: dyn["mean UnitMem"]}, f"Mean UnitMem of {layer} over training", "epoch",
+                       "mean UnitMem",
+                       R.S.report.caption(f"{pair.method}, {pair.arch} x{pair.width}, {n_points} points"),
+                       vline=R.cfg.warmup_epochs)
+
+
+@dataclass
+class Link:
+    """The SSLMem-UnitMem link: ``table`` (per layer, ``metrics.unitmem.link_test`` of the top-k against the
+    least-k points), ``hits`` (per group, how many points top some unit of the last layer and how many units),
+    ``points`` (``point_unit_link`` of the last layer with each point's SSLMem), ``order`` (D's scored points by
+    increasing SSLMem)."""
+    table: pd.DataFrame
+    hits: pd.DataFrame
+    points: pd.DataFrame
+    order: list
+
+
+def sslmem_of_points(R) -> dict:
+    """{global index: normalised SSLMem} of the S_C and S_S points notebook 02 scores, under the pair's f/g at
+    the last layer (``experiments.scoring.cached_sslmem``: notebook 02's cache entry)."""
+    pair = R.P.pair
+    scored = pair.scored(R.splits, R.train_data.labels)
+    bank = ViewBank(R.ssl.measuring(pair.measure_aug), 2 * pair.view_pairs, seed=pair.split_seed)
+    results = cached_sslmem(R.S.cache, R.f, R.g, R.train_data, R.test_data, scored, bank, n_pairs=pair.view_pairs,
+                            rep=pair.representation, device=R.S.device, force=R.P.force)
+    m = normalised_sslmem(results, layer=R.layers[-1])
+    return dict(zip(torch.cat([scored["S_C"], scored["S_S"]]).tolist(), torch.cat([m["S_C"], m["S_S"]]).tolist()))
+
+
+def sslmem_unitmem_link(R, ssl_table: pd.DataFrame) -> Link:
+    """Links the ``top_k`` most and least memorised points of D (by SSLMem) to the units they activate
+    maximally (the localisation paper's mu_max link, §4), per layer and in detail for the last layer."""
+    k, last = R.P.top_k, R.layers[-1]
+    mem = sslmem_of_points(R)
+    order = sorted((i for i in R.points.tolist() if i in mem), key=lambda i: mem[i])
+    top, least = order[-k:], order[:k]
+    table = pd.DataFrame([{"layer": l, **link_test(ssl_table, top, least, l)} for l in R.layers])
+    pts = point_unit_link(ssl_table[ssl_table.layer == last], order)
+    pts["SSLMem"] = pts.point.map(mem)
+    hits = pd.DataFrame([{"group": g, "points": len(p), "points that top some unit":
+                          int((pts.point.isin(p) & (pts.n_units > 0)).sum()),
+                          "units they top": int(pts[pts.point.isin(p)].n_units.sum())}
+                         for g, p in ((f"top-{k} memorised", top), (f"least-{k} memorised", least))])
+    return Link(table, hits, pts, order)
+
+
+def link_figure(R, link: Link):
+    """SSLMem of every point that tops some unit of the last layer against the mean UnitMem of those units."""
+    tops = link.points[link.points.n_units > 0]
+    rho = sst.spearmanr(tops.SSLMem, tops.mean_unitmem) if len(tops) > 2 else None
+    return plots.scatter(tops.SSLMem, tops.mean_unitmem,
+                         f"SSLMem vs the UnitMem of the units a point tops ({R.layers[-1]})",
+                         "SSLMem (normalised, notebook 02)", "mean UnitMem of the units it activates maximally",
+                         R.S.report.caption(f"{len(tops)} of {len(link.order)} training points of f top some unit"),
+                         note="" if rho is None else f"Spearman rho = {rho.statistic:.3f} (p = {rho.pvalue:.2g})")
+
+
+def _classmem_above(table: pd.DataFrame) -> float:
+    """The fraction of live units with ClassMem > UnitMem."""
+    t = live_units(table)
+    return float((t.classmem > t.unitmem).mean())
+
+
+def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune, link: Link, dp) -> None:
+    """The paper's claims, checked on this run and written to ``R.S.report``: SSL units memorise points more than
+    classes in the deepest layers, supervised units classes; UnitMem grows in training; pruning the
+    highest-UnitMem units costs the most; memorised points top memorising units; DP-SGD lowers UnitMem.
+    ``dp``: the DP table, or None when the DP section did not run."""
+    P, report, layers = R.P, R.S.report, R.layers
+    deep = layers[-P.deep_layers:]
+    s_ssl, s_sup = summ_ssl.set_index("layer"), summ_sup.set_index("layer")
+    for l in deep:
+        f = s_ssl.loc[l, "frac_unitmem_gt_classmem"]
+        report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem", f > 0.5,
+                     f"{f:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
+    sup_cm, ssl_cm = _classmem_above(sup_table), _classmem_above(ssl_table)
+    report.claim("the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL encoder",
+                 sup_cm > ssl_cm, f"supervised {sup_cm:.1%} vs SSL {ssl_cm:.1%} (all layers)")
+    report.claim("class memorisation is higher in the supervised encoder's deepest layers (mean ClassMem)",
+                 all(s_sup.loc[l, "mean_classmem"] > s_ssl.loc[l, "mean_classmem"] for l in deep),
+                 "; ".join(f"{l}: supervised {s_sup.loc[l, 'mean_classmem']:.3f} vs SSL "
+                           f"{s_ssl.loc[l, 'mean_classmem']:.3f}" for l in deep))
+    if len(dyn) > 1:
+        u = dyn["mean UnitMem"]
+        report.claim(f"mean UnitMem of {dyn_layer} grows during training (last snapshot > first)",
+                     u.iloc[-1] > u.iloc[0],
+                     f"epoch {dyn.epoch.iloc[0]}: {u.iloc[0]:.4f} -> epoch {dyn.epoch.iloc[-1]}: {u.iloc[-1]:.4f}")
+    pr = prune[prune.fraction > 0].groupby(["dataset", "strategy"]).accuracy.mean().unstack()
+    report.claim("pruning the highest-UnitMem units costs more probe accuracy than pruning random units (mean over "
+                 "fractions), on every dataset", bool((pr["highest"] < pr["random"]).all()),
+                 "; ".join(f"{k}: highest {r['highest']:.4f}, lowest {r['lowest']:.4f}, random {r['random']:.4f}"
+                           for k, r in pr.iterrows()))
+    lt = link.table.set_index("layer")
+    n_sig = int((lt["p"] < P.alpha).sum())
+    report.claim(f"the units the top-{P.top_k} SSLMem points activate maximally have higher UnitMem than those of the "
+                 f"least-{P.top_k}, in most layers (Welch p < {P.alpha})", (lt["p"] < P.alpha).sum() > len(layers) / 2,
+                 f"{n_sig}/{len(layers)} layers significant; {layers[-1]}: {lt['units_top'].iloc[-1]} vs "
+                 f"{lt['units_least'].iloc[-1]} units, mean UnitMem {lt['mean_top'].iloc[-1]:.4f} vs "
+                 f"{lt['mean_least'].iloc[-1]:.4f}")
+    if dp is not None:
+        last_dp = dp[dp.layer == layers[-1]].set_index("epsilon")["mean UnitMem"]
+        report.claim("DP-SGD (every epsilon tried) lowers the mean UnitMem of the last layer below the non-private "
+                     "encoder", all(last_dp[f"{e:g}"] < last_dp["inf"] for e in P.dp_epsilons),
+                     ", ".join(f"eps={k}: {v:.4f}" for k, v in last_dp.items()))

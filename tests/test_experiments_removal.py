@@ -1,0 +1,60 @@
+"""Notebook 03's experiments layer: its parameters, its data with synthetic stand-ins, and its summaries
+(memlab.experiments.removal, removal_results)."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from memlab.data.datasets import DatasetNotFound
+from memlab.experiments.removal import RemovalData, RemovalParams
+from memlab.experiments.removal_results import falls, mean_sd
+from memlab.io.params import ParameterError, notebook_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def values(**over) -> dict:
+    """Notebook 03's smoke values (synthetic data, tiny sizes), with ``over`` applied."""
+    v = notebook_defaults(ROOT / "notebooks" / "03_removal.py")
+    v.update(yaml.safe_load((ROOT / "params" / "smoke" / "03_removal.yaml").read_text()) or {})
+    return {**v, **over}
+
+
+def test_bad_parameters_fail_before_compute_and_name_the_parameter():
+    with pytest.raises(ParameterError, match=r"'removal_ks'.*\[48\] invalid.*0 < k < 48"):
+        RemovalParams(**values(removal_ks=[12, 48]))
+    with pytest.raises(ParameterError, match="unlabeled"):
+        RemovalParams(**values(dataset="cifar10", pretrain_split="unlabeled"))
+    with pytest.raises(ParameterError, match="dp_points"):
+        RemovalParams(**values(dp_points=49))
+    with pytest.raises(ParameterError, match="lambdas"):
+        RemovalParams(**values(lambdas=[0.0, 0.0]))
+    assert RemovalParams(**values(removal_ks=[24, 12])).ks == [12, 24]
+
+
+def test_unavailable_downstream_data_is_named_as_its_synthetic_stand_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMLAB_DATA", str(tmp_path))           # no archive there, and no download
+    d = RemovalData(RemovalParams(**values(downstream=["synthetic", "cifar100"], lambda_datasets=["cifar100"],
+                                           dp_epochs=0)))
+    assert list(d.tasks) == ["synthetic", "synthetic (for cifar100)"]
+    assert list(d.lam_data) == ["synthetic (for cifar100)"]
+    own, stand_in = d.tasks["synthetic"][0], d.tasks["synthetic (for cifar100)"][0]
+    assert not torch.equal(own, stand_in)                        # the stand-in is another draw, not the same images
+    f, g = d.f_pool, d.g_pool
+    assert len(f) == len(g) == 48 and not set(f.tolist()) & set(g.tolist())
+    assert d.dp_epsilons == [] and "dp_epochs = 0" in d.describe()
+    with pytest.raises(DatasetNotFound, match="synthetic_fallback"):       # not allowed: the error says how
+        RemovalData(RemovalParams(**values(downstream=["cifar100"], synthetic_fallback=False, dp_epochs=0)))
+    with pytest.raises(DatasetNotFound) as e:                   # the pre-training data never has a stand-in
+        RemovalData(RemovalParams(**values(dataset="cifar100", dp_epochs=0)))
+    assert "synthetic_fallback" not in str(e.value)
+
+
+def test_summaries_of_seeds_and_the_monotone_claims():
+    df = pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]})
+    t = mean_sd(df, ["g"], "v").set_index("g")
+    assert t.loc["a"].tolist() == [2.0, pytest.approx(2 ** 0.5), 2]
+    assert t.loc["b"].tolist() == [5.0, 0.0, 1]                 # one seed: sd 0, not NaN
+    assert falls([0.3, 0.2, 0.1]) and not falls([0.3, 0.3, 0.1]) and not falls([0.1, 0.2])
