@@ -1,6 +1,6 @@
 """The one training loop, ``fit``, under every trainer: ``train.train`` (SSL objectives, supervised, random
-labels), the ensembles (``ensemble._train_one`` and the stacked ``ensemble._train_vmap``),
-``benign.train_benign``, ``dp.train_dp`` and ``layermem.finetune``.
+labels), the ensembles (``ensemble._train_one`` and the stacked ``ensemble_vmap.train_vmap``),
+``benign.train_benign``, ``dp.train_dp`` and ``layermem_downstream.finetune``.
 
 Written once here:
 - the per-step learning rate: linear warm-up, then cosine decay to 0 (``lr_at``, ``Cosine``), a function of

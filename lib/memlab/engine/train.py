@@ -60,7 +60,7 @@ class TrainingViews:
     """The views of one training step: ``objective.n_views`` global views from the training augmentation,
     then ``objective.n_local`` small multi-crop views (random-resized crops of ``local_scale``, resized to
     ``local_size``). View v of epoch e is drawn with counter ``e * (n_views + n_local) + v``, so every
-    trainer (``train``, ``ensemble``, ``layermem.finetune``) sees the same views for the same seed."""
+    trainer (``train``, ``ensemble``, ``layermem_downstream.finetune``) sees the same views for the same seed."""
 
     def __init__(self, cfg: TrainConfig, objective, aug: Augmentation | None = None):
         self.aug = aug or make_augmentation(cfg, objective)
