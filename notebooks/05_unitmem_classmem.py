@@ -145,7 +145,9 @@ display(frac.round(3))
 # ## UnitMem over training
 # f was snapshotted during training (notebook 02's `snapshot_epochs`). The mean UnitMem of one layer over
 # the snapshots shows when units start to single out points: the paper sees it rise fastest early and keep
-# growing more slowly afterwards.
+# growing more slowly afterwards. The second figure fits that statistic against log2(epochs), with its 95%
+# band: the claim line then says whether it holds, whether the trend points the paper's way without being
+# significant yet, or whether it fails (`metrics.trend`).
 
 # %%
 dyn, dyn_layer, n_dyn = find.unitmem_over_training(R)
@@ -153,6 +155,8 @@ S.report.table(dyn, "unitmem_over_epochs")
 display(dyn.round(4))
 if len(dyn):
     S.report.figure(find.dynamics_figure(R, dyn, dyn_layer, n_dyn), "unitmem_over_epochs")
+if len(dyn) >= 3:  # effect versus compute: the fitted trend, its band, and where it would reach the claim
+    S.report.figure(find.growth_figure(R, dyn, dyn_layer, n_dyn), "unitmem_growth_trend")
 
 # %% [markdown]
 # ## Memorised points and memorising units

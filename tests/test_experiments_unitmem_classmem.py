@@ -136,3 +136,16 @@ def test_pruning_table_probes_f_then_each_pruned_copy_and_restores_f(tmp_path):
     with torch.no_grad():
         assert torch.equal(enc(x), before)          # every mask removed again
     assert prune.accuracy.between(0, 1).all()
+
+
+def test_growth_trend_reads_the_paper_direction_from_the_snapshots():
+    import pandas as pd
+    from memlab.experiments.unitmem_findings import growth_trend
+    from memlab.metrics.trend import FAILS, HOLDS
+    epochs = [5, 10, 20, 40, 80]
+    rising = pd.DataFrame({"epoch": epochs, "mean UnitMem": [0.40, 0.42, 0.44, 0.46, 0.48], "se UnitMem": [0.005] * 5})
+    t = growth_trend(rising, grows=True)
+    assert t.verdict == HOLDS and t.slope == pytest.approx(0.02) and t.threshold == pytest.approx(0.40)
+    falling = rising.assign(**{"mean UnitMem": [0.44, 0.43, 0.42, 0.42, 0.41]})   # the laptop's measured shape
+    t = growth_trend(falling, grows=False)
+    assert t.verdict == FAILS and t.crossing is None and t.slope < 0

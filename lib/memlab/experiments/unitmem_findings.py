@@ -19,6 +19,7 @@ from memlab.experiments.unitmem_classmem import unit_stats_of
 from memlab.io import plots
 from memlab.io.params import choice
 from memlab.metrics.sslmem import normalised_sslmem
+from memlab.metrics.trend import effect_trend
 from memlab.metrics.unitmem import layer_table, link_test, live_units, point_unit_link, unitmem
 from memlab.streams import SplitSeed
 
@@ -85,8 +86,10 @@ def unitmem_over_training(R) -> tuple:
     for e in sorted(ssl.snapshots):
         st = unit_stats_of(R, ssl.at_epoch(e), R.train_data, Dd)[layer]
         um = unitmem(st, "mean")
-        rows.append({"epoch": e, "mean UnitMem": float(um[~st.excluded].mean()),
-                     "excluded units": int(st.excluded.sum())})
+        live = um[~st.excluded]
+        rows.append({"epoch": e, "mean UnitMem": float(live.mean()), "excluded units": int(st.excluded.sum()),
+                     # the standard error over live units: the band of the effect-versus-compute fit (issue 19)
+                     "se UnitMem": float(live.std(unbiased=True) / np.sqrt(max(len(live), 1)))})
     return pd.DataFrame(rows), layer, len(Dd)
 
 
@@ -96,6 +99,22 @@ def dynamics_figure(R, dyn: pd.DataFrame, layer: str, n_points: int):
                        "mean UnitMem",
                        R.S.report.caption(f"{pair.method}, {pair.arch} x{pair.width}, {n_points} points"),
                        vline=R.cfg.warmup_epochs)
+
+
+def growth_trend(dyn: pd.DataFrame, grows: bool):
+    """``metrics.trend.Trend`` of mean UnitMem over the snapshot epochs of ``dyn`` (``unitmem_over_training``):
+    the paper's claim needs it above its value at the first snapshot, and holds when the last snapshot is."""
+    return effect_trend(dyn["epoch"], dyn["mean UnitMem"], dyn["se UnitMem"].clip(lower=1e-9),
+                        threshold=float(dyn["mean UnitMem"].iloc[0]), passed_at_max=grows, unit="epochs")
+
+
+def growth_figure(R, dyn: pd.DataFrame, layer: str, n_points: int):
+    """Effect versus compute for the claim "UnitMem grows during training": ``plots.trend`` of ``growth_trend``."""
+    pair = R.P.pair
+    t = growth_trend(dyn, bool(dyn["mean UnitMem"].iloc[-1] > dyn["mean UnitMem"].iloc[0]))
+    return plots.trend(t, f"Does mean UnitMem of {layer} grow with training?", "mean UnitMem",
+                       R.S.report.caption(f"{pair.method}, {pair.arch} x{pair.width}, {n_points} points, "
+                                          f"snapshots of f"))
 
 
 @dataclass
@@ -177,9 +196,14 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
                            f"{s_ssl.loc[l, 'mean_classmem']:.3f}" for l in deep))
     if len(dyn) > 1:
         u = dyn["mean UnitMem"]
-        report.claim(f"mean UnitMem of {dyn_layer} grows during training (last snapshot > first)",
-                     u.iloc[-1] > u.iloc[0],
-                     f"epoch {dyn.epoch.iloc[0]}: {u.iloc[0]:.4f} -> epoch {dyn.epoch.iloc[-1]}: {u.iloc[-1]:.4f}")
+        grows = bool(u.iloc[-1] > u.iloc[0])
+        verdict = ""
+        if len(dyn) >= 3:   # effect versus compute (issue 19): where does the trend over epochs point?
+            tr = growth_trend(dyn, grows)
+            verdict = f"; {tr.verdict}: {tr.describe()}"
+        report.claim(f"mean UnitMem of {dyn_layer} grows during training (last snapshot > first)", grows,
+                     f"epoch {dyn.epoch.iloc[0]}: {u.iloc[0]:.4f} -> epoch {dyn.epoch.iloc[-1]}: {u.iloc[-1]:.4f}"
+                     + verdict)
     pr = prune[prune.fraction > 0].groupby(["dataset", "strategy"]).accuracy.mean().unstack()
     report.claim("pruning the highest-UnitMem units costs more probe accuracy than pruning random units (mean over "
                  "fractions), on every dataset", bool((pr["highest"] < pr["random"]).all()),

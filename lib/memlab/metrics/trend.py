@@ -12,7 +12,9 @@ The verdict, from the numbers:
   one-sided p < ``alpha_trend`` (z = slope / se(slope));
 - ``fails``: neither.
 
-A student then sees the claim emerge (or not) instead of a bare FAIL. Thresholds are the claim's own: this module
+Points taken from one run's snapshots (UnitMem over epochs) share a network, so they are not independent and the
+band is optimistic; separate trainings per point give an honest one. A student then sees the claim emerge (or
+not) instead of a bare FAIL. Thresholds are the claim's own: this module
 never moves them.
 """
 from __future__ import annotations

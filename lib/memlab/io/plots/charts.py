@@ -112,3 +112,22 @@ def errorbar_panels(df, x: str, y: str, err: str, group: str, panels: str, title
         ax.legend(title=group)
     caption(fig, cap)
     return fig
+
+
+def trend(t, title: str, ylabel: str, cap: str):
+    """Effect versus compute (``metrics.trend.Trend``): the statistic at each compute point with its 95% interval,
+    the fitted line with its 95% band (extended to the crossing when that is within 8x the largest point), the
+    claim's threshold, and the verdict in the legend. Log2 compute axis."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    ax.errorbar(t.x, t.y, yerr=1.96 * t.se, fmt="o", ms=4, capsize=3, label="measured (95% interval)")
+    hi = t.x[-1] if t.crossing is None or not t.x[-1] < t.crossing <= 8 * t.x[-1] else t.crossing
+    xs = np.geomspace(t.x[0], hi, 64)
+    fit, lo, up = t.fitted(xs)
+    ax.plot(xs, fit, color="C1", label=f"fit: {t.slope:+.3g} per doubling")
+    ax.fill_between(xs, lo, up, color="C1", alpha=0.2, label="95% band of the fit")
+    ax.axhline(t.threshold, color="k", ls=":", lw=1, label=f"claim's threshold ({t.threshold:.3g})")
+    ax.set_xscale("log", base=2)
+    ax.set(title=title, xlabel=t.unit, ylabel=ylabel)
+    ax.legend(title=f"verdict: {t.verdict}", fontsize=7, title_fontsize=8)
+    caption(fig, cap)
+    return fig
