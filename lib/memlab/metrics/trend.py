@@ -47,12 +47,13 @@ class Trend:
     slope_p: float
     crossing: float | None
     verdict: str
+    cov: np.ndarray   # (2, 2) covariance of (intercept, slope), for the band
 
     def fitted(self, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(fit, lower, upper) of the 95% confidence band of the fitted line at compute ``x`` (array)."""
         t = np.log2(np.asarray(x, dtype=float))
         fit = self.intercept + self.slope * t
-        var = self._cov[0, 0] + 2 * t * self._cov[0, 1] + t ** 2 * self._cov[1, 1]
+        var = self.cov[0, 0] + 2 * t * self.cov[0, 1] + t ** 2 * self.cov[1, 1]
         half = BAND_Z * np.sqrt(np.maximum(var, 0))
         return fit, fit - half, fit + half
 
@@ -69,10 +70,6 @@ class Trend:
                      f"({self.crossing / self.x[-1]:.1f}x the largest point, extrapolated)")
         return (f"{pts} {self.unit}; slope {self.slope:+.3g} per doubling (one-sided p {self.slope_p:.3g}); "
                 f"claim needs {side} {self.threshold:g}; {cross}")
-
-    @property
-    def _cov(self) -> np.ndarray:
-        return _fit(self.x, self.y, self.se)[1]
 
 
 def _fit(x, y, se) -> tuple[np.ndarray, np.ndarray]:
@@ -112,4 +109,4 @@ def effect_trend(x, y, se, *, threshold: float, passed_at_max: bool, direction: 
     if direction * b > 0:
         crossing = float(2 ** ((threshold - a) / b))
     verdict = HOLDS if passed_at_max else AGREES if p < alpha_trend else FAILS
-    return Trend(x, y, se, unit, float(threshold), direction, float(a), float(b), b_se, p, crossing, verdict)
+    return Trend(x, y, se, unit, float(threshold), direction, float(a), float(b), b_se, p, crossing, verdict, cov)
