@@ -19,7 +19,7 @@ from memlab.metrics.sslmem import normalised_sslmem, reference_label
 
 CELL_KEYS = {"label", "method", "arch", "width", "dataset", "epochs", "batch_size", "optimizer", "lr",
              "weight_decay", "temperature", "objective_kw", "model_kw", "seeds", "measure_aug", "aug",
-             "warmup_epochs", "blur", "micro_batch"}
+             "warmup_epochs", "blur", "micro_batch", "snapshot_epochs"}
 TRAIN_KEYS = ("arch", "width", "method", "temperature", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
               "warmup_epochs", "blur", "micro_batch")
 
@@ -35,7 +35,7 @@ def cell_spec(cell: dict, defaults: dict) -> dict:
         raise ValueError(f"unknown grid-cell key(s) {bad} in {cell}; valid: {sorted(CELL_KEYS)}")
     # warm-up and blur default to encoder_config's (1 epoch, no blur), so a grid without them keeps its cache keys
     spec = {"objective_kw": {}, "model_kw": {}, "measure_aug": "", "aug": "", "warmup_epochs": 1.0, "blur": 0.0,
-            "micro_batch": 0, **defaults, **cell}
+            "micro_batch": 0, "snapshot_epochs": [], **defaults, **cell}
     missing = [k for k in TRAIN_KEYS if k not in spec]
     if missing:
         raise ValueError(f"cell {cell}: no value for {missing}; give them in the cell or in the grid's defaults")
@@ -43,6 +43,10 @@ def cell_spec(cell: dict, defaults: dict) -> dict:
         spec["label"] = f"{spec['method']}/{spec['arch']}" + (f"/{spec['dataset']}" if "dataset" in cell else "")
     if not spec["seeds"]:
         raise ValueError(f"cell {spec['label']}: seeds must list at least one seed")
+    snaps = spec["snapshot_epochs"]
+    if not all(isinstance(e, int) and 1 <= e < spec["epochs"] for e in snaps) or len(set(snaps)) != len(snaps):
+        raise ValueError(f"cell {spec['label']}: snapshot_epochs must be distinct whole epochs in [1, "
+                         f"{spec['epochs'] - 1}] (the last epoch is the trained encoder itself), got {snaps}")
     return spec
 
 
@@ -56,10 +60,18 @@ def cell_config(spec: dict, mean, std, snapshot_epochs=()):
 
 def main_recipe_snapshots(spec: dict, base_cell: dict, snapshot_epochs) -> tuple:
     """The ``snapshot_epochs`` a cell trains with: the main pair's when the cell repeats the main pair's recipe
-    (``base_cell``, seeds aside), so it shares the main pair's cache entries; none otherwise."""
+    (``base_cell``, seeds aside), so it shares the main pair's cache entries; otherwise the cell's own
+    "snapshot_epochs" (the epochs of its effect-versus-compute curve; none by default). Raises ValueError when
+    the main pair lacks one of the cell's snapshot epochs."""
     same = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (
         spec["objective_kw"] or spec["model_kw"] or spec["aug"])
-    return tuple(snapshot_epochs) if same else ()
+    if not same:
+        return tuple(spec.get("snapshot_epochs", ()))
+    missing = sorted(set(spec.get("snapshot_epochs", ())) - set(snapshot_epochs))
+    if missing:
+        raise ValueError(f"cell {spec['label']} repeats the main pair's recipe, which keeps no snapshot at epoch(s) "
+                         f"{missing}; add them to snapshot_epochs or choose epochs from {list(snapshot_epochs)}")
+    return tuple(snapshot_epochs)
 
 
 def cell_jobs(spec: dict, train_data, splits, *, cache, snapshot_epochs=(), force: bool = False) -> tuple:

@@ -25,11 +25,13 @@ def cached_sslmem(cache, f_list, g_list, train_data, test_data, subsets: dict, b
     ``subsets``: {name: long indices}; the subset named "S_E" indexes ``test_data``, every other one
     ``train_data`` (S_E's view-bank ids are offset by len(train) so they never share draws with training
     points); ``bank``: the K >= ``n_pairs`` fixed view pairs; ``rep``: "flat" or "pooled".
-    Returns ``{subset: {layer: {"align_f", "align_g", "raw"}}}`` (float32 tensors, one value per point; raw in
-    alignment-loss units) for the encoders' final layer. The cache key is the encoders' keys, the view bank,
+    Returns ``{subset: {layer: {"align_f", "align_g", "raw", "align_f_each", "align_g_each"}}}`` (float32
+    tensors, one value per point, the ``_each`` ones one row per seed: ``sslmem_scores``; raw in alignment-loss
+    units) for the encoders' final layer. The cache key is the encoders' keys, the view bank,
     ``n_pairs``, ``rep`` and the points; ``force`` recomputes."""
-    key = {"f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(), "pairs": n_pairs,
-           "rep": rep, "subsets": {k: torch.as_tensor(v).tolist() for k, v in subsets.items()}}
+    # "per_encoder": the entries keep each seed's alignment (sslmem_scores); older entries did not
+    key = {"per_encoder": True, "f": [t.key for t in f_list], "g": [t.key for t in g_list], "bank": bank.describe(),
+           "pairs": n_pairs, "rep": rep, "subsets": {k: torch.as_tensor(v).tolist() for k, v in subsets.items()}}
     f_enc, g_enc = [t.encoder for t in f_list], [t.encoder for t in g_list]
 
     def compute() -> dict:

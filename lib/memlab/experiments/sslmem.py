@@ -44,7 +44,9 @@ class SSLMemParams(SessionParams, SSLMemPair):
       (supervised encoders), ablations "table7" (overlap fraction), "table8" (measuring augmentation), "table9"
       (training augmentation, MAE mask ratio). ``grid``: Table 1's cells, dicts of ``grid.CELL_KEYS``; keys a
       cell omits take the pair's settings. ``grid_seeds``: f/g seeds per cell (one on the laptop, for time: a
-      cell's p-value is weaker than the main pair's).
+      cell's p-value is weaker than the main pair's). A cell's "snapshot_epochs" (at least 2) give its claim
+      m(S_C) > m(S_S) an effect-versus-compute curve: Cohen's d at those epochs, on ``grid_trend_points``
+      points per subset, and at the trained cell (``sslmem_strength.d_trend``).
     - ``supervised_epochs``: Table 11's training lengths (the longest enters the rankings); ``supervised_arch``
       "" = the pair's architecture (the paper: resnet50).
     """
@@ -61,6 +63,7 @@ class SSLMemParams(SessionParams, SSLMemPair):
     grid_seeds: list
     grid_view_pairs: int
     grid_points: int
+    grid_trend_points: int
     supervised_epochs: list
     supervised_lr: float
     supervised_arch: str
@@ -92,6 +95,9 @@ class SSLMemParams(SessionParams, SSLMemPair):
             choice("measure_augs / simclr_augs", a, PRESETS)
         for fr in self.overlap_fracs:
             overlap_sizes(self.split_shared + self.split_candidates + self.split_independent, fr)
+        if self.grid_trend_points < 2:
+            raise ParameterError(f"parameter 'grid_trend_points' must be >= 2 (points per subset at each snapshot of "
+                                 f"a cell's curve), got {self.grid_trend_points}")
         if {"table11", "rankings"} & set(self.tables) and not self.supervised_epochs:
             raise ParameterError("tables table11 and rankings need at least one supervised_epochs value: add one, "
                                  "or drop them from 'tables'")
@@ -111,7 +117,10 @@ class SSLMemParams(SessionParams, SSLMemPair):
     def cells(self) -> list:
         """Table 1's cells, completed (``grid.cell_spec``)."""
         try:
-            return [cell_spec(c, self.cell_defaults) for c in self.grid]
+            cells = [cell_spec(c, self.cell_defaults) for c in self.grid]
+            for c in cells:
+                self.snapshots(c)   # a main-recipe cell may only ask for the main pair's snapshots
+            return cells
         except (TypeError, ValueError) as e:
             raise ParameterError(f"parameter 'grid': {e}") from e
 

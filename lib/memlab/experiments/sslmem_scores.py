@@ -18,6 +18,7 @@ from memlab.augmentation.augment import ViewBank
 from memlab.data.splits import balanced_subset
 from memlab.experiments.scoring import cached_sslmem, probe_accuracy
 from memlab.experiments.sslmem import TrainedPair
+from memlab.experiments.sslmem_strength import seed_table, seeds_needed
 from memlab.io import plots
 from memlab.metrics.sslmem import REFERENCE, SUBSETS, normalised_sslmem, reference_label
 from memlab.metrics.stats import subset_table, summary
@@ -151,6 +152,16 @@ class PairScores:
         self.report.figure(fig, "fig2c_subsets")
         return self.tests
 
+    @cached_property
+    def seeds(self) -> pd.DataFrame:
+        """``sslmem_strength.seed_table`` of the scored points: each f/g seed pair alone, then averaged."""
+        return seed_table(self.results, self.layer, self.p.seeds)
+
+    def seed_strength(self) -> pd.DataFrame:
+        """Writes and returns ``seeds_needed``: the main claim and the offset-free Table 16 test per seed design."""
+        self.report.table(self.seeds, "seeds_needed")
+        return self.seeds
+
     # ------------------------------------------------------------------------- figures
     def alignment_figure(self) -> None:
         """Fig. 2a: each candidate's alignment loss on f against that on g, coloured by its SSLMem."""
@@ -235,6 +246,7 @@ class PairScores:
             report.claim(f"{h} (one-sided Welch, p < {p.alpha})", r["p"] < p.alpha,
                          f"means {r['mean_a']:+.4f} vs {r['mean_b']:+.4f}, t={r['t']:.2f}, p={r['p']:.2g}, "
                          f"d={r['d']:.3f}, n={int(r['n_a'])}/{int(r['n_b'])}")
+        self._seed_claims()
         mid = (m["S_S"].mean(), m["S_E"].mean())
         report.claim("ordering of subset means: S_C > {S_S, S_E} > S_I",
                      m["S_C"].mean() > max(mid) and m["S_I"].mean() < min(mid),
@@ -245,6 +257,27 @@ class PairScores:
             report.claim("planted atypical candidates score higher than typical ones (ROC AUC > 0.5)",
                          a["ROC AUC"] > 0.5, f"AUC {a['ROC AUC']:.3f} over {a['n atypical']} atypical / "
                                              f"{a['n typical']} typical candidates")
+
+    def _seed_claims(self) -> None:
+        """m(S_C) > m(S_S) with each seed alone (and how many seeds the profile needs), and the offset-free test of
+        Table 16 (``metrics.sslmem.own_point_margins``) with all seeds."""
+        p, t = self.p, self.seeds
+        alone, every = t[t["n seeds"] == 1], t.iloc[-1]
+        need = seeds_needed(t, p.alpha)
+        verdict = ("one seed suffices" if need == 1 else f"this profile needs {need} seeds averaged" if need
+                   else f"even {len(p.seeds)} seeds averaged do not pass")
+        report = self.report
+        if len(p.seeds) > 1:
+            report.claim(f"m(S_C) > m(S_S) with each f/g seed alone (one-sided Welch, p < {p.alpha})",
+                         bool((alone["p C>S"] < p.alpha).all()),
+                         "; ".join(f"{r['f/g seeds']}: d={r['d C>S']:.3f}, p={r['p C>S']:.2g}" for _, r in alone.iterrows())
+                         + f"; {every['f/g seeds']}: d={every['d C>S']:.3f}, p={every['p C>S']:.2g}; {verdict}")
+        if "p own" in t:
+            report.claim(f"each encoder aligns its own training points better (S_C: L_g - L_f and S_I: L_f - L_g "
+                         f"pooled, > 0; one-sample t, p < {p.alpha}; Table 16 without the f/g offset)",
+                         bool(every["p own"] < p.alpha),
+                         f"{every['f/g seeds']}: d={every['d own']:.3f}, t={every['t own']:.2f}, p={every['p own']:.2g}"
+                         "; per seed: " + ", ".join(f"p={v:.2g}" for v in alone["p own"]))
 
     def closing(self) -> None:
         """Print the run's settings, its headline numbers and every claim, with the wall time."""

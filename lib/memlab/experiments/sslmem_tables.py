@@ -16,6 +16,8 @@ import torch
 from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.data.splits import balanced_subset
 from memlab.experiments.grid import CellResult, run_cell
+from memlab.experiments.scoring import cached_sslmem
+from memlab.experiments.sslmem_strength import d_point, d_trend
 from memlab.experiments.sslmem_scores import PairScores
 from memlab.io import plots
 from memlab.metrics.rankings import agreement, feldman, square
@@ -85,6 +87,51 @@ class CrossMethod:
                 fig.axes[0].annotate(r["cell"], (r["mean SSLMem(S_C)"], r["linear probe acc"]), fontsize=7)
             self.report.figure(fig, "table1_memorisation_vs_accuracy")
         return t
+
+    @cached_property
+    def trends(self) -> dict:
+        """{label: (points, Trend)} for each Table 1 cell with 2 or more "snapshot_epochs": Cohen's d of
+        m(S_C) > m(S_S) at each snapshot pair (the first ``grid_trend_points`` candidates and shared points, the
+        cell's view bank) and at the trained cell (the claim's own measurement), fitted against epochs
+        (``sslmem_strength.d_trend``). Writes the table ``table1_trends``."""
+        p, out = self.p, {}
+        for label, r in self.grid.items():
+            epochs = sorted(r.spec["snapshot_epochs"])
+            if len(epochs) < 2:
+                continue
+            train, test, _, scored = self.data.get(r.spec["dataset"])
+            n = min(p.grid_trend_points, p.grid_points)
+            sub = {k: scored[k][:n] for k in ("S_C", "S_S")}
+            bank = ViewBank(r.fs[0].measuring(r.spec["measure_aug"]), 2 * p.grid_view_pairs, seed=p.split_seed)
+            layer = r.fs[0].encoder.layer_names[-1]
+            rows = []
+            for e in epochs:
+                res = cached_sslmem(self.S.cache, [t.at_epoch(e) for t in r.fs], [t.at_epoch(e) for t in r.gs], train,
+                                    test, sub, bank, n_pairs=p.grid_view_pairs, rep=p.representation,
+                                    device=self.S.device, force=p.force, progress=False)
+                rows.append({"cell": label, "epoch": e, **d_point(res["S_C"][layer]["raw"], res["S_S"][layer]["raw"])})
+            rows.append({"cell": label, "epoch": r.spec["epochs"],
+                         **d_point(r.results["S_C"][layer]["raw"], r.results["S_S"][layer]["raw"])})
+            pts = pd.DataFrame(rows)
+            out[label] = (pts, d_trend(pts, p.alpha, welch(r.m["S_C"], r.m["S_S"])["p"] < p.alpha))
+        if out:
+            self.report.table(pd.concat([pts.assign(verdict=t.verdict, slope=t.slope, threshold=t.threshold)
+                                         for pts, t in out.values()]), "table1_trends")
+        return out
+
+    def trend_figure(self) -> pd.DataFrame:
+        """Effect versus compute for Table 1's claims: one panel per cell with a curve (``trends``); returns
+        each cell's points with the fit's verdict."""
+        if not self.trends:
+            print("no Table 1 cell has 2 or more snapshot_epochs: no curve")
+            return pd.DataFrame()
+        p = self.p
+        fig = plots.trend_panels({k: t for k, (_, t) in self.trends.items()},
+                                 "Does each method's m(S_C) > m(S_S) emerge with training?", "Cohen's d, S_C vs S_S",
+                                 self.report.caption(f"{p.grid_view_pairs} view pairs, {p.grid_trend_points} points "
+                                                     f"per subset at snapshots, seeds {list(p.grid_seeds)}"))
+        self.report.figure(fig, "table1_trends")
+        return pd.concat([pts.assign(verdict=t.verdict) for pts, t in self.trends.values()])
 
     def table11(self) -> pd.DataFrame:
         """Table 11: the supervised encoders' rows beside the SSL cells'."""
@@ -190,9 +237,10 @@ class CrossMethod:
         self.main.claims()
         for k, r in self.grid.items():
             t = welch(r.m["S_C"], r.m["S_S"])
+            tr = f"; {self.trends[k][1].verdict}: {self.trends[k][1].describe()}" if k in self.trends else ""
             report.claim(f"{k}: m(S_C) > m(S_S) (one-sided Welch, p < {p.alpha})", t["p"] < p.alpha,
                          f"means {t['mean_a']:+.4f} vs {t['mean_b']:+.4f}, p={t['p']:.2g}, d={t['d']:.3f}, "
-                         f"probe {r.probe_acc:.3f}")
+                         f"probe {r.probe_acc:.3f}{tr}")
         if self.agreement is not None:
             a = self.agreement
             ssl, sup = (a.loc[a["pair"] == g, "kendall_tau"] for g in ("SSL - SSL", "SSL - supervised"))

@@ -67,15 +67,18 @@ def alignment_losses(encoder, images: torch.Tensor, idx, bank: ViewBank, *, n_pa
     return out
 
 
+def alignment_per_encoder(encoders, images, idx, bank, **kw) -> dict:
+    """L_align (Eq. 1) of each encoder (one per seed): the alignment distance averaged over the view pairs,
+    ``{layer: (E, N) float32}`` for E encoders. ``kw``: those of ``alignment_losses``."""
+    encoders = encoders if isinstance(encoders, (list, tuple)) else [encoders]
+    each = [{l: d.mean(1) for l, d in alignment_losses(enc, images, idx, bank, **kw).items()} for enc in encoders]
+    return {l: torch.stack([e[l] for e in each]) for l in each[0]}
+
+
 def mean_alignment(encoders, images, idx, bank, **kw) -> dict:
     """L_align (Eq. 1): the alignment distance averaged over the view pairs and over several encoders (seeds,
     the expectation over A): ``{layer: (N,) float32}``. ``kw``: those of ``alignment_losses``."""
-    encoders = encoders if isinstance(encoders, (list, tuple)) else [encoders]
-    acc = None
-    for enc in encoders:
-        al = {l: d.mean(1) for l, d in alignment_losses(enc, images, idx, bank, **kw).items()}
-        acc = al if acc is None else {l: acc[l] + al[l] for l in acc}
-    return {l: v / len(encoders) for l, v in acc.items()}
+    return {l: v.mean(0) for l, v in alignment_per_encoder(encoders, images, idx, bank, **kw).items()}
 
 
 def sslmem_raw(align_f: torch.Tensor, align_g: torch.Tensor) -> torch.Tensor:
@@ -88,10 +91,28 @@ def sslmem_scores(f_encoders, g_encoders, images, idx, bank, **kw) -> dict:
 
     ``f_encoders`` / ``g_encoders``: an encoder or a list (seeds, averaged); ``images``: uint8 (N,3,H,W);
     ``idx``: their global indices (view-bank keys); ``kw``: n_pairs, rep, layers, batch_size, device, progress
-    (``alignment_losses``). Returns ``{layer: {"align_f", "align_g", "raw"}}``, each a float32 tensor (N,)."""
-    af = mean_alignment(f_encoders, images, idx, bank, **kw)
-    ag = mean_alignment(g_encoders, images, idx, bank, **kw)
-    return {l: {"align_f": af[l], "align_g": ag[l], "raw": sslmem_raw(af[l], ag[l])} for l in af}
+    (``alignment_losses``). Returns ``{layer: {"align_f", "align_g", "raw", "align_f_each", "align_g_each"}}``:
+    the first three float32 (N,), averaged over the seeds; the last two (E_f, N) and (E_g, N), one row per
+    encoder, so that a single seed's SSLMem (``align_g_each[s] - align_f_each[s]``) costs no extra pass."""
+    af = alignment_per_encoder(f_encoders, images, idx, bank, **kw)
+    ag = alignment_per_encoder(g_encoders, images, idx, bank, **kw)
+    return {l: {"align_f": af[l].mean(0), "align_g": ag[l].mean(0), "raw": sslmem_raw(af[l].mean(0), ag[l].mean(0)),
+                "align_f_each": af[l], "align_g_each": ag[l]} for l in af}
+
+
+def own_point_margins(raw_candidates, raw_independent) -> torch.Tensor:
+    """The offset-free form of Table 16's tests m(S_C) > 0 and m(S_I) < 0: each encoder's alignment advantage on
+    its own training points, ``[L_g - L_f on S_C, L_f - L_g on S_I]`` = ``cat(raw(S_C), -raw(S_I))``.
+
+    A common offset c between f and g (g aligning every point c worse) adds +c to the first half and -c to the
+    second, so with |S_C| = |S_I| it cancels in the mean, while memorisation adds to both halves (notebook 03's
+    disjoint halves use the same idea). Inputs: raw SSLMem, float (N_C,) and (N_I,); returns float32 (N_C + N_I,).
+    Raises ValueError when the halves differ in size (the offset would not cancel)."""
+    c, i = torch.as_tensor(raw_candidates).float().flatten(), torch.as_tensor(raw_independent).float().flatten()
+    if len(c) != len(i):
+        raise ValueError(f"S_C and S_I must have as many scored points for the offset to cancel, got {len(c)} and "
+                         f"{len(i)}: score as many independent points as candidates")
+    return torch.cat([c, -i])
 
 
 # ----------------------------------------------------------------------------- normalisation (appendix A)

@@ -3,6 +3,8 @@
 - ``welch``: one-sided Welch t-test of H0: mean(a) <= mean(b) (``alternative="greater"``), with Cohen's d
   (pooled-sd effect size). The paper's "effect size" column is the t statistic; both are reported.
 - ``one_sample``: t-test of the mean against 0 (greater / less / two-sided).
+- ``cohens_d_se``, ``welch_d_threshold``: the standard error of d, and the d a one-sided test at alpha needs
+  (effect-versus-compute curves, ``metrics.trend``).
 - ``subset_table``: the paper's hypotheses for S_C, S_S, S_I, S_E as one DataFrame.
 
 Degenerate samples never come out significant: scipy's t on two identical constant samples is rounding noise
@@ -90,6 +92,24 @@ def one_sample(a, alternative: str = "greater") -> dict:
         return {**out, "note": "constant sample (no spread): the t statistic is undefined"}
     r = st.ttest_1samp(a, 0.0, alternative=alternative)
     return {**out, "t": float(r.statistic), "p": float(r.pvalue), "d": float(a.mean() / a.std(ddof=1))}
+
+
+def cohens_d_se(d: float, n_a: int, n_b: int) -> float:
+    """Large-sample standard error of Cohen's d of two independent samples of n_a and n_b points (Hedges and
+    Olkin, 1985): sqrt((n_a + n_b) / (n_a n_b) + d^2 / (2 (n_a + n_b))). Raises ValueError for n < 2."""
+    if n_a < 2 or n_b < 2:
+        raise ValueError(f"Cohen's d needs at least 2 points per sample, got {n_a} and {n_b}")
+    return float(np.sqrt((n_a + n_b) / (n_a * n_b) + d ** 2 / (2 * (n_a + n_b))))
+
+
+def welch_d_threshold(n_a: int, n_b: int, alpha: float) -> float:
+    """The Cohen's d at which a one-sided two-sample t-test of n_a and n_b points reaches p = ``alpha`` (equal
+    variances, df = n_a + n_b - 2): t_{1-alpha, df} sqrt(1/n_a + 1/n_b). A claim "mean a > mean b at p < alpha"
+    expressed as an effect size, e.g. 0.147 for 500 points each at alpha 0.01. Raises ValueError for n < 2 or
+    alpha outside (0, 1)."""
+    if n_a < 2 or n_b < 2 or not 0 < alpha < 1:
+        raise ValueError(f"need n >= 2 per sample and 0 < alpha < 1, got {n_a}, {n_b}, {alpha}")
+    return float(st.t.ppf(1 - alpha, n_a + n_b - 2) * np.sqrt(1 / n_a + 1 / n_b))
 
 
 # (label, a, b or None, alternative): the hypotheses of Tables 2 and 16 (H0 is the complement)

@@ -5,7 +5,7 @@ Notebooks call them all as ``plots.<name>``; they live by paper: ``style`` (sett
 ``save``), ``charts`` (figures any notebook uses), ``sslmem`` (SSLMem, notebooks 02-03), ``units`` (UnitMem and
 LayerMem, notebooks 04-05) and ``profiles`` (memorization profiles, notebook 01).
 """
-from memlab.io.plots.charts import bars, errorbar_panels, grouped_bars, heatmap, lines, roc, scatter, trend
+from memlab.io.plots.charts import bars, errorbar_panels, grouped_bars, heatmap, lines, roc, scatter, trend, trend_panels
 from memlab.io.plots.profiles import (aligned_profiles, augmentation_scatter, embedding_grid, image_grid,
                                       profiles_over_epochs, profiles_vs_binomial)
 from memlab.io.plots.sslmem import alignment_scatter, gallery, subset_distributions, threshold_fraction, training_curves
@@ -13,7 +13,7 @@ from memlab.io.plots.style import PARADIGM_COLORS, SUBSET_COLORS, SUBSET_LABELS,
 from memlab.io.plots.units import per_layer_box, unit_scatter_grid
 
 __all__ = ["PARADIGM_COLORS", "SUBSET_COLORS", "SUBSET_LABELS", "caption", "save",
-           "bars", "errorbar_panels", "grouped_bars", "heatmap", "lines", "roc", "scatter", "trend",
+           "bars", "errorbar_panels", "grouped_bars", "heatmap", "lines", "roc", "scatter", "trend", "trend_panels",
            "aligned_profiles", "augmentation_scatter", "embedding_grid", "image_grid", "profiles_over_epochs",
            "profiles_vs_binomial",
            "alignment_scatter", "gallery", "subset_distributions", "threshold_fraction", "training_curves",

@@ -119,6 +119,27 @@ def trend(t, title: str, ylabel: str, cap: str):
     the fitted line with its 95% band (extended to the crossing when that is within 8x the largest point), the
     claim's threshold, and the verdict in the legend. Log2 compute axis."""
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    _trend_axes(ax, t, title, ylabel)
+    caption(fig, cap)
+    return fig
+
+
+def trend_panels(trends: dict, title: str, ylabel: str, cap: str):
+    """``trend`` for several claims side by side: {panel title: Trend}, one panel each (at most 4 per row)."""
+    n = len(trends)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (k, t) in zip(axes.flat, trends.items()):
+        _trend_axes(ax, t, k, ylabel)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    caption(fig, cap)
+    return fig
+
+
+def _trend_axes(ax, t, title: str, ylabel: str) -> None:
     ax.errorbar(t.x, t.y, yerr=1.96 * t.se, fmt="o", ms=4, capsize=3, label="measured (95% interval)")
     hi = t.x[-1] if t.crossing is None or not t.x[-1] < t.crossing <= 8 * t.x[-1] else t.crossing
     xs = np.geomspace(t.x[0], hi, 64)
@@ -129,5 +150,3 @@ def trend(t, title: str, ylabel: str, cap: str):
     ax.set_xscale("log", base=2)
     ax.set(title=title, xlabel=t.unit, ylabel=ylabel)
     ax.legend(title=f"verdict: {t.verdict}", fontsize=7, title_fontsize=8)
-    caption(fig, cap)
-    return fig
