@@ -60,6 +60,8 @@ method_cells: list = ["simclr/resnet9", "dino/resnet9", "simsiam/resnet9", "mae/
 arch_cells: list = []           # other architectures, cells in 02's format (laptop: none; the ViT is the MAE cell)
 cell_view_pairs: int = 5        # K view pairs per point for the other encoders
 cell_candidates: int = 500      # S_C candidates scored per other encoder
+trend_candidates: int = 500     # candidates scored at each snapshot of a ViT cell (its effect-versus-compute curve)
+trend_view_pairs: int = 5       # K view pairs per point there (the cell's K: its last point is then the claim's)
 # -- downstream: a second dataset
 second_dataset: str = "fashion_mnist"  # second dataset (downstream / transfer)
 synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable second_dataset
@@ -79,6 +81,7 @@ force: bool = False             # recompute cached results instead of reusing th
 from IPython.display import display
 
 from memlab.experiments import layermem as X, layermem_downstream as down, layermem_findings as find
+from memlab.experiments import layermem_trend as trend
 from memlab.metrics import layermem as LM
 
 P, S = X.begin(globals())   # every check before any compute, notebook 02's recipe included
@@ -161,6 +164,28 @@ if len(vit):
                  "Delta random (mlp)"]].round(4))
 
 # %% [markdown]
+# ## Attention against MLP over training: effect versus compute
+# On a laptop the ViT cell trains for minutes, and its MLP sub-layers may not yet memorise more than its
+# attention sub-layers. A ViT cell with `snapshot_epochs` (in notebook 02's grid, or in `arch_cells`) is
+# scored again at those snapshots and at the trained cell, with the same candidates and view pairs, and the
+# claim's statistic -- mean Delta-LayerMem of the MLP sub-layers minus that of the attention sub-layers, over
+# the random candidates, with its standard error over those points -- is fitted against log2(epochs) with its
+# 95% band. The claim line then says whether it holds, whether the trend points the paper's way without being
+# significant yet, or whether it fails, and where the fitted line would cross 0 (`metrics.trend`). The
+# snapshots share one training run, so the points are not independent and the band is optimistic.
+
+# %%
+vit_dyn = trend.vit_over_training(R, cell_res)
+vit_trends = trend.vit_trends(vit, vit_dyn)
+if len(vit_dyn):
+    S.report.table(vit_dyn, "vit_attn_vs_mlp_over_training")
+    display(vit_dyn.round(4))
+for k, t in vit_trends.items():
+    S.report.figure(trend.vit_trend_figure(R, t, k), f"vit_trend_{k.replace('/', '_')}")
+if not vit_trends:
+    print("no ViT cell has 2 or more snapshot_epochs in this profile: no curve")
+
+# %% [markdown]
 # ## Several SSL methods on one architecture: do they memorise in the same layers?
 # For the methods trained on the same architecture, we compare their per-layer LayerMem profiles (Kendall tau
 # between the per-layer means) and which layers they rank highest by Delta-LayerMem. Methods on another
@@ -207,7 +232,7 @@ S.report.figure(down.replacement_figure(R, rep), "replacement")
 # ## The paper's claims, checked on this run
 
 # %%
-find.claims(R, main, tvl, adj, vit, methods, ft, rep)
+find.claims(R, main, tvl, adj, vit, methods, ft, rep, vit_trends)
 S.report.claims_table()
 
 # %% [markdown]

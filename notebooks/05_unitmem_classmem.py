@@ -47,6 +47,9 @@ deep_layers: int = 2            # how many of the last layers count as "the deep
 dynamics_layer: str = ""        # layer followed over training ("": the last layer)
 dynamics_points: int = 1000     # points of D used per snapshot
 top_k: int = 50                 # top-k vs least-k memorised points (by SSLMem)
+trend_epochs: list = [10, 20, 40]  # snapshots of f where two claims are measured again (the trained f adds the last)
+trend_points: int = 500         # S_C and S_S points scored with SSLMem at each (laptop: notebook 02's dynamics_points)
+trend_pairs: int = 5            # their view pairs (laptop: notebook 02's dynamics_pairs, so its cached scores serve)
 # -- supervised encoder (same architecture and training points, true labels, weak augmentation)
 supervised_epochs: int = 120    # long enough to fit the training set (cross-entropy about 0.01)
 supervised_lr: float = 0.05     # learning rate of the supervised encoders
@@ -74,6 +77,7 @@ force: bool = False             # recompute cached results instead of reusing th
 from IPython.display import display
 
 from memlab.experiments import unitmem_classmem as X, unitmem_findings as find, unitmem_interventions as act
+from memlab.experiments import unitmem_trends as trends
 from memlab.io import plots
 from memlab.metrics.unitmem import layer_summary
 
@@ -142,6 +146,23 @@ S.report.table(frac, "fraction_above_diagonal")
 display(frac.round(3))
 
 # %% [markdown]
+# ## ClassMem against UnitMem over training: effect versus compute
+# Encoders trained for a few CPU-minutes may not yet have units above the diagonal. The fraction of units
+# with ClassMem > UnitMem is measured again at snapshots of f (`trend_epochs`) and of the supervised encoder
+# at the same fractions of its training, on the points the next section follows; the difference supervised
+# minus SSL, with its standard error, is fitted against log2(epochs) with its 95% band (`metrics.trend`).
+# The last point is the claim's own measurement. The claim line then says whether the claim holds, whether
+# the trend points the paper's way without being significant yet, or whether it fails, and where the fitted
+# line would cross 0. Each encoder's snapshots share one training run, so the band is optimistic.
+
+# %%
+cm_dyn = trends.classmem_over_training(R, ssl_table, sup_table)
+S.report.table(cm_dyn, "classmem_fraction_over_training")
+display(cm_dyn.round(4))
+if len(cm_dyn) >= 3:  # effect versus compute: the fitted trend, its band, and where it would reach the claim
+    S.report.figure(trends.classmem_figure(R, cm_dyn), "classmem_fraction_trend")
+
+# %% [markdown]
 # ## UnitMem over training
 # f was snapshotted during training (notebook 02's `snapshot_epochs`). The mean UnitMem of one layer over
 # the snapshots shows when units start to single out points: the paper sees it rise fastest early and keep
@@ -173,6 +194,22 @@ display(link.table.round(4))
 S.report.table(link.hits, "mu_max_points")
 display(link.hits)
 S.report.figure(find.link_figure(R, link), "sslmem_vs_unitmem")
+
+# %% [markdown]
+# ## Memorised points and memorising units over training: effect versus compute
+# The same test at snapshots of f (`trend_epochs`): SSLMem of the snapshots of f and g ranks the points
+# (`trend_points` per subset with `trend_pairs` view pairs: notebook 02's Fig. 2b scores on the laptop), the
+# snapshot's units are linked to them, and each layer gets its one-sided Welch test. "Most layers" holds
+# exactly when the layer ranked just past the middle by its z-score (z = the normal quantile of 1 - p) has
+# z above the bar of p = `alpha`; that z is followed over training and fitted against log2(epochs), with a
+# standard error of 1 (a z-score's). The last point is the claim's own measurement.
+
+# %%
+link_dyn = trends.link_over_training(R, link)
+S.report.table(link_dyn, "sslmem_unitmem_link_over_training")
+display(link_dyn.round(4))
+if len(link_dyn) >= 3:
+    S.report.figure(trends.link_figure(R, link_dyn), "sslmem_unitmem_link_trend")
 
 # %% [markdown]
 # ## Pruning by UnitMem
@@ -208,7 +245,7 @@ else:
 
 # %%
 find.claims(R, summ_ssl=summ_ssl, summ_sup=summ_sup, ssl_table=ssl_table, sup_table=sup_table, dyn=dyn,
-            dyn_layer=dyn_layer, prune=prune, link=link, dp=dp)
+            dyn_layer=dyn_layer, prune=prune, link=link, dp=dp, cm_dyn=cm_dyn, link_dyn=link_dyn)
 S.report.claims_table()
 
 # %% [markdown]

@@ -6,7 +6,8 @@ The f/g pair is notebook 02's, and the other SSL methods are notebook 02's grid 
 (``recipes.sslmem_pair``, ``recipes.sslmem_grid``): this notebook trains nothing of its own for them, it reuses
 02's cache entries by construction. The metric itself is ``memlab.metrics.layermem``; the figures, the
 comparisons across encoders and the claims are ``experiments.layermem_findings``, the downstream section
-(fine-tuning and replacing layers, §5) ``experiments.layermem_downstream``. Usage::
+(fine-tuning and replacing layers, §5) ``experiments.layermem_downstream``, the ViT claim over a cell's snapshots
+(effect versus compute) ``experiments.layermem_trend``. Usage::
 
     P, S = begin(globals())         # ParameterError before any compute; the session
     R = load_data(P, S)             # data first
@@ -64,6 +65,8 @@ class LayerMemParams:
     arch_cells: list        # other architectures: cells in notebook 02's format; missing keys take the pair's
     cell_view_pairs: int    # K view pairs per point for the cells' encoders
     cell_candidates: int    # S_C candidates scored per cell
+    trend_candidates: int   # candidates scored at each snapshot of a ViT cell (layermem_trend; <= cell_candidates)
+    trend_view_pairs: int   # view pairs per point at those snapshots (the cell's own: its last point is the claim's)
     second_dataset: str     # downstream / transfer data (STL-10 in the paper)
     synthetic_fallback: bool  # let synthetic data stand in for an unavailable second_dataset (experiments.fallback)
     second_n_train: int     # training images of the second dataset (class-balanced subset)
@@ -121,14 +124,18 @@ class LayerMemParams:
         choice("representation", pair.representation, ["flat", "pooled"])
         choice("layer_range", self.layer_range, LM.MODES)
         choice("probe_kind", self.probe_kind, ["linear", "knn"])
-        if self.layer_view_pairs > pair.view_pairs or self.cell_view_pairs > pair.view_pairs:
-            raise ParameterError(f"layer_view_pairs ({self.layer_view_pairs}) and cell_view_pairs "
-                                 f"({self.cell_view_pairs}) take the first pairs of the SSLMem view bank and must not "
-                                 f"exceed view_pairs ({pair.view_pairs})")
+        if max(self.layer_view_pairs, self.cell_view_pairs, self.trend_view_pairs) > pair.view_pairs:
+            raise ParameterError(f"layer_view_pairs, cell_view_pairs and trend_view_pairs ({self.layer_view_pairs}, "
+                                 f"{self.cell_view_pairs}, {self.trend_view_pairs}) take the first pairs of the SSLMem "
+                                 f"view bank and must not exceed view_pairs ({pair.view_pairs})")
         if max(self.random_points, 2 * self.top_k, self.overlap_k) > min(self.layer_candidates, self.cell_candidates):
             raise ParameterError(f"layer_candidates and cell_candidates ({self.layer_candidates}, "
                                  f"{self.cell_candidates}) must be at least random_points, 2 * top_k and overlap_k "
                                  f"({self.random_points}, {2 * self.top_k}, {self.overlap_k})")
+        if not max(self.random_points, 2 * self.top_k) <= self.trend_candidates <= self.cell_candidates:
+            raise ParameterError(f"trend_candidates ({self.trend_candidates}) must be at least random_points and "
+                                 f"2 * top_k ({self.random_points}, {2 * self.top_k}) and at most cell_candidates "
+                                 f"({self.cell_candidates})")
         if self.distant_gap < 2:
             raise ParameterError(f"distant_gap must be >= 2, got {self.distant_gap}")
         if not pair.seeds or not self.grid_seeds:
@@ -145,6 +152,10 @@ class LayerMemParams:
                 raise ParameterError(f"cell {c['label']}: LayerMem cells must use the main dataset {pair.dataset!r}")
             if c["method"] == "supervised":
                 raise ParameterError(f"cell {c['label']}: LayerMem cells are SSL encoders")
+            try:   # a main-recipe cell may only ask for the main pair's snapshots
+                main_recipe_snapshots(c, self.base_cell, pair.snapshot_epochs)
+            except ValueError as e:
+                raise ParameterError(f"cell {c['label']}: {e}") from e
 
 
 @dataclass

@@ -148,11 +148,12 @@ def method_agreement(R, by_arch: dict) -> pd.DataFrame:
 
 
 def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, methods: pd.DataFrame,
-           ft: pd.DataFrame, rep: pd.DataFrame) -> None:
+           ft: pd.DataFrame, rep: pd.DataFrame, trends: dict | None = None) -> None:
     """The paper's claims, checked on this run and written to ``R.S.report``: LayerMem grows with depth, but not
     monotonically; top points beat least points in most layers (Welch, ``alpha``); adjacent layers agree more
     than distant ones; a ViT's MLP sub-layers memorise more than its attention sub-layers; methods agree;
-    fine-tuning the most memorising layers beats the last ones; replacing them costs the most accuracy."""
+    fine-tuning the most memorising layers beats the last ones; replacing them costs the most accuracy.
+    ``trends``: {ViT cell: Trend} (``layermem_trend.vit_trends``); a cell's ViT claim appends its verdict."""
     P, pair, report = R.P, R.P.pair, R.S.report
     tab, layers, second = main.table, main.layers, R.second_train.name
     first, last = layers[0], layers[-1]
@@ -176,8 +177,10 @@ def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, met
                  f"{adj.iloc[0, 3]:.2f} vs {adj.iloc[1, 3]:.2f}")
     for k, g in (vit.groupby("cell") if len(vit) else []):
         da, dm = g["Delta random (attn)"].mean(), g["Delta random (mlp)"].mean()
+        tr = (trends or {}).get(k)   # effect versus compute (issue 19): where does the trend over epochs point?
         report.claim(f"{k}: the MLP sub-layers memorise more than the attention sub-layers (mean Delta-LayerMem)",
-                     dm > da, f"MLP {dm:.4f} vs attention {da:.4f} over {len(g)} blocks")
+                     dm > da, f"MLP {dm:.4f} vs attention {da:.4f} over {len(g)} blocks"
+                     + (f"; {tr.verdict}: {tr.describe()}" if tr else ""))
     if len(methods):
         report.claim("SSL methods on one architecture memorise in similar layers (mean Kendall tau of the per-layer "
                      "LayerMem profiles > 0)", methods["tau LayerMem profile"].mean() > 0,

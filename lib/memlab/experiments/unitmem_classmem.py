@@ -4,7 +4,8 @@
 The SSL encoder is notebook 02's f (``recipes.sslmem_pair``: reused from 02's cache by construction); beside it
 the plan trains a supervised encoder of the same architecture on the same points, an SSL encoder on a second
 dataset and the DP-SGD encoders. The metrics are ``memlab.metrics.unitmem``; the comparisons and claims are
-``experiments.unitmem_findings``, pruning and differential privacy ``experiments.unitmem_interventions``. Usage::
+``experiments.unitmem_findings``, pruning and differential privacy ``experiments.unitmem_interventions``, two
+claims measured over training (effect versus compute) ``experiments.unitmem_trends``. Usage::
 
     P, S = begin(globals())         # ParameterError before any compute; the session
     R = load_data(P, S)             # data first
@@ -52,6 +53,10 @@ class UnitMemParams:
     dynamics_layer: str     # the layer followed over training ("": the last layer)
     dynamics_points: int    # points of D measured at every snapshot of f
     top_k: int              # the k most / least memorised points by notebook 02's SSLMem, linked to units
+    trend_epochs: list      # snapshot epochs of f where two claims are measured again (unitmem_trends; the
+                            # supervised encoder at the same fractions of its training); the trained f adds the last
+    trend_points: int       # S_C and S_S points scored with SSLMem at each of them (within the dynamics points)
+    trend_pairs: int        # their view pairs (laptop: notebook 02's dynamics_* values, whose cached scores serve)
     supervised_epochs: int  # epochs of the supervised encoder (long enough to fit: cross-entropy about 0.01)
     supervised_lr: float    # its learning rate
     second_dataset: str     # data of the second SSL encoder (UnitMem across datasets) and of the second probe
@@ -83,6 +88,23 @@ class UnitMemParams:
         choice("unit_rest", self.unit_rest, ["mean", "median"])
         if any(not 0 < f < 1 for f in self.prune_fracs):
             raise ParameterError(f"prune_fracs must lie in (0, 1), got {self.prune_fracs}")
+        pair = self.pair
+        bad = [e for e in self.trend_epochs if e not in pair.snapshot_epochs or e >= pair.epochs
+               or e * self.supervised_epochs % pair.epochs]
+        if bad or len(set(self.trend_epochs)) != len(self.trend_epochs):
+            raise ParameterError(f"trend_epochs {self.trend_epochs}: each must be a distinct snapshot epoch of f "
+                                 f"before its last ({sorted(e for e in pair.snapshot_epochs if e < pair.epochs)}, "
+                                 f"notebook 02's snapshot_epochs) at which supervised_epochs "
+                                 f"({self.supervised_epochs}) gives a whole epoch of the supervised encoder "
+                                 f"(e * {self.supervised_epochs} / {pair.epochs}); not: {bad or 'repeated'}")
+        if self.trend_pairs > pair.view_pairs:
+            raise ParameterError(f"trend_pairs ({self.trend_pairs}) takes the first pairs of the SSLMem view bank and "
+                                 f"must not exceed view_pairs ({pair.view_pairs})")
+
+    @property
+    def supervised_trend_epochs(self) -> list:
+        """The supervised encoder's epochs at the same fractions of its training as ``trend_epochs`` of f's."""
+        return [e * self.supervised_epochs // self.pair.epochs for e in self.trend_epochs]
 
 
 @dataclass
@@ -111,6 +133,13 @@ class UnitMemRun(PairRun):
         F, P = self.splits.f_train, self.P
         return F[balanced_subset(self.train_data.labels[F].numpy(), min(P.dp_points, len(F)),
                                  P.pair.split_seed + SplitSeed.DP_POINTS)]
+
+    @cached_property
+    def snapshot_points(self) -> torch.Tensor:
+        """The points of D measured at the snapshots: ``dynamics_points`` class-balanced points of D."""
+        D, P = self.points, self.P
+        return D[balanced_subset(self.train_data.labels[D].numpy(), min(P.dynamics_points, len(D)),
+                                 P.pair.split_seed + SplitSeed.DYNAMICS_POINTS)]
 
     @cached_property
     def points(self) -> torch.Tensor:
@@ -154,7 +183,8 @@ def train(R: UnitMemRun) -> None:
     plan = Plan(NOTEBOOK, cache=S.cache, device=S.device)
     R.jobs["f"], R.jobs["g"] = (plan.add_all(js) for js in pair.jobs(cfg, data, R.splits, cache=S.cache, force=P.force))
     sup_cfg = replace(cfg, objective="supervised", objective_kw={}, aug="weak", aug_kw={}, optimizer="sgd",
-                      warmup_epochs=1.0, epochs=P.supervised_epochs, lr=P.supervised_lr, snapshot_epochs=())
+                      warmup_epochs=1.0, epochs=P.supervised_epochs, lr=P.supervised_lr,
+                      snapshot_epochs=tuple(P.supervised_trend_epochs))   # unitmem_trends measures them
     R.jobs["supervised"] = plan.add(encoder_job(sup_cfg, data.images[F], data.labels[F], F, cache=S.cache,
                                                 data_id=f"{pair.dataset}/train", name=f"supervised/{pair.arch}",
                                                 force=P.force))

@@ -13,15 +13,14 @@ import torch
 from scipy import stats as sst
 
 from memlab.augmentation.augment import ViewBank
-from memlab.data.splits import balanced_subset
 from memlab.experiments.scoring import cached_sslmem
 from memlab.experiments.unitmem_classmem import unit_stats_of
+from memlab.experiments.unitmem_trends import classmem_trend, link_trend
 from memlab.io import plots
 from memlab.io.params import choice
 from memlab.metrics.sslmem import normalised_sslmem
 from memlab.metrics.trend import effect_trend
 from memlab.metrics.unitmem import layer_table, link_test, live_units, point_unit_link, unitmem
-from memlab.streams import SplitSeed
 
 
 def per_layer_figure(R, ssl_table: pd.DataFrame, sup_table: pd.DataFrame):
@@ -79,9 +78,7 @@ def unitmem_over_training(R) -> tuple:
     P, ssl = R.P, R.ssl
     layer = P.dynamics_layer or R.layers[-1]
     choice("dynamics_layer", layer, R.layers)
-    D = R.points
-    Dd = D[balanced_subset(R.train_data.labels[D].numpy(), min(P.dynamics_points, len(D)),
-                           P.pair.split_seed + SplitSeed.DYNAMICS_POINTS)]
+    Dd = R.snapshot_points
     rows = []
     for e in sorted(ssl.snapshots):
         st = unit_stats_of(R, ssl.at_epoch(e), R.train_data, Dd)[layer]
@@ -175,11 +172,18 @@ def _classmem_above(table: pd.DataFrame) -> float:
     return float((t.classmem > t.unitmem).mean())
 
 
-def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune, link: Link, dp) -> None:
+def _verdict(t) -> str:
+    return f"; {t.verdict}: {t.describe()}"
+
+
+def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune, link: Link, dp, cm_dyn=None,
+           link_dyn=None) -> None:
     """The paper's claims, checked on this run and written to ``R.S.report``: SSL units memorise points more than
     classes in the deepest layers, supervised units classes; UnitMem grows in training; pruning the
     highest-UnitMem units costs the most; memorised points top memorising units; DP-SGD lowers UnitMem.
-    ``dp``: the DP table, or None when the DP section did not run."""
+    ``dp``: the DP table, or None when the DP section did not run. ``cm_dyn``, ``link_dyn``: the claims measured
+    over training (``unitmem_trends.classmem_over_training``, ``link_over_training``); with 3 or more points the
+    claim's detail appends the verdict of its effect-versus-compute trend (issue 19)."""
     P, report, layers = R.P, R.S.report, R.layers
     deep = layers[-P.deep_layers:]
     s_ssl, s_sup = summ_ssl.set_index("layer"), summ_sup.set_index("layer")
@@ -188,8 +192,10 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
         report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem", f > 0.5,
                      f"{f:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
     sup_cm, ssl_cm = _classmem_above(sup_table), _classmem_above(ssl_table)
+    cm_tr = classmem_trend(cm_dyn, sup_cm > ssl_cm) if cm_dyn is not None and len(cm_dyn) >= 3 else None
     report.claim("the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL encoder",
-                 sup_cm > ssl_cm, f"supervised {sup_cm:.1%} vs SSL {ssl_cm:.1%} (all layers)")
+                 sup_cm > ssl_cm, f"supervised {sup_cm:.1%} vs SSL {ssl_cm:.1%} (all layers)"
+                 + (_verdict(cm_tr) if cm_tr else ""))
     report.claim("class memorisation is higher in the supervised encoder's deepest layers (mean ClassMem)",
                  all(s_sup.loc[l, "mean_classmem"] > s_ssl.loc[l, "mean_classmem"] for l in deep),
                  "; ".join(f"{l}: supervised {s_sup.loc[l, 'mean_classmem']:.3f} vs SSL "
@@ -211,11 +217,13 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
                            for k, r in pr.iterrows()))
     lt = link.table.set_index("layer")
     n_sig = int((lt["p"] < P.alpha).sum())
+    linked = bool((lt["p"] < P.alpha).sum() > len(layers) / 2)
+    link_tr = link_trend(link_dyn, linked, P.alpha) if link_dyn is not None and len(link_dyn) >= 3 else None
     report.claim(f"the units the top-{P.top_k} SSLMem points activate maximally have higher UnitMem than those of the "
-                 f"least-{P.top_k}, in most layers (Welch p < {P.alpha})", (lt["p"] < P.alpha).sum() > len(layers) / 2,
+                 f"least-{P.top_k}, in most layers (Welch p < {P.alpha})", linked,
                  f"{n_sig}/{len(layers)} layers significant; {layers[-1]}: {lt['units_top'].iloc[-1]} vs "
                  f"{lt['units_least'].iloc[-1]} units, mean UnitMem {lt['mean_top'].iloc[-1]:.4f} vs "
-                 f"{lt['mean_least'].iloc[-1]:.4f}")
+                 f"{lt['mean_least'].iloc[-1]:.4f}" + (_verdict(link_tr) if link_tr else ""))
     if dp is not None:
         last_dp = dp[dp.layer == layers[-1]].set_index("epsilon")["mean UnitMem"]
         report.claim("DP-SGD (every epsilon tried) lowers the mean UnitMem of the last layer below the non-private "
