@@ -105,11 +105,16 @@ overlap_fracs: list = [0.7, 0.8, 0.85]  # Table 7: |S_S| as a fraction of the po
 measure_augs: list = ["noise", "rotate", "colordrop"]  # Table 8: measured with other augmentations
 simclr_augs: list = ["croponly", "crop", "noise", "mask"]  # Table 9: SimCLR trained with one augmentation type
 mae_mask_ratios: list = [0.5, 0.75, 0.8, 0.9]  # Table 9: MAE mask ratio
+# -- the intuition toys (appendix D.3, Figs. 10 and 11): seconds on a CPU
+toy_steps: int = 400            # full-batch Adam steps of every toy encoder
+toy_seed: int = 0               # seed of the toys' data, weights, jitter and measuring views
+toy_encoders: int = 3           # f/g pairs per toy, averaged in m(x) (the expectations over the training seeds)
+toy_view_pairs: int = 32        # K view pairs of each toy alignment loss
 
 # %%
 from IPython.display import display
 
-from memlab.experiments import sslmem, sslmem_scores, sslmem_tables
+from memlab.experiments import sslmem, sslmem_scores, sslmem_tables, sslmem_toys
 from memlab.experiments.common import parameters, start
 from memlab.io.params import check_injected
 
@@ -117,6 +122,34 @@ check_injected()
 P = parameters(sslmem.SSLMemParams, globals())  # bad parameters fail here, before any compute
 S = start("02_sslmem", P)
 print(f"device: {S.device} | cache: {S.cache.root}")
+
+# %% [markdown]
+# ## Intuition first: why is SSLMem high for outliers? (appendix D.3, Figs. 10 and 11)
+# Augmentations turn each training point into a small region, Aug(x). Training makes an encoder map each region
+# to (nearly) one representation. If x is an **inlier**, its region overlaps those of its neighbours, so even an
+# encoder g that never saw x is held aligned around x by them: $L_{align}(g, x) \approx L_{align}(f, x)$ and
+# m(x) is about 0. If x is an **outlier**, no other region overlaps its own: only f, which trained on x, is asked
+# to align it, and g is free to vary there; where it does, $L_{align}(g, x) > L_{align}(f, x)$ and m(x) > 0. A
+# memorised point is one whose own training changed how the encoder treats its neighbourhood.
+#
+# Two toys make this concrete with actual fitted encoders, trained in seconds with InfoNCE (NT-Xent) on
+# Gaussian-jitter views: small MLPs whose one-dimensional output is an angle on the unit circle (the normalised
+# representation), f with x and g without it, `toy_encoders` seeds each (`memlab.experiments.sslmem_toys`).
+#
+# **Fig. 10, 1-D.** Two clusters of points on a line. (a) x is an inlier: f and g almost coincide. (b) x is an
+# outlier in the gap: g sweeps from one cluster's representation to the other's right across Aug(x), while f
+# bends to keep Aug(x) closer together. Where the outlier sits matters: the argument only says g is *unconstrained*
+# at x. Beyond the clusters this g happens to be flat already, and m(x) comes out negative there (f bends to tell x
+# from its neighbours; `sslmem_toys` notes the numbers): SSLMem measures what training on x changed.
+# %%
+display(sslmem_toys.figure10(P.toys, S.report).round(4))
+
+# %% [markdown]
+# **Fig. 11, 2-D.** Two latent classes, each a cluster plus one outlier; f trains with the outliers, g without.
+# The heatmaps show the alignment loss $L_{align}(h, p)$ at every point p of the plane: both encoders align the
+# clusters, only f aligns the outliers' neighbourhoods, so g - f (SSLMem over the plane) is high exactly there.
+# %%
+display(sslmem_toys.figure11(P.toys, S.report).round(4))
 
 # %% [markdown]
 # ## Data and splits

@@ -54,7 +54,7 @@ def test_table_cells_follow_the_pair_and_the_selected_tables():
     assert mae["objective_kw"] == {"mask_ratio": 0.9} and mae["model_kw"] == p.grid[-1]["model_kw"]
     main = SSLMemParams(**values())
     assert main.snapshots(main.cells[0]) == tuple(main.snapshot_epochs)    # the main recipe keeps its snapshots
-    assert main.snapshots(main.cells[1]) == ()                              # another method: none
+    assert main.snapshots(main.cells[1]) == tuple(main.cells[1]["snapshot_epochs"]) == (8, 15)  # its curve's own
     sup = [s["epochs"] for s in main.supervised_specs]
     assert sup == sorted(main.supervised_epochs) and all(s["method"] == "supervised" for s in main.supervised_specs)
 

@@ -41,7 +41,7 @@ class SplitSeed:
     PROBE_TEST = 2             # 02, 04, 05: test images of the linear probe
     REMOVAL_PROBE_TEST = 3     # 03: test images of the downstream linear probes
     UNIT_VIEWS = 3             # 05: the UnitMem view bank
-    DYNAMICS_POINTS = 4        # 05: the points followed over training
+    DYNAMICS_POINTS = 4        # 03, 05: the points followed over training (03: scored at the snapshots)
     DP_POINTS = 5              # 03, 05: the training points of the DP encoders
     UNIT_POINTS = 6            # 05: D, the points of UnitMem
     LAYERMEM_GROUPS = 7        # 04: the random candidates beside the top / least memorised
@@ -74,3 +74,10 @@ class BenignSeed:
     ANCHOR_LABELS = 3          # seed: the anchors' random labels
     IID_SETS = 4               # seed: the i.i.d. "augmentations" of Table 4
     SWEEP_LABELS = 7           # seed: the random labels of the sweeps
+
+
+class SSLMemToySeed:
+    """Offsets from ``toy_seed`` in notebook 02's intuition toys (``experiments.sslmem_toys``, Figs. 10 and 11)."""
+    DATA = 0                   # the 2-D toy's cluster points
+    VIEWS = 1                  # the fixed measuring view pairs of the alignment loss (the same for f and g)
+    ENCODERS = 2               # the initial weights and training jitter of every f_i and g_i (f_i and g_i share theirs)

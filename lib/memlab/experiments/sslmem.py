@@ -20,6 +20,7 @@ from memlab.engine.train import load_encoder
 from memlab.experiments.common import SessionParams, check_keys
 from memlab.experiments.grid import CELL_KEYS, cell_jobs, cell_spec, main_recipe_snapshots, overlap_sizes
 from memlab.experiments.recipes import SSLMemPair
+from memlab.experiments.sslmem_toys import ToyConfig
 from memlab.io.params import ParameterError, choice
 from memlab.metrics.sslmem import SUBSETS
 from memlab.models.networks import MODELS
@@ -49,6 +50,8 @@ class SSLMemParams(SessionParams, SSLMemPair):
       points per subset, and at the trained cell (``sslmem_strength.d_trend``).
     - ``supervised_epochs``: Table 11's training lengths (the longest enters the rankings); ``supervised_arch``
       "" = the pair's architecture (the paper: resnet50).
+    - ``toy_steps``, ``toy_seed``, ``toy_encoders``, ``toy_view_pairs``: the intuition toys of appendix D.3 (Figs. 10
+      and 11, ``sslmem_toys.ToyConfig``, as ``toys``): Adam steps per encoder, seed, f/g pairs averaged, view pairs.
     """
     normalize_over: str
     dynamics_epochs: list
@@ -72,8 +75,13 @@ class SSLMemParams(SessionParams, SSLMemPair):
     measure_augs: list
     simclr_augs: list
     mae_mask_ratios: list
+    toy_steps: int
+    toy_seed: int
+    toy_encoders: int
+    toy_view_pairs: int
 
     def __post_init__(self):
+        self.toys  # noqa: B018 -- ParameterError for a bad toy_* value, before any compute
         choice("dataset", self.dataset, DATASETS)
         choice("method", self.method, OBJECTIVES)
         choice("arch", self.arch, MODELS)
@@ -101,6 +109,12 @@ class SSLMemParams(SessionParams, SSLMemPair):
         if {"table11", "rankings"} & set(self.tables) and not self.supervised_epochs:
             raise ParameterError("tables table11 and rankings need at least one supervised_epochs value: add one, "
                                  "or drop them from 'tables'")
+
+    @cached_property
+    def toys(self) -> ToyConfig:
+        """The intuition toys' settings (Figs. 10 and 11)."""
+        return ToyConfig(steps=self.toy_steps, seed=self.toy_seed, encoders=self.toy_encoders,
+                         view_pairs=self.toy_view_pairs)
 
     # ------------------------------------------------------------------------- the pair and the tables' cells
     @cached_property

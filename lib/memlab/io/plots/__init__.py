@@ -8,7 +8,8 @@ LayerMem, notebooks 04-05) and ``profiles`` (memorization profiles, notebook 01)
 from memlab.io.plots.charts import bars, errorbar_panels, grouped_bars, heatmap, lines, roc, scatter, trend, trend_panels
 from memlab.io.plots.profiles import (aligned_profiles, augmentation_scatter, embedding_grid, image_grid,
                                       profiles_over_epochs, profiles_vs_binomial)
-from memlab.io.plots.sslmem import alignment_scatter, gallery, subset_distributions, threshold_fraction, training_curves
+from memlab.io.plots.sslmem import (alignment_scatter, gallery, subset_distributions, threshold_fraction, toy_line,
+                                    toy_plane, training_curves)
 from memlab.io.plots.style import PARADIGM_COLORS, SUBSET_COLORS, SUBSET_LABELS, caption, save
 from memlab.io.plots.units import per_layer_box, unit_scatter_grid
 
@@ -16,5 +17,6 @@ __all__ = ["PARADIGM_COLORS", "SUBSET_COLORS", "SUBSET_LABELS", "caption", "save
            "bars", "errorbar_panels", "grouped_bars", "heatmap", "lines", "roc", "scatter", "trend", "trend_panels",
            "aligned_profiles", "augmentation_scatter", "embedding_grid", "image_grid", "profiles_over_epochs",
            "profiles_vs_binomial",
-           "alignment_scatter", "gallery", "subset_distributions", "threshold_fraction", "training_curves",
+           "alignment_scatter", "gallery", "subset_distributions", "threshold_fraction", "toy_line", "toy_plane",
+           "training_curves",
            "per_layer_box", "unit_scatter_grid"]

@@ -1,6 +1,6 @@
 """The figures of the SSLMem paper (Wang et al. 2024; notebooks 02 and 03): score distributions per subset
 (Fig. 2c), alignment on f against g (Fig. 2a), training curves (Fig. 2b), image galleries (Fig. 1) and the fraction
-above a threshold (Fig. 5)."""
+above a threshold (Fig. 5), and the intuition toys of appendix D.3 (Figs. 10 and 11)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -87,4 +87,60 @@ def threshold_fraction(scores: dict, thresholds, title: str, cap: str):
     ax.set(title=title, xlabel="threshold on SSLMem (normalised)", ylabel="fraction of points above")
     ax.legend()
     caption(fig, cap)
+    return fig
+
+
+def toy_line(inputs, panels: list, train_x, jitter: float, title: str, cap: str):
+    """Fig. 10 (appendix D.3): one panel per case, ``(panel title, theta_f (T,), theta_g (T,), values)`` with the
+    representations (radians) of f and g over ``inputs`` (T,) and ``values`` {"x", "L_align(f, x)",
+    "L_align(g, x)", "SSLMem m(x)"}; ``train_x``: the points both trained on; Aug(x) shaded as x +- 2 jitter."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), sharey=True)
+    t = as_numpy(inputs)
+    for ax, (name, f, g, v) in zip(np.atleast_1d(axes), panels):
+        f, g, x = as_numpy(f), as_numpy(g), v["x"]
+        ax.axvspan(x - 2 * jitter, x + 2 * jitter, color="#ffbb78", alpha=0.5, label="Aug(x): x +- 2 sd")
+        ax.plot(t, f, color="#d62728", lw=1.8, label="f (trained with x)")
+        ax.plot(t, g, color="#1f77b4", lw=1.8, ls="--", label="g (trained without x)")
+        lo, hi = min(f.min(), g.min()), max(f.max(), g.max())
+        ax.plot(as_numpy(train_x), np.full(len(train_x), lo - 0.12 * (hi - lo)), "|", color="k", ms=10,
+                label="training points (S)")
+        ax.plot([x], [np.interp(x, t, f)], "*", color="#d62728", ms=13, mec="k", label="x (f trains on it)")
+        ax.text(0.02, 0.5, f"L_align(f, x) = {v['L_align(f, x)']:.3f}\nL_align(g, x) = {v['L_align(g, x)']:.3f}\n"
+                f"m(x) = {v['SSLMem m(x)']:+.3f}", transform=ax.transAxes, va="top", fontsize=8,
+                bbox={"fc": "white", "ec": "#999999", "alpha": 0.9})
+        ax.set(title=name, xlabel="input x (1-D)", ylabel="representation theta (radians)")
+    fig.suptitle(title)
+    caption(fig, cap)
+    fig.subplots_adjust(bottom=0.27)
+    fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), loc="lower center", bbox_to_anchor=(0.5, 0.06),
+               ncol=5)
+    return fig
+
+
+def toy_plane(grid, maps, points, outlier, m, title: str, cap: str):
+    """Fig. 11 (appendix D.3): the alignment loss of f and of g over the plane (``maps`` (2, G, G), rows = y on
+    the ``grid`` (G,) axis) and their difference g - f (SSLMem over the plane), with the training ``points``
+    (N, 2), the ``outlier`` mask (N,) and each point's SSLMem ``m`` (N,) in the last panel's legend."""
+    grid, maps, pts, out, m = (as_numpy(a) for a in (grid, maps, points, outlier, m))
+    out = out.astype(bool)
+    ext = (grid[0], grid[-1], grid[0], grid[-1])
+    diff = maps[1] - maps[0]
+    lim = max(np.abs(diff).max(), 1e-9)
+    fig, axes = plt.subplots(1, 3, figsize=(14.5, 4.6))
+    panels = [("(a) L_align of f (trained with the outliers)", maps[0], "viridis", 0, maps.max()),
+              ("(b) L_align of g (trained without them)", maps[1], "viridis", 0, maps.max()),
+              ("(c) g - f: SSLMem over the plane", diff, "coolwarm", -lim, lim)]
+    for ax, (name, z, cmap, lo, hi) in zip(axes, panels):
+        im = ax.imshow(z, origin="lower", extent=ext, cmap=cmap, vmin=lo, vmax=hi, aspect="equal")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="alignment loss (0-2)" if cmap == "viridis" else "m (raw)")
+        ax.scatter(pts[~out, 0], pts[~out, 1], s=9, c="white", edgecolors="k", lw=0.5,
+                   label=f"cluster points (f and g): mean m {m[~out].mean():+.3f}")
+        ax.scatter(pts[out, 0], pts[out, 1], s=110, marker="*", c="#ff7f0e", edgecolors="k", lw=0.7,
+                   label="outliers (f only): m " + ", ".join(f"{v:+.3f}" for v in m[out]))
+        ax.set(title=name, xlabel="input coordinate 1", ylabel="input coordinate 2")
+        ax.grid(False)
+    fig.suptitle(title)
+    caption(fig, cap)
+    fig.subplots_adjust(bottom=0.24)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", bbox_to_anchor=(0.5, 0.05), ncol=2)
     return fig
