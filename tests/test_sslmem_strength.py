@@ -11,8 +11,8 @@ from memlab.experiments.sslmem_strength import d_point, d_trend, raw_per_seed, s
 from memlab.metrics.sslmem import own_point_margins, sslmem_scores
 from memlab.metrics.stats import cohens_d_se, one_sample, welch, welch_d_threshold
 from memlab.metrics.trend import AGREES, HOLDS
-from tests.test_grid import BASE
-from tests.test_metrics import Fn
+from test_grid import BASE
+from test_metrics import Fn
 
 
 def mixing(noise: float):

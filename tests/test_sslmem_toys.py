@@ -12,7 +12,7 @@ from memlab.io.params import ParameterError  # noqa: E402
 from memlab.io.report import Report  # noqa: E402
 from memlab.objectives.alignment import alignment_distance  # noqa: E402
 from memlab.streams import SSLMemToySeed  # noqa: E402
-from tests.test_experiments_sslmem import values  # noqa: E402
+from test_experiments_sslmem import values  # noqa: E402
 
 SMOKE = toys.ToyConfig(steps=200, seed=0, encoders=2, view_pairs=16)   # the smoke profile's toy settings
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from memlab.augmentation.augment import hash_uniform
+from memlab.engine.checkpoints import Snapshots
 from memlab.engine.loop import Cosine, fit
 from memlab.streams import DP_POISSON
 from memlab.engine.train import TrainConfig, Trained, build, config_key, fingerprint, make_augmentation, make_optimizer, resolve_device
@@ -55,7 +56,7 @@ def _dp_files(cfg: TrainConfig, images, index, epsilon: float, max_grad_norm: fl
     return {"result.pt": {"encoder": {k: v.cpu() for k, v in out["encoder"].state_dict().items()},
                           "objective": {k: v.cpu() for k, v in out["objective"].state_dict().items()},
                           "history": out["history"], "epsilon": out["epsilon"], "delta": out["delta"],
-                          "noise_multiplier": out["noise_multiplier"]}}
+                          "noise_multiplier": out["noise_multiplier"], "snapshots": out["snapshots"]}}
 
 
 def dp_job(cfg: TrainConfig, images: torch.Tensor, index, *, epsilon: float, cache, data_id: str = "",
@@ -111,10 +112,12 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
     """Train ``cfg`` (objective with ``per_example``, GroupNorm encoder) with DP-SGD to (target_epsilon,
     delta)-DP; delta defaults to 1/n. ``cfg.batch_size``: the expected logical batch q n; ``physical_batch``:
     at most this many images per per-image-gradient pass (opacus ``BatchMemoryManager``; None: all).
-    Returns {encoder, objective, history, epsilon, noise_multiplier, delta}: ``epsilon`` is the spent privacy
-    budget (RDP accountant), ``noise_multiplier`` sigma. Same seed, same result: the noise comes from the global
-    torch RNG, seeded by ``build``. Raises ImportError without opacus, ValueError for a config DP-SGD cannot train
-    (``check_dp_config``) or an objective without ``per_example`` losses."""
+    Returns {encoder, objective, history, epsilon, noise_multiplier, delta, snapshots}: ``epsilon`` is the spent
+    privacy budget (RDP accountant), ``noise_multiplier`` sigma, ``snapshots`` {epoch: encoder state dict} after
+    ``cfg.snapshot_epochs`` (each has spent the ``epsilon`` of its epoch's history record, less than the target).
+    Same seed, same result: the noise comes from the global torch RNG, seeded by ``build``. Raises ImportError
+    without opacus, ValueError for a config DP-SGD cannot train (``check_dp_config``) or an objective without
+    ``per_example`` losses."""
     require_opacus()
     from opacus.accountants import RDPAccountant
     from opacus.accountants.utils import get_noise_multiplier
@@ -176,12 +179,14 @@ def train_dp(cfg: TrainConfig, images: torch.Tensor, index=None, *, target_epsil
         rec["epsilon"] = accountant.get_epsilon(delta)
 
     total, warmup = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
+    snapshots = Snapshots(encoder, cfg.snapshot_epochs)
     res = fit(step, poisson_batches(index, cfg.seed, steps_per_epoch, q), epochs=cfg.epochs, optimizer=opt,
-              state={}, schedule=Cosine(cfg.lr, total, warmup), modules=(model,), callbacks=(spent,),
+              state={}, schedule=Cosine(cfg.lr, total, warmup), modules=(model,), callbacks=(spent, snapshots),
               epoch_loss=lambda losses: float(np.mean(losses)), label=f"DP-SGD training (epsilon {target_epsilon})",
               desc=f"DP-SGD eps={target_epsilon}", progress=progress, show=("epsilon",))
     return {"encoder": encoder, "objective": objective, "history": res.history,
-            "epsilon": accountant.get_epsilon(delta), "noise_multiplier": sigma, "delta": delta}
+            "epsilon": accountant.get_epsilon(delta), "noise_multiplier": sigma, "delta": delta,
+            "snapshots": snapshots.saved}
 
 
 def poisson_batches(index: torch.Tensor, seed: int, steps_per_epoch: int, q: float):

@@ -7,6 +7,8 @@
   same settings and seeds.
 - **Limiting alignment (Eq. 3, Fig. 4):** ``L = (1 - lam) L_SSL - lam * E d(h(x'), h(x''))`` (``lambda_config``).
 - **DP-SGD (Table 5):** f and g trained with DP-SGD (``engine.dp.dp_job``) at several epsilon.
+- **Effect versus compute (issue 19):** the lambda sweep's and the DP encoders keep snapshots at
+  ``lambda_snapshots`` / ``dp_snapshots`` (``check_snapshots``), scored by ``removal_trends``.
 
 ``RemovalParams`` checks the notebook's parameters before any compute, ``RemovalData`` loads the data sets (a
 synthetic stand-in for an unavailable downstream one when allowed), and ``plan`` declares every encoder as one
@@ -52,6 +54,10 @@ class RemovalParams(SessionParams, EncoderRecipe):
     - DP: SimSiam on a GroupNorm ResNet (``dp_arch``), ``dp_points`` of each half; ``dp_batch_size`` is DP-SGD's
       logical (expected Poisson) batch, ``dp_physical_batch`` the images per per-image-gradient pass (0: the
       whole batch); ``dp_epochs`` 0 turns the section off. The epsilon = inf reference is always added.
+    - Effect versus compute (``removal_trends``): ``lambda_snapshots`` / ``dp_snapshots`` are the epochs, before
+      the last, at which the lambda sweep's / the DP encoders keep their weights (``check_snapshots``: [] or >= 2
+      of them, for 3 compute points with the last epoch); ``trend_points`` points of each half are scored there
+      with ``trend_pairs`` <= ``view_pairs`` view pairs.
     """
     dataset: str
     pretrain_split: str
@@ -86,6 +92,10 @@ class RemovalParams(SessionParams, EncoderRecipe):
     dp_batch_size: int
     dp_physical_batch: int
     dp_max_grad_norm: float
+    lambda_snapshots: list
+    dp_snapshots: list
+    trend_points: int
+    trend_pairs: int
     force: bool
 
     def __post_init__(self):
@@ -115,11 +125,30 @@ class RemovalParams(SessionParams, EncoderRecipe):
             raise ParameterError(f"parameter 'removal_ks': {e}") from e
         if self.dp_points > self.n_half:
             raise ParameterError(f"dp_points = {self.dp_points} exceeds n_half = {self.n_half}")
+        check_snapshots("lambda_snapshots", self.lambda_snapshots, self.lambda_epochs)
+        if self.dp_epochs > 0:
+            check_snapshots("dp_snapshots", self.dp_snapshots, self.dp_epochs)
+        if self.trend_pairs > self.view_pairs or self.trend_points < 2:
+            raise ParameterError(f"trend_pairs = {self.trend_pairs} must be <= view_pairs = {self.view_pairs} (the "
+                                 f"snapshots use the first pairs of the same view bank) and trend_points = "
+                                 f"{self.trend_points} >= 2 (a standard error needs 2 points)")
 
     @cached_property
     def ks(self) -> list:
         """``removal_ks``, checked and sorted (``check_ks``)."""
         return check_ks(self.removal_ks, self.n_half)
+
+
+def check_snapshots(name: str, epochs_list, epochs: int) -> tuple:
+    """The snapshot epochs of an effect-versus-compute curve, checked before any compute: ``[]`` (no curve) or
+    at least 2 distinct ints in 1..``epochs`` - 1 (with the last epoch, which is always a compute point, the 3
+    points ``metrics.trend`` needs). Returns them sorted as a tuple; ``ParameterError`` naming ``name`` otherwise."""
+    snaps = list(epochs_list)
+    ok = all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e < epochs for e in snaps)
+    if not ok or len(set(snaps)) != len(snaps) or len(snaps) == 1:
+        raise ParameterError(f"{name} = {snaps}: give [] (no effect-versus-compute curve) or at least 2 distinct "
+                             f"epochs in 1..{epochs - 1}; the last epoch, {epochs}, is always the curve's third point")
+    return tuple(sorted(snaps))
 
 
 # ----------------------------------------------------------------------------- the encoders' configs and jobs
@@ -177,7 +206,7 @@ class RemovalData:
             self.dp_cfg = TrainConfig(model=p.dp_arch, model_kw={"width": p.dp_width, "norm": "group"},
                                       objective="simsiam", objective_kw={"norm": "layer"}, epochs=p.dp_epochs,
                                       batch_size=p.dp_batch_size, lr=p.dp_lr, weight_decay=0.0, mean=mean, std=std,
-                                      seed=p.seeds[0])
+                                      seed=p.seeds[0], snapshot_epochs=tuple(p.dp_snapshots))
             self.dp_f, self.dp_g = (pool[balanced_subset(self.train.labels[pool].numpy(), p.dp_points,
                                                          p.split_seed + SplitSeed.DP_POINTS)]
                                     for pool in (self.f_pool, self.g_pool))
@@ -221,10 +250,14 @@ class RemovalData:
 def plan(p: RemovalParams, S, d: RemovalData) -> tuple[Plan, dict]:
     """Declare every encoder as one plan: f and g per seed, the retrained encoders (deferred: they depend on f's
     scores), f and g per lambda, dataset and seed, and the DP pairs. Returns ``(plan, jobs)`` with ``jobs``:
-    {"f": [...], "g": [...], "lambda": {(dataset, lam, seed): [f, g]}, "dp": {(epsilon, "f"|"g"): job}}."""
+    {"f": [...], "g": [...], "lambda": {(dataset, lam, seed): [f, g]}, "dp": {(epsilon, "f"|"g"): job}}.
+    The lambda pairs keep snapshots at ``lambda_snapshots``; so do f and g when they train as many epochs, so that
+    a lambda = 0 pair equal to them (the paper profile) stays one cache entry (snapshots enter the key)."""
     cache, cfg, force = S.cache, d.cfg, p.force
     pl = Plan("03_removal", cache=cache, device=S.device)
-    jobs = {w: [pl.add(ssl_job(f"{w} seed {s}", replace(cfg, seed=s), d.train, pool, cache=cache, force=force))
+    snaps = tuple(p.lambda_snapshots)
+    fg_cfg = replace(cfg, snapshot_epochs=snaps) if p.lambda_epochs == p.epochs else cfg
+    jobs = {w: [pl.add(ssl_job(f"{w} seed {s}", replace(fg_cfg, seed=s), d.train, pool, cache=cache, force=force))
                 for s in p.seeds] for w, pool in (("f", d.f_pool), ("g", d.g_pool))}
     for k in p.ks:
         for strategy in STRATEGIES:
@@ -235,7 +268,7 @@ def plan(p: RemovalParams, S, d: RemovalData) -> tuple[Plan, dict]:
     jobs["lambda"] = {}
     for name, (tr, fp, gp, _) in d.lam_data.items():
         mean, std = tr.stats()
-        base = replace(cfg, epochs=p.lambda_epochs, mean=mean, std=std)
+        base = replace(cfg, epochs=p.lambda_epochs, mean=mean, std=std, snapshot_epochs=snaps)
         for lam in p.lambdas:
             for s in p.lambda_seeds:
                 c = replace(lambda_config(base, lam), seed=s)

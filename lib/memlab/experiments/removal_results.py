@@ -5,7 +5,8 @@
 the encoders retrained without the removed points. Every score is ``scoring.cached_sslmem`` and every probe
 ``scoring.probe_accuracy`` (cached per encoder and task). Across recipes (lambda, epsilon) memorisation is
 compared over both halves of a disjoint pair (``both_halves``), so a constant alignment gap between f and g
-cancels.
+cancels. Where a claim needs more compute than the run has, ``effect_vs_compute`` measures its statistic at the
+encoders' snapshots (``removal_trends``) and the claim's detail gives the trend's verdict.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from memlab.augmentation.augment import ViewBank
 from memlab.engine.dp import load_dp
 from memlab.engine.train import load_encoder
+from memlab.experiments import removal_trends as trends
 from memlab.experiments.removal import RemovalData, RemovalParams, plan, ssl_job
 from memlab.experiments.removal_sets import STRATEGIES, removal_set, retained
 from memlab.experiments.scoring import cached_sslmem, probe_accuracy
@@ -71,29 +73,30 @@ class RemovalRun:
         self.p, self.S, self.d, self.report = p, S, data, S.report
         self.plan, self.jobs = plan(p, S, data)
         self.status = S.run(self.plan)
-        self.tables = {}
+        self.tables, self.trends = {}, {}
 
     def loaded(self, job):
         """A job's encoder from the cache (DP jobs with their privacy accounting)."""
         load = load_dp if job.kind == "dp_encoder" else load_encoder
         return load(job, self.S.cache, self.S.device, from_cache=self.status[job.name] == "cached")
 
-    def raw_half(self, fs, gs, data, idx, bank: ViewBank | None = None) -> dict:
-        """``cached_sslmem`` of the points ``idx`` of ``data`` that ``fs`` trained on, against ``gs``, with the K
-        fixed view pairs of ``bank`` (default: of fs[0]'s training augmentation): ``{"raw", "m"}``, m normalised
-        over these points."""
+    def raw_half(self, fs, gs, data, idx, bank: ViewBank | None = None, n_pairs: int | None = None) -> dict:
+        """``cached_sslmem`` of the points ``idx`` of ``data`` that ``fs`` trained on, against ``gs``, with the
+        first ``n_pairs`` (default all K = ``view_pairs``) fixed view pairs of ``bank`` (default: of fs[0]'s training
+        augmentation): ``{"raw", "m"}``, m normalised over these points."""
         p = self.p
         bank = bank or ViewBank(fs[0].measuring(), 2 * p.view_pairs, seed=p.split_seed)
-        res = cached_sslmem(self.S.cache, fs, gs, data, data, {"S_C": torch.as_tensor(idx)}, bank, n_pairs=p.view_pairs,
-                            rep=p.representation, device=self.S.device, force=p.force)
+        res = cached_sslmem(self.S.cache, fs, gs, data, data, {"S_C": torch.as_tensor(idx)}, bank,
+                            n_pairs=n_pairs or p.view_pairs, rep=p.representation, device=self.S.device, force=p.force)
         layer = fs[0].encoder.layer_names[-1]
         return {"raw": res["S_C"][layer]["raw"], "m": normalised_sslmem(res, layer=layer)["S_C"]}
 
-    def pair_sslmem(self, f, g, data, f_idx, g_idx) -> dict:
-        """``both_halves`` of a disjoint pair: f's half against g, g's half against f (both with f's views)."""
+    def pair_sslmem(self, f, g, data, f_idx, g_idx, n_pairs: int | None = None) -> dict:
+        """``both_halves`` of a disjoint pair: f's half against g, g's half against f (both with f's views; the
+        first ``n_pairs`` of them, default all)."""
         bank = ViewBank(f.measuring(), 2 * self.p.view_pairs, seed=self.p.split_seed)
-        return both_halves(self.raw_half([f], [g], data, f_idx, bank)["raw"],
-                           self.raw_half([g], [f], data, g_idx, bank)["raw"])
+        return both_halves(self.raw_half([f], [g], data, f_idx, bank, n_pairs)["raw"],
+                           self.raw_half([g], [f], data, g_idx, bank, n_pairs)["raw"])
 
     def probe(self, trained, tasks: dict) -> dict:
         """{task: linear-probe accuracy} of ``trained`` (cached)."""
@@ -200,11 +203,40 @@ class RemovalRun:
             self.report.figure(fig, "dp_sslmem")
         return dp
 
+    def passed(self) -> dict:
+        """The claims' own tests on this run, keyed as ``removal_trends``' curves ({(claim, dataset): bool}): per
+        dataset of the sweep, mean SSLMem at the largest lambda below that at the smallest; with DP, mean SSLMem
+        and the first task's probe accuracy falling strictly along epsilon (``falls``)."""
+        p, out = self.p, {}
+        lm = self.tables["lambda"].groupby(["dataset", "lambda"])["mean SSLMem"].mean()
+        for n in self.d.lam_data:
+            out[trends.LAMBDA, n] = bool(lm.loc[(n, max(p.lambdas))] < lm.loc[(n, min(p.lambdas))])
+        dp = self.tables["dp"]
+        if len(dp):
+            first = next(iter(self.d.tasks))
+            out[trends.DP_SSLMEM, p.dataset] = falls(list(dp["mean SSLMem"]))
+            out[trends.DP_ACCURACY, first] = falls(list(dp[f"acc {first}"]))
+        return out
+
+    def effect_vs_compute(self) -> pd.DataFrame:
+        """Issue 19's effect-versus-compute curves, after ``lambda_sweep`` and ``dp_table``: each statistic at every
+        snapshot epoch (``removal_trends.effect_vs_compute``), fitted against log2(epochs) with the claim's own test
+        at the last epoch (``passed``); ``claims`` appends the verdicts. Writes ``effect_vs_compute`` and one figure
+        per claim; returns the table (empty without snapshots)."""
+        self.tables["trend"] = t = trends.effect_vs_compute(self)
+        self.trends = trends.fit_trends(t, self.passed())
+        if len(t):
+            self.report.table(t, "effect_vs_compute")
+            trends.figures(self, self.trends)
+        return t
+
     def claims(self) -> pd.DataFrame:
         """The paper's claims on this run: removal gap > 0 on every task, lower SSLMem and lower accuracy at the
-        largest lambda, both together, and (with DP) SSLMem and accuracy falling with epsilon. Returns (and writes)
-        the claims table."""
-        p, report, lam_data = self.p, self.report, self.d.lam_data
+        largest lambda, both together, and (with DP) SSLMem and accuracy falling with epsilon. A claim with an
+        effect-versus-compute curve (``effect_vs_compute``) gets its verdict appended to its detail. Returns (and
+        writes) the claims table."""
+        p, report, lam_data, ok = self.p, self.report, self.d.lam_data, self.passed()
+        curves = lambda claim: {ds: t for (c, ds), t in self.trends.items() if c == claim}  # noqa: E731
         gap = removal_gap(self.tables["removal"]).set_index("downstream")
         c_removal = report.claim(
             "averaged over k, removing the most memorised points costs more probe accuracy than removing random ones, "
@@ -215,10 +247,10 @@ class RemovalRun:
         lo, hi = min(p.lambdas), max(p.lambdas)
         c_lambda = report.claim(
             f"the larger lambda gives the lower SSLMem (lambda = {hi:g} vs {lo:g}), on every dataset of the sweep",
-            all(lm.loc[(n, hi), "mean SSLMem"] < lm.loc[(n, lo), "mean SSLMem"] for n in lam_data),
+            all(ok[trends.LAMBDA, n] for n in lam_data),
             "; ".join(f"{n}: " + ", ".join(f"lambda={v:g}: {lm.loc[(n, v), 'mean SSLMem']:.4f} "
                                            f"(raw {lm.loc[(n, v), 'mean raw SSLMem']:.4f})" for v in p.lambdas)
-                      for n in lam_data))
+                      for n in lam_data) + trends.trend_detail(curves(trends.LAMBDA)))
         report.claim(f"limiting alignment costs probe accuracy (lambda = {hi:g} vs {lo:g}), on every dataset of the "
                      f"sweep", all(lm.loc[(n, hi), "accuracy"] < lm.loc[(n, lo), "accuracy"] for n in lam_data),
                      "; ".join(f"{n}: " + ", ".join(f"lambda={v:g}: {lm.loc[(n, v), 'accuracy']:.4f}"
@@ -229,11 +261,13 @@ class RemovalRun:
         if len(dp):
             first = next(iter(self.d.tasks))
             report.claim("DP-SGD lowers SSLMem as epsilon falls (inf > " + " > ".join(f"{e:g}" for e in p.dp_epsilons)
-                         + ")", falls(list(dp["mean SSLMem"])),
+                         + ")", ok[trends.DP_SSLMEM, p.dataset],
                          ", ".join(f"eps={e:g}: {v:.4f} (raw {r:.4f})" for e, v, r in
-                                   zip(dp.epsilon, dp["mean SSLMem"], dp["mean raw SSLMem"])))
-            report.claim(f"DP-SGD lowers probe accuracy on {first} as epsilon falls", falls(list(dp[f"acc {first}"])),
-                         ", ".join(f"eps={e:g}: {v:.4f}" for e, v in zip(dp.epsilon, dp[f"acc {first}"])))
+                                   zip(dp.epsilon, dp["mean SSLMem"], dp["mean raw SSLMem"]))
+                         + trends.trend_detail(curves(trends.DP_SSLMEM)))
+            report.claim(f"DP-SGD lowers probe accuracy on {first} as epsilon falls", ok[trends.DP_ACCURACY, first],
+                         ", ".join(f"eps={e:g}: {v:.4f}" for e, v in zip(dp.epsilon, dp[f"acc {first}"]))
+                         + trends.trend_detail(curves(trends.DP_ACCURACY)))
         return report.claims_table()
 
     def closing(self) -> None:

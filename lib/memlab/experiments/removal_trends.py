@@ -1,0 +1,161 @@
+"""Notebook 03's effect-versus-compute curves (issue 19; ``metrics.trend``): the statistics of the claims that fail
+at laptop scale, measured at the snapshots of the encoders that decide them, against training epochs.
+
+- ``LAMBDA`` (Eq. 3, Fig. 4; SSLMem paper §4.5), per dataset of the sweep: ``SSLMem(lambda_min) -
+  SSLMem(lambda_max)``, the mean normalised SSLMem over both halves of each pair (``removal_results.both_halves``).
+  The claim "the larger lambda gives the lower SSLMem" needs it > 0.
+- ``DP_SSLMEM`` (Table 5, §4.6): ``SSLMem(epsilon = inf) - SSLMem(smallest epsilon)``, the same measure on the DP
+  pairs; the claim "DP-SGD lowers SSLMem as epsilon falls" needs it > 0 (the ends of its chain).
+- ``DP_ACCURACY``: the probe accuracy of f at epsilon = inf minus at the smallest epsilon on the first downstream
+  task; "DP-SGD lowers probe accuracy as epsilon falls" needs it > 0.
+
+Each is measured at every snapshot epoch and at the last epoch (``compute_points``) on ``trend_points`` class-
+balanced points of each half with ``trend_pairs`` view pairs (the same design at every epoch, so the points compare;
+the claim itself keeps the full design), with its standard error from the per-point scores (``mean_difference``,
+over points for fixed encoders: seed-to-seed spread is not in it) or, for accuracy, from the binomial
+(``accuracy_difference``). A DP snapshot has spent less privacy than its target epsilon (the table's ``epsilon
+spent (f)``): the curve follows the DP run as it trains. The fit and the verdict are ``metrics.trend``'s, with the
+claim's own test at the last epoch (``RemovalRun.passed``) as ``passed_at_max``.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memlab.data.splits import balanced_subset
+from memlab.io import plots
+from memlab.metrics.trend import AGREES, FAILS, HOLDS, effect_trend
+from memlab.streams import SplitSeed
+
+LAMBDA, DP_SSLMEM, DP_ACCURACY = "lambda: SSLMem", "DP: SSLMem", "DP: probe accuracy"
+COLUMNS = ["claim", "dataset", "epoch", "statistic", "se", "reference", "compared", "n", "epsilon spent (f)"]
+
+
+def mean_difference(a, b) -> tuple[float, float]:
+    """``(mean(a) - mean(b), se)`` for two independent samples of per-point scores (1-D, any length >= 2 each):
+    ``se = sqrt(var(a) / n_a + var(b) / n_b)`` with unbiased variances (Welch's standard error), in the scores'
+    units. Raises ValueError for a sample with fewer than 2 values or a non-finite value."""
+    a, b = (np.asarray(torch.as_tensor(v, dtype=torch.float64).flatten()) for v in (a, b))
+    if min(len(a), len(b)) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"need >= 2 finite scores in each sample, got {len(a)} and {len(b)}")
+    return float(a.mean() - b.mean()), float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+
+
+def accuracy_difference(acc_a: float, acc_b: float, n: int) -> tuple[float, float]:
+    """``(acc_a - acc_b, se)`` for two accuracies (fractions in [0, 1]), each measured on ``n`` test images. The
+    standard error is Agresti and Caffo's (2000): one success and one failure added to each, ``p~ = (n acc + 1) /
+    (n + 2)``, ``se = sqrt(sum p~ (1 - p~) / (n + 2))``, so it stays > 0 at 0% or 100%. Raises ValueError for n < 1
+    or an accuracy outside [0, 1]."""
+    if n < 1 or not (0 <= acc_a <= 1 and 0 <= acc_b <= 1):
+        raise ValueError(f"need accuracies in [0, 1] on n >= 1 images, got {acc_a}, {acc_b} on {n}")
+    p = [(n * acc + 1) / (n + 2) for acc in (acc_a, acc_b)]
+    return float(acc_a - acc_b), float(math.sqrt(sum(q * (1 - q) for q in p) / (n + 2)))
+
+
+def compute_points(snapshots, epochs: int) -> list[int]:
+    """The epochs of a curve: the snapshot epochs, then the last epoch (``removal.check_snapshots`` checked them)."""
+    return sorted(set(snapshots)) + [epochs]
+
+
+def overall_verdict(verdicts) -> str:
+    """One verdict for a claim made on several curves (every dataset of the sweep): ``holds`` when every curve
+    holds, ``fails`` when some curve fails, else ``trend agrees, not yet significant``."""
+    verdicts = list(verdicts)
+    return HOLDS if all(v == HOLDS for v in verdicts) else FAILS if FAILS in verdicts else AGREES
+
+
+def trend_detail(trends: dict) -> str:
+    """The text appended to a claim's detail for its curves ({name: ``Trend``}): "" without curves; the verdict
+    and ``Trend.describe`` of one curve; the ``overall_verdict`` and each named curve's for several."""
+    if not trends:
+        return ""
+    if len(trends) == 1:
+        t = next(iter(trends.values()))
+        return f"; effect vs compute: {t.verdict}: {t.describe()}"
+    return (f"; effect vs compute: {overall_verdict(t.verdict for t in trends.values())} ("
+            + "; ".join(f"{k}: {t.verdict}: {t.describe()}" for k, t in trends.items()) + ")")
+
+
+def fit_trends(table: pd.DataFrame, passed: dict) -> dict:
+    """{(claim, dataset): ``metrics.trend.Trend``} of every curve of ``table`` (``effect_vs_compute``), fitted
+    against log2(epochs) with threshold 0 (each statistic must be > 0) and ``passed[(claim, dataset)]``, the
+    claim's own test at the last epoch, as ``passed_at_max``."""
+    return {(c, ds): effect_trend(t.epoch, t.statistic, t.se.clip(lower=1e-9), threshold=0.0,
+                                  passed_at_max=bool(passed[c, ds]), unit="epochs")
+            for (c, ds), t in table.groupby(["claim", "dataset"], sort=False)}
+
+
+def _points(labels, half, n: int, seed: int) -> torch.Tensor:
+    """``n`` class-balanced points of ``half`` (all of it when n >= its size), sorted."""
+    return half[balanced_subset(labels[half].numpy(), min(n, len(half)), seed)]
+
+
+def _at(trained, epoch: int):
+    """The encoder after ``epoch``: itself after its last epoch (its cached scores and probes are reused)."""
+    return trained if epoch == trained.config.epochs else trained.at_epoch(epoch)
+
+
+def effect_vs_compute(run) -> pd.DataFrame:
+    """The curves' statistics (module docstring) of a ``removal_results.RemovalRun`` whose lambda sweep and DP
+    table ran: one row per curve and epoch with ``COLUMNS`` (``reference`` / ``compared``: the value at lambda_min
+    / lambda_max, or epsilon inf / the smallest epsilon; ``n``: points per half, or probe test images). No rows
+    for a curve without snapshots, a sweep of one lambda, or no DP section."""
+    p, d, rows = run.p, run.d, []
+    seed = p.split_seed + SplitSeed.DYNAMICS_POINTS
+
+    def sslmem(pairs, data, f_idx, g_idx, epoch) -> torch.Tensor:
+        return torch.cat([run.pair_sslmem(_at(f, epoch), _at(g, epoch), data, f_idx, g_idx,
+                                          n_pairs=p.trend_pairs)["m"] for f, g in pairs])
+
+    lo, hi = min(p.lambdas), max(p.lambdas)
+    sweep = d.lam_data if p.lambda_snapshots and lo != hi else {}
+    for name, (tr, fp, gp, _) in sweep.items():
+        pairs = {lam: [[run.loaded(j) for j in run.jobs["lambda"][name, lam, s]] for s in p.lambda_seeds]
+                 for lam in (lo, hi)}
+        f_idx, g_idx = _points(tr.labels, fp, p.trend_points, seed), _points(tr.labels, gp, p.trend_points, seed)
+        for e in compute_points(p.lambda_snapshots, p.lambda_epochs):
+            m = {lam: sslmem(pairs[lam], tr, f_idx, g_idx, e) for lam in (lo, hi)}
+            rows.append([LAMBDA, name, e, *mean_difference(m[lo], m[hi]), float(m[lo].mean()), float(m[hi].mean()),
+                         len(f_idx), math.nan])
+    if p.dp_snapshots and d.dp_epsilons:
+        small, first = min(p.dp_epsilons), next(iter(d.tasks))
+        pairs = {eps: (run.loaded(run.jobs["dp"][eps, "f"]), run.loaded(run.jobs["dp"][eps, "g"]))
+                 for eps in (math.inf, small)}
+        f_idx, g_idx = (_points(d.train.labels, h, p.trend_points, seed) for h in (d.dp_f, d.dp_g))
+        n_test = len(d.tasks[first][3])
+        for e in compute_points(p.dp_snapshots, p.dp_epochs):
+            spent = pairs[small][0].history[e - 1].get("epsilon", math.nan)
+            m = {eps: sslmem([pairs[eps]], d.train, f_idx, g_idx, e) for eps in (math.inf, small)}
+            rows.append([DP_SSLMEM, p.dataset, e, *mean_difference(m[math.inf], m[small]),
+                         float(m[math.inf].mean()), float(m[small].mean()), len(f_idx), spent])
+            acc = {eps: run.probe(_at(pairs[eps][0], e), {first: d.tasks[first]})[first] for eps in (math.inf, small)}
+            rows.append([DP_ACCURACY, first, e, *accuracy_difference(acc[math.inf], acc[small], n_test),
+                         acc[math.inf], acc[small], n_test, spent])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def figures(run, trends: dict) -> None:
+    """One figure per claim (``plots.trend``; the lambda sweep's datasets as panels, ``plots.trend_panels``),
+    written to ``run.report``."""
+    p, report = run.p, run.report
+    lo, hi, small = min(p.lambdas), max(p.lambdas), min(p.dp_epsilons, default=math.nan)
+    lam = {ds: t for (c, ds), t in trends.items() if c == LAMBDA}
+    if lam:
+        cap = (f"{p.method}/{p.arch}, halves of {p.lambda_n_half}, {min(p.trend_points, p.lambda_n_half)} points "
+               f"per half, K={p.trend_pairs}, snapshots of each pair")
+        report.figure(plots.trend_panels(lam, "Does the larger lambda lower SSLMem, with training? (Eq. 3)",
+                                         f"SSLMem: lambda={lo:g} - lambda={hi:g}", report.caption(cap)),
+                      "trend_lambda_sslmem")
+    for (c, ds), t in trends.items():
+        if c == LAMBDA:
+            continue
+        what, on = ("SSLMem", "") if c == DP_SSLMEM else ("accuracy", f" on {ds}")
+        scored = "" if c == DP_ACCURACY else f", {min(p.trend_points, p.dp_points)} scored, K={p.trend_pairs}"
+        cap = f"SimSiam, GroupNorm {p.dp_arch} x{p.dp_width}, {p.dp_points} points per half{scored}, snapshots"
+        report.figure(plots.trend(t, f"Does DP-SGD lower {what}{on}, with training? (Table 5)",
+                                  f"{what}: eps=inf - eps={small:g}", report.caption(cap + " of each DP run")),
+                      "trend_" + re.sub(r"\W+", "_", c.lower()).strip("_"))
