@@ -52,6 +52,7 @@ RECIPES = {  # name: (what changes, overrides)
     "epp250": ("splits of 250 at 160 epochs (equal compute)", {"split": 250, "epochs": 160}),
     "epp125": ("splits of 125 at 320 epochs (equal compute)", {"split": 125, "epochs": 320}),
     "aug-crop": ("trained with crop+flip only (no colour)", {"aug": "crop"}),
+    "aug-crop-1seed": ("trained with crop+flip only, one f/g seed (compare with 1seed)", {"aug": "crop", "seeds": (0,)}),
     "width0.5": ("width 0.5 (about 4x compute)", {"width": 0.5}),
 }
 
