@@ -1,27 +1,19 @@
 """Notebook 03's effect-versus-compute curves (memlab.experiments.removal_trends), the snapshot parameters that
 feed them (removal.check_snapshots) and the DP encoders' snapshots (engine.dp.train_dp)."""
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from memlab.data.datasets import load_dataset
 from memlab.experiments.removal import RemovalParams, check_snapshots
 from memlab.experiments.removal_trends import (DP_ACCURACY, LAMBDA, accuracy_difference, compute_points, fit_trends,
                                                mean_difference, overall_verdict, trend_detail)
-from memlab.io.params import ParameterError, notebook_defaults
+from memlab.io.params import ParameterError
 from memlab.metrics.trend import AGREES, FAILS, HOLDS
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def values(**over) -> dict:
-    v = notebook_defaults(ROOT / "notebooks" / "03_removal.py")
-    v.update(yaml.safe_load((ROOT / "params" / "smoke" / "03_removal.yaml").read_text()) or {})
-    return {**v, **over}
+from test_experiments_removal import values   # notebook 03's smoke values
 
 
 def test_mean_difference_is_the_welch_standard_error_of_two_samples():
