@@ -209,8 +209,9 @@ display(R.subset_tests().round(5))
 #
 # The last columns test Table 16's "f memorises $S_C$, g memorises $S_I$" in a form the f/g offset cannot
 # touch: each encoder's alignment advantage on its *own* training points, $L_g - L_f$ on $S_C$ and
-# $L_f - L_g$ on $S_I$, pooled. A common offset enters the two halves with opposite signs and cancels,
-# while memorisation adds to both: twice the points of the $S_C$-versus-$S_S$ test, from the same encoders.
+# $L_f - L_g$ on $S_I$, is on average positive exactly when $m(S_C) > m(S_I)$. A common offset shifts both
+# subsets alike and drops out of that Welch test, while memorisation counts twice (f's on $S_C$, g's on
+# $S_I$).
 # %%
 display(R.seed_strength().round(5))
 

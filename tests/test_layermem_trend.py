@@ -121,6 +121,6 @@ def test_trend_parameters_are_checked_before_any_compute():
     P = parameters(X.LayerMemParams, _values())
     assert (P.trend_candidates, P.trend_view_pairs) == (P.cell_candidates, P.cell_view_pairs)   # laptop: the claim's
     for over, match in [({"trend_candidates": 99}, "trend_candidates"), ({"trend_candidates": 501}, "trend_candidates"),
-                        ({"trend_view_pairs": 99}, "trend_view_pairs")]:
+                        ({"trend_view_pairs": 99}, "trend_view_pairs"), ({"trend_view_pairs": 0}, "trend_view_pairs")]:
         with pytest.raises(ParameterError, match=match):
             parameters(X.LayerMemParams, _values(**over))

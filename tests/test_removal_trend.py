@@ -48,6 +48,8 @@ def test_compute_points_end_at_the_last_epoch_and_snapshots_are_checked_before_c
     RemovalParams(**values(dp_snapshots=[2], dp_epochs=0))           # DP off: its snapshots are not used
     with pytest.raises(ParameterError, match="trend_pairs"):
         RemovalParams(**values(trend_pairs=3))                       # smoke: view_pairs 2
+    with pytest.raises(ParameterError, match="trend_pairs"):
+        RemovalParams(**values(trend_pairs=0))                       # 0 would silently mean "all pairs"
 
 
 def test_verdicts_of_a_claim_on_several_curves_and_its_detail():

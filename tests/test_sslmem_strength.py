@@ -8,7 +8,7 @@ import torch
 from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.experiments.grid import cell_spec, main_recipe_snapshots
 from memlab.experiments.sslmem_strength import d_point, d_trend, raw_per_seed, seed_table, seeds_needed
-from memlab.metrics.sslmem import own_point_margins, sslmem_scores
+from memlab.metrics.sslmem import sslmem_scores
 from memlab.metrics.stats import cohens_d_se, one_sample, welch, welch_d_threshold
 from memlab.metrics.trend import AGREES, HOLDS
 from test_grid import BASE
@@ -31,21 +31,27 @@ def test_per_encoder_alignment_rows_average_to_the_seed_mean():
     assert torch.allclose(r["align_f_each"].mean(0), r["align_f"])
     assert torch.allclose(r["align_g"] - r["align_f"], r["raw"])
     alone = sslmem_scores([fs[1]], [gs[1]], x, np.arange(6), bank, rep="flat")["out"]   # seed 1 scored alone
-    assert torch.allclose(r["align_f_each"][1], alone["align_f"]) and torch.allclose(r["align_g_each"][1], alone["align_g"])
+    assert torch.allclose(r["align_f_each"][1], alone["align_f"])
+    assert torch.allclose(r["align_g_each"][1], alone["align_g"])
 
 
-def test_own_point_margins_cancel_a_common_offset():
+def test_own_point_test_is_blind_to_a_common_offset():
     rng = np.random.default_rng(0)
-    mem = np.abs(rng.normal(0.02, 0.01, 400))       # each encoder aligns its own points 0.02 better
-    offset = -0.05                                   # and g aligns every point 0.05 better than f
-    raw_c, raw_i = mem[:200] + offset, -mem[200:] + offset
-    assert welch(raw_c, np.full(200, offset) + rng.normal(0, 0.01, 200))["p"] < 1e-6
-    assert one_sample(raw_c)["p"] > 0.99                                  # Table 16's m(S_C) > 0 is swamped
-    m = own_point_margins(raw_c, raw_i).numpy()
-    assert m.shape == (400,) and m.mean() == pytest.approx(mem.mean(), abs=1e-6)   # the offset cancels
-    assert one_sample(m)["p"] < 1e-6
-    with pytest.raises(ValueError, match="as many scored points"):
-        own_point_margins(raw_c, raw_i[:10])
+    mem, noise = 0.004, 0.02                         # each encoder aligns its own points 0.004 better
+    for offset in (0.0, -0.05):                      # and g may align every point 0.05 better than f
+        raw = {"S_C": mem + offset + rng.normal(0, noise, 500), "S_S": offset + rng.normal(0, noise, 500),
+               "S_I": -mem + offset + rng.normal(0, noise, 500)}
+        res = {k: {"L": {"align_f_each": torch.zeros(1, 500, dtype=torch.float64),
+                         "align_g_each": torch.tensor(v)[None]}} for k, v in raw.items()}
+        row = seed_table(res, "L", [0]).iloc[0]
+        assert row["p own"] < 1e-6 and row["t own"] == pytest.approx(welch(raw["S_C"], raw["S_I"])["t"])
+        if offset:
+            assert one_sample(raw["S_C"])["p"] > 0.99       # Table 16's m(S_C) > 0 is swamped by the offset
+    # the own-point t is the same with and without the offset (same noise draws): the offset drops out
+    rng = np.random.default_rng(1)
+    e_c, e_i = rng.normal(0, noise, 500), rng.normal(0, noise, 500)
+    t0 = welch(mem + e_c, -mem + e_i)["t"]
+    assert welch(mem + e_c - 0.05, -mem + e_i - 0.05)["t"] == pytest.approx(t0)
 
 
 def test_d_standard_error_and_threshold_values():
@@ -85,21 +91,26 @@ def test_seed_table_tests_each_seed_alone_and_averaged():
     assert seeds_needed(t, 0.01) == 2               # seed 0 fails alone, the average passes
     assert seeds_needed(seed_table(_results([0.03, 0.03]), "L", [0, 1]), 0.01) == 1
     assert seeds_needed(seed_table(_results([0.0, 0.0], seed=3), "L", [0, 1]), 1e-9) is None
+    # not monotone: 2 seeds pass, all 3 fail -> the profile's own design fails, so no k is enough
+    t3 = pd.DataFrame({"n seeds": [1, 1, 1, 2, 3], "p C>S": [0.5, 0.5, 0.5, 0.001, 0.2]})
+    assert seeds_needed(t3, 0.01) is None
+    t3["p C>S"] = [0.5, 0.001, 0.5, 0.001, 0.001]
+    assert seeds_needed(t3, 0.01) == 2
     with pytest.raises(ValueError, match="pairs f and g seeds"):
         raw_per_seed({"S_C": {"L": {"align_f_each": torch.zeros(2, 3), "align_g_each": torch.zeros(1, 3)}}}, "S_C", "L")
 
 
 def test_d_trend_uses_the_claims_bar_at_the_last_point():
-    rng = np.random.default_rng(1)
-    rows = []
-    for e, d in ((8, 0.02), (15, 0.08), (30, 0.14)):
-        c, s = rng.normal(d, 1, 500), rng.normal(0, 1, 500)
-        rows.append({"epoch": e, **d_point(c, s)})
-    pts = pd.DataFrame(rows)
+    z = np.random.default_rng(1).normal(0, 1, 2000)
+    z = (z - z.mean()) / z.std(ddof=1)               # exactly mean 0, sd 1: each point's d is exactly its shift
+    pts = pd.DataFrame([{"epoch": e, **d_point(z + d, z)} for e, d in ((8, 0.02), (15, 0.08), (30, 0.14))])
+    assert list(pts["d"].round(10)) == [0.02, 0.08, 0.14]
     tr = d_trend(pts, 0.01, passed=False)
-    assert tr.threshold == pytest.approx(welch_d_threshold(500, 500, 0.01))
-    assert tr.verdict in (AGREES, "fails") and tr.slope > 0
+    assert tr.threshold == pytest.approx(welch_d_threshold(2000, 2000, 0.01))
+    assert tr.verdict == AGREES and tr.slope > 0 and tr.slope_p < 0.05   # d grows 0.02 -> 0.14, se about 0.032
     assert d_trend(pts, 0.01, passed=True).verdict == HOLDS
+    flat = pts.assign(d=[0.08, 0.08, 0.08])
+    assert d_trend(flat, 0.01, passed=False).verdict == "fails"
 
 
 def test_cell_snapshot_epochs_are_checked_and_follow_the_main_recipe():

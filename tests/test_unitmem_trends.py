@@ -127,6 +127,8 @@ def test_trend_parameters_are_checked_before_any_compute():
                         ({"trend_epochs": [5]}, "whole epoch"),          # 5 * 120 / 80 = 7.5
                         ({"trend_epochs": [80]}, "before its last"),     # the trained f is the last point already
                         ({"trend_epochs": [10, 10]}, "repeated"),
-                        ({"trend_pairs": 99}, "trend_pairs")]:
+                        ({"trend_pairs": 99}, "trend_pairs"), ({"trend_pairs": 0}, "trend_pairs"),
+                        ({"trend_epochs": [10]}, "at least 2 epochs"),   # 2 points: no fitted trend
+                        ({"trend_points": 49}, "top_k")]:                # fewer than the top-50 it ranks
         with pytest.raises(ParameterError, match=match):
             parameters(X.UnitMemParams, {**values, **over})

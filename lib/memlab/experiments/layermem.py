@@ -124,10 +124,11 @@ class LayerMemParams:
         choice("representation", pair.representation, ["flat", "pooled"])
         choice("layer_range", self.layer_range, LM.MODES)
         choice("probe_kind", self.probe_kind, ["linear", "knn"])
-        if max(self.layer_view_pairs, self.cell_view_pairs, self.trend_view_pairs) > pair.view_pairs:
+        if max(self.layer_view_pairs, self.cell_view_pairs, self.trend_view_pairs) > pair.view_pairs or min(
+                self.layer_view_pairs, self.cell_view_pairs, self.trend_view_pairs) < 1:
             raise ParameterError(f"layer_view_pairs, cell_view_pairs and trend_view_pairs ({self.layer_view_pairs}, "
                                  f"{self.cell_view_pairs}, {self.trend_view_pairs}) take the first pairs of the SSLMem "
-                                 f"view bank and must not exceed view_pairs ({pair.view_pairs})")
+                                 f"view bank and must lie in [1, view_pairs = {pair.view_pairs}]")
         if max(self.random_points, 2 * self.top_k, self.overlap_k) > min(self.layer_candidates, self.cell_candidates):
             raise ParameterError(f"layer_candidates and cell_candidates ({self.layer_candidates}, "
                                  f"{self.cell_candidates}) must be at least random_points, 2 * top_k and overlap_k "

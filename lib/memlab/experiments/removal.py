@@ -128,9 +128,9 @@ class RemovalParams(SessionParams, EncoderRecipe):
         check_snapshots("lambda_snapshots", self.lambda_snapshots, self.lambda_epochs)
         if self.dp_epochs > 0:
             check_snapshots("dp_snapshots", self.dp_snapshots, self.dp_epochs)
-        if self.trend_pairs > self.view_pairs or self.trend_points < 2:
-            raise ParameterError(f"trend_pairs = {self.trend_pairs} must be <= view_pairs = {self.view_pairs} (the "
-                                 f"snapshots use the first pairs of the same view bank) and trend_points = "
+        if not 1 <= self.trend_pairs <= self.view_pairs or self.trend_points < 2:
+            raise ParameterError(f"trend_pairs = {self.trend_pairs} must be in [1, view_pairs = {self.view_pairs}] "
+                                 f"(the snapshots use the first pairs of the same view bank) and trend_points = "
                                  f"{self.trend_points} >= 2 (a standard error needs 2 points)")
 
     @cached_property

@@ -87,7 +87,8 @@ class RemovalRun:
         p = self.p
         bank = bank or ViewBank(fs[0].measuring(), 2 * p.view_pairs, seed=p.split_seed)
         res = cached_sslmem(self.S.cache, fs, gs, data, data, {"S_C": torch.as_tensor(idx)}, bank,
-                            n_pairs=n_pairs or p.view_pairs, rep=p.representation, device=self.S.device, force=p.force)
+                            n_pairs=n_pairs if n_pairs is not None else p.view_pairs, rep=p.representation,
+                            device=self.S.device, force=p.force)
         layer = fs[0].encoder.layer_names[-1]
         return {"raw": res["S_C"][layer]["raw"], "m": normalised_sslmem(res, layer=layer)["S_C"]}
 

@@ -260,7 +260,7 @@ class PairScores:
 
     def _seed_claims(self) -> None:
         """m(S_C) > m(S_S) with each seed alone (and how many seeds the profile needs), and the offset-free test of
-        Table 16 (``metrics.sslmem.own_point_margins``) with all seeds."""
+        Table 16, m(S_C) > m(S_I) (``sslmem_strength``), with all seeds."""
         p, t = self.p, self.seeds
         alone, every = t[t["n seeds"] == 1], t.iloc[-1]
         need = seeds_needed(t, p.alpha)
@@ -270,11 +270,12 @@ class PairScores:
         if len(p.seeds) > 1:
             report.claim(f"m(S_C) > m(S_S) with each f/g seed alone (one-sided Welch, p < {p.alpha})",
                          bool((alone["p C>S"] < p.alpha).all()),
-                         "; ".join(f"{r['f/g seeds']}: d={r['d C>S']:.3f}, p={r['p C>S']:.2g}" for _, r in alone.iterrows())
+                         "; ".join(f"{r['f/g seeds']}: d={r['d C>S']:.3f}, p={r['p C>S']:.2g}"
+                                   for _, r in alone.iterrows())
                          + f"; {every['f/g seeds']}: d={every['d C>S']:.3f}, p={every['p C>S']:.2g}; {verdict}")
         if "p own" in t:
-            report.claim(f"each encoder aligns its own training points better (S_C: L_g - L_f and S_I: L_f - L_g "
-                         f"pooled, > 0; one-sample t, p < {p.alpha}; Table 16 without the f/g offset)",
+            report.claim(f"each encoder aligns its own training points better: m(S_C) > m(S_I) (one-sided Welch, "
+                         f"p < {p.alpha}; L_g - L_f on S_C and L_f - L_g on S_I, Table 16 without the f/g offset)",
                          bool(every["p own"] < p.alpha),
                          f"{every['f/g seeds']}: d={every['d own']:.3f}, t={every['t own']:.2f}, p={every['p own']:.2g}"
                          "; per seed: " + ", ".join(f"p={v:.2g}" for v in alone["p own"]))

@@ -7,8 +7,11 @@ of Eq. 2) shrinks the second part. At laptop scale the effect is small (Cohen's 
 - ``seed_table`` tests the claim with each f/g seed pair alone and with the first k seeds averaged, from the
   per-seed alignments the scorer keeps (``metrics.sslmem.sslmem_scores``: no extra forward pass), and
   ``seeds_needed`` reads off how many seeds the profile needs;
-- the same table tests Table 16's "f memorises S_C, g memorises S_I" in its offset-free form
-  (``metrics.sslmem.own_point_margins``, one-sample t > 0);
+- the same table tests Table 16's "f memorises S_C, g memorises S_I" in its offset-free form: each encoder's
+  alignment advantage on its own training points, L_g - L_f on S_C and L_f - L_g on S_I, is on average > 0
+  exactly when m(S_C) > m(S_I). A common f/g offset c shifts both subsets' raw scores by c, so the one-sided
+  Welch test of S_C against S_I holds it out of the mean and of the variance (pooling the two halves into one
+  sample and testing it against 0 would keep c out of the mean only: its variance grows by c^2);
 - ``d_trend`` fits a cell's Cohen's d against training epochs (its snapshots; ``metrics.trend``), with the
   claim's own bar written as a d (``stats.welch_d_threshold``), for Table 1 cells that do not pass yet.
 
@@ -20,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from memlab.metrics.sslmem import own_point_margins
-from memlab.metrics.stats import cohens_d, cohens_d_se, one_sample, welch, welch_d_threshold
+from memlab.metrics.stats import cohens_d, cohens_d_se, welch, welch_d_threshold
 from memlab.metrics.trend import effect_trend
 
 
@@ -40,8 +42,9 @@ def raw_per_seed(results: dict, subset: str, layer: str) -> np.ndarray:
 def seed_table(results: dict, layer: str, seeds) -> pd.DataFrame:
     """One row per design: each f/g seed pair alone ("seed s alone"), then the first k seeds averaged
     (k = 2..S; k = S is the notebook's main claim). Columns: "f/g seeds", "n seeds", the Welch test of
-    m(S_C) > m(S_S) ("d C>S", "t C>S", "p C>S") and, when S_I was scored, the one-sample test of the own-point
-    margins ("d own", "t own", "p own"). ``seeds``: the seed labels, in the scorer's order."""
+    m(S_C) > m(S_S) ("d C>S", "t C>S", "p C>S") and, when S_I was scored, the own-point test, the Welch test of
+    m(S_C) > m(S_I) ("d own", "t own", "p own"; module docstring). ``seeds``: the seed labels, in the scorer's
+    order."""
     seeds = list(seeds)
     each = {k: raw_per_seed(results, k, layer) for k in ("S_C", "S_S", "S_I") if k in results}
     designs = [(f"seed {s} alone", [i]) for i, s in enumerate(seeds)]
@@ -52,20 +55,22 @@ def seed_table(results: dict, layer: str, seeds) -> pd.DataFrame:
         w = welch(m["S_C"], m["S_S"])
         row = {"f/g seeds": name, "n seeds": len(rows_), "d C>S": w["d"], "t C>S": w["t"], "p C>S": w["p"]}
         if "S_I" in m:
-            o = one_sample(own_point_margins(m["S_C"], m["S_I"]).numpy())
+            o = welch(m["S_C"], m["S_I"])
             row.update({"d own": o["d"], "t own": o["t"], "p own": o["p"]})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def seeds_needed(table: pd.DataFrame, alpha: float, column: str = "p C>S") -> int | None:
-    """The fewest averaged seeds whose test passes (``column`` < alpha) in ``seed_table``'s output: 1 only when
-    every seed passes alone; None when even all seeds together do not."""
-    alone = table[table["n seeds"] == 1]
-    if len(alone) and bool((alone[column] < alpha).all()):
-        return 1
-    ok = table[(table["n seeds"] > 1) & (table[column] < alpha)]
-    return int(ok["n seeds"].min()) if len(ok) else None
+    """The fewest seeds k such that every design of ``seed_table``'s output with k or more seeds passes
+    (``column`` < alpha): 1 only when every seed passes alone; None when the design with all seeds fails."""
+    passes = table[column] < alpha
+    need = None
+    for k in sorted(table["n seeds"].unique(), reverse=True):
+        if not passes[table["n seeds"] >= k].all():
+            break
+        need = int(k)
+    return need
 
 
 def d_point(raw_c, raw_s) -> dict:

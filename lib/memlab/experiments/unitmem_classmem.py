@@ -97,9 +97,15 @@ class UnitMemParams:
                                  f"notebook 02's snapshot_epochs) at which supervised_epochs "
                                  f"({self.supervised_epochs}) gives a whole epoch of the supervised encoder "
                                  f"(e * {self.supervised_epochs} / {pair.epochs}); not: {bad or 'repeated'}")
-        if self.trend_pairs > pair.view_pairs:
+        if len(self.trend_epochs) == 1:
+            raise ParameterError(f"trend_epochs {self.trend_epochs}: give none (no curves) or at least 2 epochs "
+                                 f"(with the trained encoders, the 3 points a fitted trend needs)")
+        if self.trend_points < self.top_k:
+            raise ParameterError(f"trend_points ({self.trend_points}) must be >= top_k ({self.top_k}): the snapshots "
+                                 f"rank that many points to pick the top-{self.top_k} and least-{self.top_k}")
+        if not 1 <= self.trend_pairs <= pair.view_pairs:
             raise ParameterError(f"trend_pairs ({self.trend_pairs}) takes the first pairs of the SSLMem view bank and "
-                                 f"must not exceed view_pairs ({pair.view_pairs})")
+                                 f"must lie in [1, view_pairs = {pair.view_pairs}]")
 
     @property
     def supervised_trend_epochs(self) -> list:

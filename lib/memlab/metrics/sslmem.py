@@ -100,21 +100,6 @@ def sslmem_scores(f_encoders, g_encoders, images, idx, bank, **kw) -> dict:
                 "align_f_each": af[l], "align_g_each": ag[l]} for l in af}
 
 
-def own_point_margins(raw_candidates, raw_independent) -> torch.Tensor:
-    """The offset-free form of Table 16's tests m(S_C) > 0 and m(S_I) < 0: each encoder's alignment advantage on
-    its own training points, ``[L_g - L_f on S_C, L_f - L_g on S_I]`` = ``cat(raw(S_C), -raw(S_I))``.
-
-    A common offset c between f and g (g aligning every point c worse) adds +c to the first half and -c to the
-    second, so with |S_C| = |S_I| it cancels in the mean, while memorisation adds to both halves (notebook 03's
-    disjoint halves use the same idea). Inputs: raw SSLMem, float (N_C,) and (N_I,); returns float32 (N_C + N_I,).
-    Raises ValueError when the halves differ in size (the offset would not cancel)."""
-    c, i = torch.as_tensor(raw_candidates).float().flatten(), torch.as_tensor(raw_independent).float().flatten()
-    if len(c) != len(i):
-        raise ValueError(f"S_C and S_I must have as many scored points for the offset to cancel, got {len(c)} and "
-                         f"{len(i)}: score as many independent points as candidates")
-    return torch.cat([c, -i])
-
-
 # ----------------------------------------------------------------------------- normalisation (appendix A)
 def reference_subsets(results: dict, reference=REFERENCE) -> list:
     """The subsets of ``results`` whose raw scores set the normalising range: those of ``reference`` (a subset
