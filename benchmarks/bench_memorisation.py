@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     pd.set_option("display.width", 250)
     print("\nmemorisation strength per recipe (CIFAR-10, ResNet-9 SimCLR, raw SSLMem):")
     print(table.drop(columns=["change"]).to_string(index=False))
-    print("\n" + table[["recipe", "change"]].to_markdown(index=False) if hasattr(table, "to_markdown") else "")
+    print("\n" + table[["recipe", "change"]].to_string(index=False))
     return 0
 
 
