@@ -45,7 +45,8 @@ def test_parameters_resolve_notebook_02s_cells_and_refuse_bad_relations():
     for over, match in [({"distant_gap": 1}, "distant_gap"),
                         ({"method_cells": ["simclr/resnet99"]}, "not cells of notebook 02's grid"),
                         ({"grid_seeds": [7]}, "subset of notebook 02's grid_seeds"),
-                        ({"layer_view_pairs": 99}, "must not exceed view_pairs"),
+                        ({"layer_view_pairs": 99}, r"must lie in \[1, view_pairs"),
+                        ({"layer_view_pairs": 0}, "layer_view_pairs"),
                         ({"top_k": 40}, "at least random_points, 2 \\* top_k"),
                         ({"arch_cells": [{"arch": "resnet18", "dataset": "cifar10"}]}, "must use the main dataset"),
                         ({"layer_range": "global"}, "layer_range")]:
