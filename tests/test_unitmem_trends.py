@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
+from memlab.metrics.stats import agresti_caffo_se
 from scipy import stats as sst
 
 from memlab.experiments import unitmem_classmem as X, unitmem_findings as find, unitmem_trends as trends
@@ -25,11 +27,11 @@ def _units(layer, unitmem, classmem, argmax=0, dead=None):
 
 
 def test_agresti_caffo_se_stays_positive_at_zero_and_matches_hand_values():
-    assert trends.agresti_caffo_se(0, 10, 0, 10) == pytest.approx(np.sqrt(2 * (1 / 12) * (11 / 12) / 12))
+    assert agresti_caffo_se(0, 10, 0, 10) == pytest.approx(np.sqrt(2 * (1 / 12) * (11 / 12) / 12))
     hand = np.sqrt((1 / 3) * (2 / 3) / 12 + (2 / 7) * (5 / 7) / 7)     # p = 4/12 and 2/7
-    assert trends.agresti_caffo_se(3, 10, 1, 5) == pytest.approx(hand)
+    assert agresti_caffo_se(3, 10, 1, 5) == pytest.approx(hand)
     with pytest.raises(ValueError, match="0 <= x <= n"):
-        trends.agresti_caffo_se(4, 3, 0, 1)
+        agresti_caffo_se(4, 3, 0, 1)
 
 
 def test_fraction_difference_counts_live_units_above_the_diagonal():
@@ -37,7 +39,7 @@ def test_fraction_difference_counts_live_units_above_the_diagonal():
     ssl = _units("a", [0.5, 0.6, 0.7], [0.1, 0.1, 0.1])
     d = trends.fraction_difference(sup, ssl)
     assert (d["supervised"], d["SSL"], d["units supervised"], d["units SSL"]) == (0.25, 0.0, 4, 3)
-    assert d["difference"] == 0.25 and d["se"] == pytest.approx(trends.agresti_caffo_se(1, 4, 0, 3))
+    assert d["difference"] == 0.25 and d["se"] == pytest.approx(agresti_caffo_se(1, 4, 0, 3))
 
 
 def test_deciding_z_is_exactly_the_most_layers_test():

@@ -28,6 +28,7 @@ import torch
 
 from memlab.data.splits import balanced_subset
 from memlab.io import plots
+from memlab.metrics.stats import agresti_caffo_se
 from memlab.metrics.trend import AGREES, FAILS, HOLDS, effect_trend
 from memlab.streams import SplitSeed
 
@@ -52,8 +53,7 @@ def accuracy_difference(acc_a: float, acc_b: float, n: int) -> tuple[float, floa
     or an accuracy outside [0, 1]."""
     if n < 1 or not (0 <= acc_a <= 1 and 0 <= acc_b <= 1):
         raise ValueError(f"need accuracies in [0, 1] on n >= 1 images, got {acc_a}, {acc_b} on {n}")
-    p = [(n * acc + 1) / (n + 2) for acc in (acc_a, acc_b)]
-    return float(acc_a - acc_b), float(math.sqrt(sum(q * (1 - q) for q in p) / (n + 2)))
+    return float(acc_a - acc_b), agresti_caffo_se(n * acc_a, n, n * acc_b, n)
 
 
 def compute_points(snapshots, epochs: int) -> list[int]:

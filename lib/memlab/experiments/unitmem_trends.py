@@ -40,19 +40,11 @@ from memlab.experiments.scoring import cached_sslmem
 from memlab.experiments.unitmem_classmem import unit_stats_of
 from memlab.io import plots
 from memlab.metrics.sslmem import normalised_sslmem
+from memlab.metrics.stats import agresti_caffo_se
 from memlab.metrics.trend import effect_trend
 from memlab.metrics.unitmem import layer_table, link_test, live_units
 
 Z_CAP = 8.0   # |z| of p-values that underflow (p = 0 or 1) is capped here, so the fit stays finite
-
-
-def agresti_caffo_se(x1: int, n1: int, x2: int, n2: int) -> float:
-    """Standard error of the difference of two proportions x1/n1 - x2/n2 (counts, n >= 0), Agresti-Caffo: each
-    proportion smoothed to (x + 1) / (n + 2); positive even at 0% or 100%. Raises ValueError unless 0 <= x <= n."""
-    if not (0 <= x1 <= n1 and 0 <= x2 <= n2):
-        raise ValueError(f"counts must satisfy 0 <= x <= n, got {x1}/{n1} and {x2}/{n2}")
-    p1, p2 = (x1 + 1) / (n1 + 2), (x2 + 1) / (n2 + 2)
-    return float(np.sqrt(p1 * (1 - p1) / (n1 + 2) + p2 * (1 - p2) / (n2 + 2)))
 
 
 def fraction_difference(sup_table: pd.DataFrame, ssl_table: pd.DataFrame) -> dict:

@@ -102,6 +102,16 @@ def cohens_d_se(d: float, n_a: int, n_b: int) -> float:
     return float(np.sqrt((n_a + n_b) / (n_a * n_b) + d ** 2 / (2 * (n_a + n_b))))
 
 
+def agresti_caffo_se(x1: float, n1: int, x2: float, n2: int) -> float:
+    """Standard error of the difference of two proportions x1/n1 - x2/n2 (success counts, n >= 0), Agresti and
+    Caffo (2000): each proportion smoothed to (x + 1) / (n + 2); positive even at 0% or 100%. Raises ValueError
+    unless 0 <= x <= n."""
+    if not (0 <= x1 <= n1 and 0 <= x2 <= n2):
+        raise ValueError(f"counts must satisfy 0 <= x <= n, got {x1}/{n1} and {x2}/{n2}")
+    p1, p2 = (x1 + 1) / (n1 + 2), (x2 + 1) / (n2 + 2)
+    return float(np.sqrt(p1 * (1 - p1) / (n1 + 2) + p2 * (1 - p2) / (n2 + 2)))
+
+
 def welch_d_threshold(n_a: int, n_b: int, alpha: float) -> float:
     """The Cohen's d at which a one-sided two-sample t-test of n_a and n_b points reaches p = ``alpha`` (equal
     variances, df = n_a + n_b - 2): t_{1-alpha, df} sqrt(1/n_a + 1/n_b). A claim "mean a > mean b at p < alpha"
