@@ -151,7 +151,8 @@ display(frac.round(3))
 # with ClassMem > UnitMem is measured again at snapshots of f (`trend_epochs`) and of the supervised encoder
 # at the same fractions of its training, on the points the next section follows; the difference supervised
 # minus SSL, with its standard error, is fitted against log2(epochs) with its 95% band (`metrics.trend`).
-# The last point is the claim's own measurement. The claim line then says whether the claim holds, whether
+# The last fitted point is the trained encoders measured the same way; the claim's own measurement (more points) is
+# the table's last row, which decides the claim and is not fitted. The claim line then says whether the claim holds, whether
 # the trend points the paper's way without being significant yet, or whether it fails, and where the fitted
 # line would cross 0. Each encoder's snapshots share one training run, so the band is optimistic.
 
@@ -159,7 +160,7 @@ display(frac.round(3))
 cm_dyn = trends.classmem_over_training(R, ssl_table, sup_table)
 S.report.table(cm_dyn, "classmem_fraction_over_training")
 display(cm_dyn.round(4))
-if len(cm_dyn) >= 3:  # effect versus compute: the fitted trend, its band, and where it would reach the claim
+if trends.has_curve(cm_dyn):  # effect versus compute: the fitted trend, its band, and where it would reach the claim
     S.report.figure(trends.classmem_figure(R, cm_dyn), "classmem_fraction_trend")
 
 # %% [markdown]
@@ -202,13 +203,14 @@ S.report.figure(find.link_figure(R, link), "sslmem_vs_unitmem")
 # snapshot's units are linked to them, and each layer gets its one-sided Welch test. "Most layers" holds
 # exactly when the layer ranked just past the middle by its z-score (z = the normal quantile of 1 - p) has
 # z above the bar of p = `alpha`; that z is followed over training and fitted against log2(epochs), with a
-# standard error of 1 (a z-score's). The last point is the claim's own measurement.
+# standard error of 1 (a z-score's). The trained f and g are the last fitted point, measured the same way; the
+# claim's own test (all points) is the table's last row and is not fitted.
 
 # %%
 link_dyn = trends.link_over_training(R, link)
 S.report.table(link_dyn, "sslmem_unitmem_link_over_training")
 display(link_dyn.round(4))
-if len(link_dyn) >= 3:
+if trends.has_curve(link_dyn):
     S.report.figure(trends.link_figure(R, link_dyn), "sslmem_unitmem_link_trend")
 
 # %% [markdown]

@@ -40,6 +40,26 @@ def test_bad_parameters_fail_before_compute_and_name_the_parameter():
     with pytest.raises(ParameterError, match="seeds"):
         SSLMemParams(**values(seeds=[]))
     SSLMemParams(**values(supervised_epochs=[], tables=["table1"]))   # Table 1 alone needs no supervised encoder
+    with pytest.raises(ParameterError, match=r"'train_aug' = 'colour'"):
+        SSLMemParams(**values(train_aug="colour"))
+    with pytest.raises(ParameterError, match=r"grid cell dino/resnet9: aug"):
+        SSLMemParams(**values(grid=[{"method": "dino", "aug": "jitter"}]))
+
+
+def test_train_aug_reaches_the_pair_and_the_ssl_cells_but_not_the_supervised_ones():
+    from memlab.engine.config import config_key
+    from memlab.experiments.grid import cell_config
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    crop, own = SSLMemParams(**values(train_aug="crop")), SSLMemParams(**values(train_aug=""))
+    assert crop.pair.config(mean, std).aug == "crop" and own.pair.config(mean, std).aug is None
+    assert config_key(crop.pair.config(mean, std)) != config_key(own.pair.config(mean, std))  # other encoders
+    assert [c["aug"] for c in crop.cells] == ["crop"] * len(crop.cells)
+    assert all(s["aug"] == "" for s in crop.supervised_specs)               # supervised keeps its weak views
+    simclr = crop.cells[0]                                                   # the main recipe, served by the pair
+    assert crop.snapshots(simclr) == tuple(crop.snapshot_epochs)
+    assert cell_config(simclr, mean, std, crop.snapshots(simclr)) == crop.pair.config(mean, std)
+    other = {**simclr, "aug": ""}                                            # the same cell with SimCLR's views
+    assert crop.snapshots(other) == tuple(other["snapshot_epochs"])          # is not the main pair
 
 
 def test_table_cells_follow_the_pair_and_the_selected_tables():

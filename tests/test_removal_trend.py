@@ -24,6 +24,12 @@ def test_mean_difference_is_the_welch_standard_error_of_two_samples():
         mean_difference([1.0], [0.0, 1.0])
     with pytest.raises(ValueError, match=">= 2 finite"):
         mean_difference([1.0, math.nan], [0.0, 1.0])
+    # paired (the same points under two encoders): differences 1, 1, 0.5 -> sd sqrt(1/12), se sqrt(1/12) / sqrt(3)
+    d, se = mean_difference([1.0, 2.0, 3.0], [0.0, 1.0, 2.5], paired=True)
+    assert d == pytest.approx(5 / 6) and se == pytest.approx(1 / 6)
+    assert se < mean_difference([1.0, 2.0, 3.0], [0.0, 1.0, 2.5])[1]    # the points' shared spread leaves it
+    with pytest.raises(ValueError, match="one score of each point"):
+        mean_difference([1.0, 2.0, 3.0], [0.0, 1.0], paired=True)
 
 
 def test_accuracy_difference_uses_the_agresti_caffo_standard_error():
@@ -116,14 +122,15 @@ class FakeEncoder:
 
 def fake_run():
     """Scores built so that each statistic is known: SSLMem(lambda 0) = 0.1 x epoch + (-1, +1, ...) around it,
-    SSLMem(lambda 0.5) = (-1, +1, ...) around 0; DP likewise with 0.05 x epoch; accuracy gap 0.01 x epoch."""
+    SSLMem(lambda 0.5) = (-0.5, +0.5, ...) around 0 on the same points; DP likewise with 0.05 x epoch; accuracy gap 0.01 x epoch."""
     from types import SimpleNamespace as NS
     labels = torch.arange(40) % 4
     level = {"f0": 0.1, "f5": 0.0, "finf": 0.05, "f8": 0.0}
+    spread = {"f0": 1.0, "f5": 0.5, "finf": 1.0, "f8": 0.5}   # the same points score in step under both encoders
 
     def pair_sslmem(f, g, data, f_idx, g_idx, n_pairs):
         assert n_pairs == 1 and len(f_idx) == len(g_idx) == 4
-        return {"m": level[f.name] * f.epoch + torch.tensor([-1.0, 1.0] * 4)}
+        return {"m": level[f.name] * f.epoch + spread[f.name] * torch.tensor([-1.0, 1.0] * 4)}
 
     def probe(f, task):
         return {k: 0.5 - (0.01 * f.epoch if f.name == "f8" else 0.0) for k in task}
@@ -142,7 +149,7 @@ def fake_run():
 def test_effect_vs_compute_measures_each_statistic_at_every_snapshot_and_the_last_epoch():
     from memlab.experiments.removal_trends import DP_SSLMEM, effect_vs_compute
     t = effect_vs_compute(fake_run()).set_index(["claim", "epoch"])
-    se = math.sqrt(2 * (8 / 7) / 8)                   # 8 scores of +-1 around their mean in each sample
+    se = math.sqrt((8 / 7) * 0.25 / 8)   # paired: the 8 differences are +-0.5 around their mean (not +-1 and +-0.5)
     for e in (1, 2, 4):
         assert t.loc[(LAMBDA, e), "statistic"] == pytest.approx(0.1 * e)
         assert t.loc[(LAMBDA, e), "se"] == pytest.approx(se) and t.loc[(LAMBDA, e), "n"] == 4

@@ -58,11 +58,13 @@ def test_d_standard_error_and_threshold_values():
     assert cohens_d_se(0.5, 100, 100) == pytest.approx(np.sqrt(0.02 + 0.25 / 400))
     assert cohens_d_se(0.0, 50, 50) == pytest.approx(0.2)
     assert welch_d_threshold(500, 500, 0.01) == pytest.approx(0.14737, abs=1e-4)
-    # at the threshold the one-sided pooled t-test has p = alpha exactly
-    from scipy import stats
+    # at the threshold, Welch's test of two samples with equal variances has p = alpha exactly (unequal sizes)
+    rng = np.random.default_rng(0)
+    a0, b0 = rng.normal(size=40), rng.normal(size=60)
+    a0, b0 = ((v - v.mean()) / v.std(ddof=1) for v in (a0, b0))        # mean 0, variance 1 each
     d = welch_d_threshold(40, 60, 0.05)
-    t = d / np.sqrt(1 / 40 + 1 / 60)
-    assert stats.t.sf(t, 98) == pytest.approx(0.05)
+    assert welch(a0 + d, b0)["p"] == pytest.approx(0.05, abs=1e-9)
+    assert welch(a0 + 1.01 * d, b0)["p"] < 0.05 < welch(a0 + 0.99 * d, b0)["p"]
     with pytest.raises(ValueError):
         welch_d_threshold(1, 10, 0.01)
 

@@ -69,22 +69,26 @@ def test_link_point_tests_every_layer_and_needs_2k_points():
 
 class _Trained(SimpleNamespace):
     def at_epoch(self, e):
-        return _Trained(name=f"{self.name}@{e}")
+        return _Trained(name=f"{self.name}@{e}", config=self.config)
 
 
-def test_classmem_over_training_pairs_the_snapshots_and_ends_with_the_claims_tables(monkeypatch):
-    frac = {"ssl@10": 0.0, "ssl@20": 0.0, "sup@15": 0.25, "sup@30": 0.5}     # fraction of units above the diagonal
+def test_classmem_over_training_fits_one_design_and_lists_the_claims_tables_apart(monkeypatch):
+    # fraction of units above the diagonal at each compute point, on the dynamics points
+    frac = {"ssl@10": 0.0, "ssl@20": 0.0, "ssl": 0.25, "sup@15": 0.25, "sup@30": 0.5, "sup": 1.0}
     monkeypatch.setattr(trends, "_snapshot_table", lambda R, t: _units("a", [0.5] * 4, [0.9] * int(4 * frac[t.name])
                                                                        + [0.1] * (4 - int(4 * frac[t.name]))))
     P = SimpleNamespace(trend_epochs=[10, 20], supervised_trend_epochs=[15, 30], supervised_epochs=60,
                         pair=SimpleNamespace(epochs=40))
-    R = SimpleNamespace(P=P, ssl=_Trained(name="ssl"), supervised=_Trained(name="sup"))
-    sup, ssl = _units("a", [0.5] * 4, [0.9, 0.9, 0.9, 0.1]), _units("a", [0.5] * 4, [0.1] * 4)
+    R = SimpleNamespace(P=P, ssl=_Trained(name="ssl", config=SimpleNamespace(epochs=40)),
+                        supervised=_Trained(name="sup", config=SimpleNamespace(epochs=60)))
+    sup, ssl = _units("a", [0.5] * 4, [0.1, 0.1, 0.1, 0.1]), _units("a", [0.5] * 4, [0.1] * 4)   # the claim: 0 vs 0
     dyn = trends.classmem_over_training(R, ssl, sup)
-    assert list(dyn.epoch) == [10, 20, 40] and list(dyn["supervised epoch"]) == [15, 30, 60]
-    assert list(dyn.difference) == [0.25, 0.5, 0.75]
-    t = trends.classmem_trend(dyn, passed=True)
-    assert t.verdict == HOLDS and t.threshold == 0 and t.slope == pytest.approx(0.25)
+    assert list(dyn.epoch) == [10, 20, 40, 40] and list(dyn["supervised epoch"]) == [15, 30, 60, 60]
+    assert list(dyn.design) == ["snapshots"] * 3 + ["claim"]
+    assert list(dyn.difference) == [0.25, 0.5, 0.75, 0.0]       # the trained encoders on the dynamics points: 1 - 0.25
+    assert trends.has_curve(dyn) and not trends.has_curve(dyn.iloc[[0, 1, 3]])
+    t = trends.classmem_trend(dyn, passed=False)                 # the claim's row (0) is not fitted: slope stays 0.25
+    assert t.verdict != HOLDS and t.slope == pytest.approx(0.25) and len(t.x) == 3
 
 
 def test_link_trend_uses_the_alpha_bar_and_the_claims_outcome():

@@ -63,8 +63,8 @@ def main_recipe_snapshots(spec: dict, base_cell: dict, snapshot_epochs) -> tuple
     (``base_cell``, seeds aside), so it shares the main pair's cache entries; otherwise the cell's own
     "snapshot_epochs" (the epochs of its effect-versus-compute curve; none by default). Raises ValueError when
     the main pair lacks one of the cell's snapshot epochs."""
-    same = all(spec[k] == base_cell[k] for k in base_cell if k != "seeds") and not (
-        spec["objective_kw"] or spec["model_kw"] or spec["aug"])
+    same = all(spec[k] == base_cell.get(k, "") for k in {*base_cell, "aug"} if k != "seeds") and not (
+        spec["objective_kw"] or spec["model_kw"])
     if not same:
         return tuple(spec.get("snapshot_epochs", ()))
     missing = sorted(set(spec.get("snapshot_epochs", ())) - set(snapshot_epochs))

@@ -23,7 +23,7 @@ from memlab.data.splits import balanced_subset, make_splits
 from memlab.engine.executors import Inline
 from memlab.engine.train import TrainConfig, encoder_job, load_encoder, resolve_device
 from memlab.io.cache import Cache
-from memlab.io.params import ParameterError, check_ranges, notebook_defaults, validate
+from memlab.io.params import ParameterError, check_ranges, choice, notebook_defaults, validate
 from memlab.streams import G_SEED_OFFSET, SCORED_SHARED_OFFSET
 
 PAIR_NOTEBOOK = "02_sslmem"
@@ -154,6 +154,11 @@ class SSLMemPair(EncoderRecipe):
     snapshot_epochs: tuple
     warmup_epochs: float
     blur: float
+    train_aug: str
+
+    def __post_init__(self):
+        from memlab.augmentation.augment import PRESETS
+        choice("train_aug", self.train_aug, ["", *PRESETS])   # before any compute, in 02, 04 and 05 alike
 
     @classmethod
     def of(cls, values) -> "SSLMemPair":
@@ -169,10 +174,12 @@ class SSLMemPair(EncoderRecipe):
                            synthetic_n_test=self.synthetic_n_test, atypical_frac=self.atypical_frac)
 
     def config(self, mean, std, **kw) -> TrainConfig:
-        """The ``TrainConfig`` of f and g (``encoder_config``, with the pair's snapshots, warm-up and blur): the
-        cache key of both."""
-        return super().config(mean, std, snapshot_epochs=self.snapshot_epochs, warmup_epochs=self.warmup_epochs,
-                              blur=self.blur, **kw)
+        """The ``TrainConfig`` of f and g (``encoder_config``, with the pair's snapshots, warm-up and blur, and
+        ``train_aug`` in place of the objective's own training augmentation when it names a preset): the cache
+        key of both."""
+        cfg = super().config(mean, std, snapshot_epochs=self.snapshot_epochs, warmup_epochs=self.warmup_epochs,
+                             blur=self.blur, **kw)
+        return replace(cfg, aug=self.train_aug) if self.train_aug else cfg
 
     def jobs(self, cfg, train_data, splits, *, cache, force: bool = False):
         """``(f_jobs, g_jobs)`` of the pair for a plan (``f_and_g_jobs``)."""
@@ -184,7 +191,7 @@ class SSLMemPair(EncoderRecipe):
         return dict(method=self.method, arch=self.arch, width=self.width, dataset=self.dataset, epochs=self.epochs,
                     batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
                     temperature=self.temperature, warmup_epochs=self.warmup_epochs, blur=self.blur,
-                    seeds=list(seeds))
+                    aug=self.train_aug, seeds=list(seeds))
 
     def scored(self, splits, train_labels) -> dict:
         """The points SSLMem scores (``scored_subsets``): {subset: indices}."""

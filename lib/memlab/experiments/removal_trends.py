@@ -12,8 +12,10 @@ at laptop scale, measured at the snapshots of the encoders that decide them, aga
 Each is measured at every snapshot epoch and at the last epoch (``compute_points``) on ``trend_points`` class-
 balanced points of each half with ``trend_pairs`` view pairs (the same design at every epoch, so the points compare;
 the claim itself keeps the full design), with its standard error from the per-point scores (``mean_difference``,
-over points for fixed encoders: seed-to-seed spread is not in it) or, for accuracy, from the binomial
-(``accuracy_difference``). A DP snapshot has spent less privacy than its target epsilon (the table's ``epsilon
+paired: both encoders score the same points with the same view pairs; over points for fixed encoders, so
+seed-to-seed spread is not in it) or, for accuracy, from the binomial (``accuracy_difference``: the two probes
+are tested on the same images, which it treats as independent samples, so for positively correlated errors that
+se is conservative). A DP snapshot has spent less privacy than its target epsilon (the table's ``epsilon
 spent (f)``): the curve follows the DP run as it trains. The fit and the verdict are ``metrics.trend``'s, with the
 claim's own test at the last epoch (``RemovalRun.passed``) as ``passed_at_max``.
 """
@@ -36,13 +38,20 @@ LAMBDA, DP_SSLMEM, DP_ACCURACY = "lambda: SSLMem", "DP: SSLMem", "DP: probe accu
 COLUMNS = ["claim", "dataset", "epoch", "statistic", "se", "reference", "compared", "n", "epsilon spent (f)"]
 
 
-def mean_difference(a, b) -> tuple[float, float]:
-    """``(mean(a) - mean(b), se)`` for two independent samples of per-point scores (1-D, any length >= 2 each):
-    ``se = sqrt(var(a) / n_a + var(b) / n_b)`` with unbiased variances (Welch's standard error), in the scores'
-    units. Raises ValueError for a sample with fewer than 2 values or a non-finite value."""
+def mean_difference(a, b, paired: bool = False) -> tuple[float, float]:
+    """``(mean(a) - mean(b), se)`` for two samples of per-point scores (1-D, any length >= 2 each), in the scores'
+    units. Independent samples: ``se = sqrt(var(a) / n_a + var(b) / n_b)`` with unbiased variances (Welch's
+    standard error). ``paired``: a[i] and b[i] score the same point (the curves' case: the same points and view
+    pairs under two encoders), ``se = sd(a - b) / sqrt(n)``, which removes the points' shared part of the
+    variance. Raises ValueError for a sample with fewer than 2 values or a non-finite value, and for paired samples
+    of different lengths."""
     a, b = (np.asarray(torch.as_tensor(v, dtype=torch.float64).flatten()) for v in (a, b))
     if min(len(a), len(b)) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError(f"need >= 2 finite scores in each sample, got {len(a)} and {len(b)}")
+    if paired:
+        if len(a) != len(b):
+            raise ValueError(f"paired samples need one score of each point in both, got {len(a)} and {len(b)}")
+        return float(a.mean() - b.mean()), float((a - b).std(ddof=1) / math.sqrt(len(a)))
     return float(a.mean() - b.mean()), float(math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
 
 
@@ -119,7 +128,7 @@ def effect_vs_compute(run) -> pd.DataFrame:
         f_idx, g_idx = _points(tr.labels, fp, p.trend_points, seed), _points(tr.labels, gp, p.trend_points, seed)
         for e in compute_points(p.lambda_snapshots, p.lambda_epochs):
             m = {lam: sslmem(pairs[lam], tr, f_idx, g_idx, e) for lam in (lo, hi)}
-            rows.append([LAMBDA, name, e, *mean_difference(m[lo], m[hi]), float(m[lo].mean()), float(m[hi].mean()),
+            rows.append([LAMBDA, name, e, *mean_difference(m[lo], m[hi], paired=True), float(m[lo].mean()), float(m[hi].mean()),
                          len(f_idx), math.nan])
     if p.dp_snapshots and d.dp_epsilons:
         small, first = min(p.dp_epsilons), next(iter(d.tasks))
@@ -130,7 +139,7 @@ def effect_vs_compute(run) -> pd.DataFrame:
         for e in compute_points(p.dp_snapshots, p.dp_epochs):
             spent = pairs[small][0].history[e - 1].get("epsilon", math.nan)
             m = {eps: sslmem([pairs[eps]], d.train, f_idx, g_idx, e) for eps in (math.inf, small)}
-            rows.append([DP_SSLMEM, p.dataset, e, *mean_difference(m[math.inf], m[small]),
+            rows.append([DP_SSLMEM, p.dataset, e, *mean_difference(m[math.inf], m[small], paired=True),
                          float(m[math.inf].mean()), float(m[small].mean()), len(f_idx), spent])
             acc = {eps: run.probe(_at(pairs[eps][0], e), {first: d.tasks[first]})[first] for eps in (math.inf, small)}
             rows.append([DP_ACCURACY, first, e, *accuracy_difference(acc[math.inf], acc[small], n_test),

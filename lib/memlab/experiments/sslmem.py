@@ -34,7 +34,7 @@ class SSLMemParams(SessionParams, SSLMemPair):
     """Notebook 02's parameters (the short meaning of each is in the notebook's parameters cell): the session's
     (``common.SessionParams``), the f/g pair's (``recipes.SSLMemPair``, defined there once) and its own.
 
-    - The pair, ``dataset`` to ``blur``: notebooks 04 and 05 read these from this notebook's profile file
+    - The pair, ``dataset`` to ``train_aug``: notebooks 04 and 05 read these from this notebook's profile file
       (``recipes.sslmem_pair``), so they reuse its encoders. Split sizes are counts, or fractions of the split.
     - ``pair_seeds``: g_s shares f_s's seed (common random numbers: the same initial weights and augmentation
       draws on the shared points lower the variance of m(x) without changing its expectation).
@@ -81,6 +81,7 @@ class SSLMemParams(SessionParams, SSLMemPair):
     toy_view_pairs: int
 
     def __post_init__(self):
+        SSLMemPair.__post_init__(self)
         self.toys  # noqa: B018 -- ParameterError for a bad toy_* value, before any compute
         choice("dataset", self.dataset, DATASETS)
         choice("method", self.method, OBJECTIVES)
@@ -101,6 +102,10 @@ class SSLMemParams(SessionParams, SSLMemPair):
             choice("grid dataset", c["dataset"], DATASETS)
         for a in [*self.measure_augs, *self.simclr_augs]:
             choice("measure_augs / simclr_augs", a, PRESETS)
+        for c in self.cells:
+            choice(f"grid cell {c['label']}: aug", c["aug"], ["", *PRESETS])
+            choice(f"grid cell {c['label']}: measure_aug", c["measure_aug"], ["", *PRESETS])
+        choice("measure_aug", self.measure_aug, ["", *PRESETS])
         for fr in self.overlap_fracs:
             overlap_sizes(self.split_shared + self.split_candidates + self.split_independent, fr)
         if self.grid_trend_points < 2:
@@ -154,7 +159,9 @@ class SSLMemParams(SessionParams, SSLMemPair):
     @cached_property
     def supervised_specs(self) -> list:
         """Table 11: plain supervised training (SGD, one warm-up epoch, no blur) at each of ``supervised_epochs``."""
+        # supervised encoders keep their own (weak) augmentation whatever the pair's train_aug
         own = {"method": "supervised", "lr": self.supervised_lr, "optimizer": "sgd", "warmup_epochs": 1.0, "blur": 0.0,
+               "aug": "",
                **({"arch": self.supervised_arch} if self.supervised_arch else {})}
         return [cell_spec({**own, "epochs": e, "label": f"supervised {e} ep."}, self.cell_defaults)
                 for e in sorted(self.supervised_epochs)] if self.wants("table11", "rankings") else []

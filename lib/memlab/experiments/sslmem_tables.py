@@ -113,6 +113,11 @@ class CrossMethod:
             rows.append({"cell": label, "epoch": r.spec["epochs"],
                          **d_point(r.results["S_C"][layer]["raw"], r.results["S_S"][layer]["raw"])})
             pts = pd.DataFrame(rows)
+            bad = pts.loc[~np.isfinite(pts["d"]) | ~np.isfinite(pts["se"]), "epoch"].tolist()
+            if bad:  # every score equal (a collapsed encoder): d is undefined, so there is no curve to fit
+                print(f"{label}: no effect-versus-compute curve, Cohen's d is undefined at epoch(s) {bad} "
+                      f"(every scored point has the same SSLMem; a collapsed encoder?)")
+                continue
             out[label] = (pts, d_trend(pts, p.alpha, welch(r.m["S_C"], r.m["S_S"])["p"] < p.alpha))
         if out:
             self.report.table(pd.concat([pts.assign(verdict=t.verdict, slope=t.slope, threshold=t.threshold)

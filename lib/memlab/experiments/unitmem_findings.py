@@ -15,7 +15,7 @@ from scipy import stats as sst
 from memlab.augmentation.augment import ViewBank
 from memlab.experiments.scoring import cached_sslmem
 from memlab.experiments.unitmem_classmem import unit_stats_of
-from memlab.experiments.unitmem_trends import classmem_trend, link_trend
+from memlab.experiments.unitmem_trends import classmem_trend, has_curve, link_trend
 from memlab.io import plots
 from memlab.io.params import choice
 from memlab.metrics.sslmem import normalised_sslmem
@@ -182,7 +182,7 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
     classes in the deepest layers, supervised units classes; UnitMem grows in training; pruning the
     highest-UnitMem units costs the most; memorised points top memorising units; DP-SGD lowers UnitMem.
     ``dp``: the DP table, or None when the DP section did not run. ``cm_dyn``, ``link_dyn``: the claims measured
-    over training (``unitmem_trends.classmem_over_training``, ``link_over_training``); with 3 or more points the
+    over training (``unitmem_trends.classmem_over_training``, ``link_over_training``); with 3 or more fitted points the
     claim's detail appends the verdict of its effect-versus-compute trend (issue 19)."""
     P, report, layers = R.P, R.S.report, R.layers
     deep = layers[-P.deep_layers:]
@@ -192,7 +192,7 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
         report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem", f > 0.5,
                      f"{f:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
     sup_cm, ssl_cm = _classmem_above(sup_table), _classmem_above(ssl_table)
-    cm_tr = classmem_trend(cm_dyn, sup_cm > ssl_cm) if cm_dyn is not None and len(cm_dyn) >= 3 else None
+    cm_tr = classmem_trend(cm_dyn, sup_cm > ssl_cm) if has_curve(cm_dyn) else None
     report.claim("the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL encoder",
                  sup_cm > ssl_cm, f"supervised {sup_cm:.1%} vs SSL {ssl_cm:.1%} (all layers)"
                  + (_verdict(cm_tr) if cm_tr else ""))
@@ -218,7 +218,7 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
     lt = link.table.set_index("layer")
     n_sig = int((lt["p"] < P.alpha).sum())
     linked = bool((lt["p"] < P.alpha).sum() > len(layers) / 2)
-    link_tr = link_trend(link_dyn, linked, P.alpha) if link_dyn is not None and len(link_dyn) >= 3 else None
+    link_tr = link_trend(link_dyn, linked, P.alpha) if has_curve(link_dyn) else None
     report.claim(f"the units the top-{P.top_k} SSLMem points activate maximally have higher UnitMem than those of the "
                  f"least-{P.top_k}, in most layers (Welch p < {P.alpha})", linked,
                  f"{n_sig}/{len(layers)} layers significant; {layers[-1]}: {lt['units_top'].iloc[-1]} vs "

@@ -8,7 +8,9 @@ Memorization in SSL Vision Encoders", §4 (methods.md §4) that fail at laptop s
 
 Compute points: f's snapshots at ``trend_epochs`` (no new training: notebook 02 snapshotted f), the supervised
 encoder's snapshots at the same fractions of its training (its job keeps them), and last the trained encoders,
-whose values are the claims' own measurements (the claims' tables; ``claims`` tests those). At a snapshot the
+all measured in one design (below), so the slope compares like with like. The claims' own measurements (all
+points, the claims' tables; ``claims`` tests those) are listed as a last row with design "claim" and not fitted.
+At a compute point the
 units are measured on the dynamics points (``UnitMemRun.snapshot_points``: the UnitMem-over-training curve
 measures f there, and its cached unit statistics serve) with the claims' ``unit_rest``, and a point's
 memorisation is SSLMem under the snapshots of f and g (every seed) on the first ``trend_points`` S_C and S_S
@@ -80,15 +82,33 @@ def _snapshot_table(R, trained) -> pd.DataFrame:
     return layer_table(unit_stats_of(R, trained, R.train_data, R.snapshot_points, keep=_keep(R)), R.P.unit_rest)
 
 
+def _at(trained, epoch: int):
+    """``trained`` after ``epoch``: its snapshot, or the trained encoder itself at its last epoch."""
+    return trained if epoch >= trained.config.epochs else trained.at_epoch(epoch)
+
+
+def _fitted(dyn: pd.DataFrame) -> pd.DataFrame:
+    """The rows a curve fits: one measuring design at every compute point (the claim's own row is left out)."""
+    return dyn[dyn["design"] == "snapshots"] if "design" in dyn else dyn
+
+
+def has_curve(dyn) -> bool:
+    """Whether ``dyn`` (``classmem_over_training`` or ``link_over_training``) has the 3 fitted points a curve needs."""
+    return dyn is not None and len(_fitted(dyn)) >= 3
+
+
 def classmem_over_training(R, ssl_table: pd.DataFrame, sup_table: pd.DataFrame) -> pd.DataFrame:
-    """One row per compute point of the first claim: "epoch" (f's), "supervised epoch", and the columns of
-    ``fraction_difference``, at each of ``trend_epochs`` (snapshots) and last from the claim's own tables
-    ``ssl_table`` and ``sup_table`` (``unitmem_classmem.unit_tables``)."""
+    """One row per compute point of the first claim: "epoch" (f's), "supervised epoch", "design" and the columns
+    of ``fraction_difference``. Rows with design "snapshots" are the curve: f's snapshots at ``trend_epochs`` with
+    the supervised encoder's at the same fractions of training, and the trained encoders, all measured alike
+    on the dynamics points. The last row ("claim") is the claim's own measurement, from ``ssl_table`` and
+    ``sup_table`` (``unitmem_classmem.unit_tables``): it decides the claim and is not fitted, since its points
+    differ from the curve's."""
     P, rows = R.P, []
-    for e, es in zip(P.trend_epochs, P.supervised_trend_epochs):
-        rows.append({"epoch": e, "supervised epoch": es, **fraction_difference(
-            _snapshot_table(R, R.supervised.at_epoch(es)), _snapshot_table(R, R.ssl.at_epoch(e)))})
-    rows.append({"epoch": P.pair.epochs, "supervised epoch": P.supervised_epochs,
+    for e, es in [*zip(P.trend_epochs, P.supervised_trend_epochs), (P.pair.epochs, P.supervised_epochs)]:
+        rows.append({"epoch": e, "supervised epoch": es, "design": "snapshots", **fraction_difference(
+            _snapshot_table(R, _at(R.supervised, es)), _snapshot_table(R, _at(R.ssl, e)))})
+    rows.append({"epoch": P.pair.epochs, "supervised epoch": P.supervised_epochs, "design": "claim",
                  **fraction_difference(sup_table, ssl_table)})
     return pd.DataFrame(rows)
 
@@ -101,7 +121,7 @@ def sslmem_at_epoch(R, epoch: int) -> dict:
     scored = pair.scored(R.splits, R.train_data.labels)
     sub = {s: scored[s][torch.isin(scored[s], D)][:P.trend_points] for s in ("S_C", "S_S")}
     bank = ViewBank(R.ssl.measuring(pair.measure_aug), 2 * pair.view_pairs, seed=pair.split_seed)
-    res = cached_sslmem(R.S.cache, [t.at_epoch(epoch) for t in R.f], [t.at_epoch(epoch) for t in R.g],
+    res = cached_sslmem(R.S.cache, [_at(t, epoch) for t in R.f], [_at(t, epoch) for t in R.g],
                         R.train_data, R.test_data, sub, bank, n_pairs=P.trend_pairs, rep=pair.representation,
                         device=R.S.device, force=P.force)
     m = normalised_sslmem(res, layer=R.layers[-1])
@@ -121,31 +141,35 @@ def link_point(table: pd.DataFrame, order: list, layers: list, k: int, alpha: fl
 
 
 def link_over_training(R, link) -> pd.DataFrame:
-    """One row per compute point of the second claim: "epoch" and ``link_point``'s columns, at each of
-    ``trend_epochs`` (SSLMem and UnitMem of f's snapshots) and last from the claim's own test ``link.table``
-    (``unitmem_findings.sslmem_unitmem_link``)."""
+    """One row per compute point of the second claim: "epoch", "design" and ``link_point``'s columns. Rows with
+    design "snapshots" are the curve: SSLMem and UnitMem of f's snapshots at ``trend_epochs`` and of the trained
+    f and g, all measured alike. The last row ("claim") is the claim's own test ``link.table``
+    (``unitmem_findings.sslmem_unitmem_link``), which decides the claim and is not fitted."""
     P, rows = R.P, []
-    for e in P.trend_epochs:
+    for e in [*P.trend_epochs, P.pair.epochs]:
         mem = sslmem_at_epoch(R, e)
         order = sorted((i for i in R.snapshot_points.tolist() if i in mem), key=mem.get)
-        rows.append({"epoch": e, **link_point(_snapshot_table(R, R.ssl.at_epoch(e)), order, R.layers, P.top_k,
-                                              P.alpha)})
+        rows.append({"epoch": e, "design": "snapshots", **link_point(_snapshot_table(R, _at(R.ssl, e)), order,
+                                                                     R.layers, P.top_k, P.alpha)})
     z, n_sig = deciding_z(link.table["p"], P.alpha)
-    rows.append({"epoch": P.pair.epochs, "points": len(link.order), "layers significant": n_sig,
+    rows.append({"epoch": P.pair.epochs, "design": "claim", "points": len(link.order), "layers significant": n_sig,
                  "layers": len(link.table), "deciding z": z, "se": 1.0})
     return pd.DataFrame(rows)
 
 
 def classmem_trend(dyn: pd.DataFrame, passed: bool):
     """``metrics.trend.Trend`` of fraction(supervised) - fraction(SSL) over f's epochs (``classmem_over_training``);
-    the claim needs it above 0; ``passed``: the claim's own outcome (the last row's difference > 0)."""
+    the claim needs it above 0; ``passed``: the claim's own outcome (the last row's difference > 0). Fits the
+    "snapshots" rows only (one measuring design)."""
+    dyn = _fitted(dyn)
     return effect_trend(dyn["epoch"], dyn["difference"], dyn["se"], threshold=0.0, passed_at_max=passed,
                         unit="epochs of f")
 
 
 def link_trend(dyn: pd.DataFrame, passed: bool, alpha: float):
     """``metrics.trend.Trend`` of the deciding layer's z over f's epochs (``link_over_training``); the claim needs
-    it above Phi^-1(1 - alpha); ``passed``: the claim's own outcome."""
+    it above Phi^-1(1 - alpha); ``passed``: the claim's own outcome. Fits the "snapshots" rows only."""
+    dyn = _fitted(dyn)
     return effect_trend(dyn["epoch"], dyn["deciding z"], dyn["se"], threshold=float(sst.norm.isf(alpha)),
                         passed_at_max=passed, unit="epochs")
 
@@ -157,8 +181,8 @@ def classmem_figure(R, dyn: pd.DataFrame):
     return plots.trend(t, "Does the supervised encoder pull ahead in ClassMem > UnitMem?",
                        "ClassMem > UnitMem: supervised - SSL",
                        R.S.report.caption(f"fraction of live units; supervised at epochs "
-                                          f"{list(dyn['supervised epoch'])}; {len(R.snapshot_points)} points at "
-                                          f"snapshots, {len(R.points)} at the last; K={P.unit_views}"))
+                                          f"{list(_fitted(dyn)['supervised epoch'])}; {len(R.snapshot_points)} "
+                                          f"points at every epoch (the claim: {len(R.points)}); K={P.unit_views}"))
 
 
 def link_figure(R, dyn: pd.DataFrame):
@@ -169,4 +193,4 @@ def link_figure(R, dyn: pd.DataFrame):
                        "z of the deciding layer",
                        R.S.report.caption(f"layer ranked {int(last['layers']) // 2 + 1} of {int(last['layers'])} by "
                                           f"Welch z; at snapshots SSLMem of up to {P.trend_points} points per "
-                                          f"subset, K={P.trend_pairs}; last: the claim's own test"))
+                                          f"subset, K={P.trend_pairs}, at every epoch"))

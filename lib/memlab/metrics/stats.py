@@ -113,13 +113,15 @@ def agresti_caffo_se(x1: float, n1: int, x2: float, n2: int) -> float:
 
 
 def welch_d_threshold(n_a: int, n_b: int, alpha: float) -> float:
-    """The Cohen's d at which a one-sided two-sample t-test of n_a and n_b points reaches p = ``alpha`` (equal
-    variances, df = n_a + n_b - 2): t_{1-alpha, df} sqrt(1/n_a + 1/n_b). A claim "mean a > mean b at p < alpha"
-    expressed as an effect size, e.g. 0.147 for 500 points each at alpha 0.01. Raises ValueError for n < 2 or
-    alpha outside (0, 1)."""
+    """The Cohen's d at which a one-sided Welch test of n_a and n_b points reaches p = ``alpha`` when the two
+    samples have equal variances: t_{1-alpha, df} sqrt(1/n_a + 1/n_b), with Welch-Satterthwaite's df at equal
+    variances, (1/n_a + 1/n_b)^2 / (1/(n_a^2 (n_a - 1)) + 1/(n_b^2 (n_b - 1))) (n_a + n_b - 2 when n_a = n_b). A
+    claim "mean a > mean b at p < alpha" expressed as an effect size, e.g. 0.147 for 500 points each at alpha
+    0.01. Raises ValueError for n < 2 or alpha outside (0, 1)."""
     if n_a < 2 or n_b < 2 or not 0 < alpha < 1:
         raise ValueError(f"need n >= 2 per sample and 0 < alpha < 1, got {n_a}, {n_b}, {alpha}")
-    return float(st.t.ppf(1 - alpha, n_a + n_b - 2) * np.sqrt(1 / n_a + 1 / n_b))
+    df = (1 / n_a + 1 / n_b) ** 2 / (1 / (n_a ** 2 * (n_a - 1)) + 1 / (n_b ** 2 * (n_b - 1)))
+    return float(st.t.ppf(1 - alpha, df) * np.sqrt(1 / n_a + 1 / n_b))
 
 
 # (label, a, b or None, alternative): the hypotheses of Tables 2 and 16 (H0 is the complement)
