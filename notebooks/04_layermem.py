@@ -54,6 +54,8 @@ random_points: int = 100        # the paper's "100 random candidates"
 top_k: int = 50                 # the 50 most / least memorised candidates (by final-layer SSLMem)
 overlap_k: int = 100            # top-k overlap between layers
 distant_gap: int = 4            # layer pairs at least this far apart count as "distant"
+sample_sizes: list = [50, 100, 250, 500]  # batch sizes of the sample-size ablation (at most layer_candidates)
+sample_draws: int = 3           # random batches per size (the paper: 3)
 # -- other encoders (one f/g pair per cell and grid seed)
 grid_seeds: list = [0]          # seeds per cell: a subset of 02's grid_seeds
 method_cells: list = ["simclr/resnet9", "dino/resnet9", "simsiam/resnet9", "mae/vit_tiny"]  # labels of 02's grid cells
@@ -68,7 +70,8 @@ synthetic_fallback: bool = False  # True: synthetic data stands in for an unavai
 second_n_train: int = 2000      # training images taken from the second dataset
 second_n_test: int = 1000       # test images taken from the second dataset
 second_epochs: int = 20         # SimCLR epochs of the encoder trained on the second dataset (layer replacement)
-k_layers: int = 2               # how many layers are fine-tuned / replaced
+k_layers: int = 2               # how many layers are fine-tuned, and replaced in the claim
+replace_counts: list = [1, 2, 3]  # counts of replaced layers (the paper's appendix: 1, 2, 3; must include k_layers)
 random_draws: int = 2           # random layer choices averaged
 finetune_epochs: int = 3        # epochs of the fine-tuning in the layer experiments
 finetune_lr: float = 0.02       # learning rate of that fine-tuning
@@ -81,8 +84,9 @@ force: bool = False             # recompute cached results instead of reusing th
 from IPython.display import display
 
 from memlab.experiments import layermem as X, layermem_downstream as down, layermem_findings as find
-from memlab.experiments import layermem_trend as trend
+from memlab.experiments import layermem_samples as samples, layermem_trend as trend
 from memlab.metrics import layermem as LM
+from memlab.streams import SplitSeed
 
 P, S = X.begin(globals())   # every check before any compute, notebook 02's recipe included
 R = X.load_data(P, S)       # data first: a missing dataset fails here, before any training
@@ -138,6 +142,27 @@ S.report.table(adj, "adjacent_vs_distant")
 display(adj.round(4))
 for name, fig in find.consistency_figures(R, main, cons).items():
     S.report.figure(fig, name)
+
+# %% [markdown]
+# ## How many points does LayerMem need? (the sample-size ablation)
+# The paper computes LayerMem on batches of 100 to 5,000 points, three random batches each, and finds it "not
+# significantly affected by the size or composition of the batch". We redo it on the candidates scored above
+# (no new forward pass): `sample_draws` random batches of each of `sample_sizes` points, each batch normalised
+# by its own range, as a run that scored only those points would be. The band is the 95% interval over the
+# batches; the claim is a one-way ANOVA per layer across sizes, and the layers' order is compared with that of
+# all candidates (Kendall tau). A batch's range widens with its size, which alone can shrink LayerMem's scale.
+
+# %%
+sample_draws = samples.draws_table({l: main.raw[l]["raw"][:len(main.cand[layers[0]])] for l in layers}, layers,
+                                   P.sample_sizes, P.sample_draws, P.pair.split_seed + SplitSeed.LAYERMEM_SAMPLES,
+                                   P.layer_range)
+sample_summary = samples.summary(sample_draws, {l: float(main.cand[l].mean()) for l in layers})
+sample_tests = samples.anova(sample_draws)
+S.report.table(sample_summary, "layermem_sample_size")
+S.report.table(sample_tests, "layermem_sample_size_anova")
+display(sample_summary.pivot(index="layer", columns="points", values="mean").round(4))
+S.report.figure(samples.figure(R, sample_summary, P.sample_draws), "layermem_sample_size")
+samples.claim(S.report, sample_summary, sample_tests, P.alpha)
 
 # %% [markdown]
 # ## Other architectures, and attention against MLP in a ViT
@@ -212,7 +237,8 @@ else:
 # probe; `probe_kind = "knn"` swaps in a 20-NN probe for quick runs).
 #
 # **Replacement.** An encoder with f's recipe is trained on the second dataset; f's most, least or random
-# memorising layers are replaced by its layers. We report probe accuracy on both datasets. If the most
+# memorising layers are replaced by its layers, `replace_counts` layers at a time (the paper's appendix: 1, 2
+# and 3; its main table and our claim: `k_layers`). We report probe accuracy on both datasets. If the most
 # memorising layers hold what f learned about CIFAR-10, replacing them costs the most CIFAR-10 accuracy.
 # Inputs are normalised with f's training statistics throughout.
 
@@ -225,7 +251,7 @@ S.report.figure(down.finetune_figure(R, ft), "finetune")
 # %%
 rep = down.replacement_table(R, tab)
 S.report.table(rep, "replacement")
-display(rep.pivot_table(index=["group"], columns="dataset", values="accuracy", sort=False).round(4))
+display(rep.pivot_table(index=["k layers", "group"], columns="dataset", values="accuracy", sort=False).round(4))
 S.report.figure(down.replacement_figure(R, rep), "replacement")
 
 # %% [markdown]

@@ -201,7 +201,7 @@ def _downstream_run(tmp_path, cache):
     second_train = load_dataset("synthetic", "train", n=30, seed=5)
     second_test = load_dataset("synthetic", "test", n=20, seed=5)
     P = SimpleNamespace(probe_test=20, second_n_train=30, second_n_test=20, probe_kind="knn", k_layers=2,
-                        random_draws=1, force=False, finetune_epochs=1, finetune_lr=0.05,
+                        replace_counts=[1, 2], random_draws=1, force=False, finetune_epochs=1, finetune_lr=0.05,
                         pair=SimpleNamespace(split_seed=0, dataset="synthetic", batch_size=16))
     S = SimpleNamespace(cache=cache, device=torch.device("cpu"),
                         report=Report(tmp_path, "04_layermem", "smoke", "synthetic"))
@@ -229,7 +229,10 @@ def test_replacement_brackets_f_and_the_second_encoder_and_is_cached(tmp_path, c
     for k in tasks:   # no layer replaced is f; every layer replaced is the second dataset's encoder
         assert acc[("none (f)", k)] == down.probe(R, tasks, f.encoder, k)
         assert acc[("all (second-dataset encoder)", k)] == down.probe(R, tasks, m2.encoder, k)
-    assert rep[rep.strategy == "most (LayerMem)"].layers.iloc[0] == ", ".join(down.pick_layers(table, 2, "LayerMem"))
+    for k in (1, 2):   # each count of replaced layers picks its own layers
+        row = rep[(rep.strategy == "most (LayerMem)") & (rep["k layers"] == k)]
+        assert row.layers.iloc[0] == ", ".join(down.pick_layers(table, k, "LayerMem"))
+    assert len(down.replaced(rep, 1).group.unique()) == 7 and set(rep["k layers"]) == {0, 1, 2, len(table)}
     monkeypatch.setattr(down, "replace_layers", lambda *a: pytest.fail("recomputed a cached replacement"))
     pd.testing.assert_frame_equal(down.replacement_table(R, table), rep)
 

@@ -45,6 +45,7 @@ class SplitSeed:
     DP_POINTS = 5              # 03, 05: the training points of the DP encoders
     UNIT_POINTS = 6            # 05: D, the points of UnitMem
     LAYERMEM_GROUPS = 7        # 04: the random candidates beside the top / least memorised
+    LAYERMEM_SAMPLES = 8       # 04: the random batches of the sample-size ablation
     SECOND_DATASET = 11        # 04, 05: the subset of the second dataset
     RANDOM_LAYERS = 100        # 04: + draw d: the random layers fine-tuned in draw d
     RANDOM_REPLACED = 200      # 04: + draw d: the random layers replaced in draw d

@@ -29,6 +29,7 @@ from memlab.engine.jobs import Plan
 from memlab.engine.train import encoder_job
 from memlab.experiments.common import Session
 from memlab.experiments.grid import cell_jobs, cell_spec, main_recipe_snapshots
+from memlab.experiments.layermem_samples import check_sizes
 from memlab.experiments.pair_run import PairRun, begin as _begin, pair_data
 from memlab.experiments.recipes import sslmem_grid, sslmem_pair
 from memlab.io.params import ParameterError, choice
@@ -60,6 +61,8 @@ class LayerMemParams:
     top_k: int              # the k most / least memorised candidates, ranked by final-layer SSLMem
     overlap_k: int          # k of the top-k overlap between two layers' rankings
     distant_gap: int        # layer pairs at least this many layers apart count as "distant" (>= 2)
+    sample_sizes: list      # batch sizes of the sample-size ablation (layermem_samples; <= layer_candidates)
+    sample_draws: int       # random batches per size (>= 2)
     grid_seeds: list        # seeds per cell: a subset of notebook 02's grid_seeds, whose cached encoders are reused
     method_cells: list      # SSL methods, as labels of notebook 02's grid cells in this profile
     arch_cells: list        # other architectures: cells in notebook 02's format; missing keys take the pair's
@@ -72,7 +75,8 @@ class LayerMemParams:
     second_n_train: int     # training images of the second dataset (class-balanced subset)
     second_n_test: int      # test images of the second dataset
     second_epochs: int      # SimCLR epochs of the encoder trained on the second dataset (the replacement's source)
-    k_layers: int           # how many layers are fine-tuned / replaced
+    k_layers: int           # how many layers are fine-tuned, and replaced in the replacement claim
+    replace_counts: list    # the counts of replaced layers (the paper: 1, 2, 3); must include k_layers
     random_draws: int       # random layer choices, averaged
     finetune_epochs: int    # epochs of the layer fine-tuning
     finetune_lr: float      # learning rate of the layer fine-tuning
@@ -139,6 +143,14 @@ class LayerMemParams:
                                  f"({self.cell_candidates})")
         if self.distant_gap < 2:
             raise ParameterError(f"distant_gap must be >= 2, got {self.distant_gap}")
+        if self.k_layers not in self.replace_counts or len(set(self.replace_counts)) != len(self.replace_counts) or \
+                min(self.replace_counts) < 1:
+            raise ParameterError(f"replace_counts {self.replace_counts} must be distinct counts >= 1 of replaced "
+                                 f"layers and include k_layers = {self.k_layers} (its claim's count)")
+        try:
+            check_sizes(self.sample_sizes, self.sample_draws, self.layer_candidates)
+        except ValueError as e:
+            raise ParameterError(f"parameter 'sample_sizes' / 'sample_draws': {e}") from e
         if not pair.seeds or not self.grid_seeds:
             raise ParameterError("seeds and grid_seeds must list at least one seed")
         _, grid_seeds02 = sslmem_grid(self.profile)

@@ -206,34 +206,43 @@ def finetune_table(R, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def replacement_table(R, table: pd.DataFrame) -> pd.DataFrame:
-    """Replace ``k_layers`` layers of f (first seed) by those of the encoder trained on the second dataset --
-    the most / least memorising by LayerMem or Delta-LayerMem, or random ones -- and probe both datasets. One row
-    per (choice, dataset); "none (f)" and "all (second-dataset encoder)" bracket them."""
+    """Replace layers of f (first seed) by those of the encoder trained on the second dataset -- the most / least
+    memorising by LayerMem or Delta-LayerMem, or random ones -- and probe both datasets, for each count of
+    ``replace_counts`` (the paper: 1, 2 and 3 layers; its main table: 2). One row per (count, choice, dataset)
+    with "k layers"; "none (f)" (k 0) and "all (second-dataset encoder)" (k = every layer) bracket them."""
     P, S, pair = R.P, R.S, R.P.pair
     f0, m2, tasks, layers = R.f[0], R.load(R.jobs["second"]), probe_tasks(R), list(table.layer)
     print(f"second-dataset encoder: {'cache' if m2.from_cache else 'trained'}, final loss {m2.history[-1]['loss']:.3f}")
-    choices = {"most (LayerMem)": pick_layers(table, P.k_layers, "LayerMem"),
-               "most (Delta)": pick_layers(table, P.k_layers, "Delta"),
-               "least (LayerMem)": pick_layers(table, P.k_layers, "least LayerMem"),
-               "least (Delta)": pick_layers(table, P.k_layers, "least Delta")}
-    for d in range(P.random_draws):
-        choices[f"random #{d + 1}"] = pick_layers(table, P.k_layers, "random",
-                                                  seed=pair.split_seed + SplitSeed.RANDOM_REPLACED + d)
+    runs = [("none (f)", 0, [])]
+    for k in P.replace_counts:
+        choices = {"most (LayerMem)": pick_layers(table, k, "LayerMem"), "most (Delta)": pick_layers(table, k, "Delta"),
+                   "least (LayerMem)": pick_layers(table, k, "least LayerMem"),
+                   "least (Delta)": pick_layers(table, k, "least Delta")}
+        for d in range(P.random_draws):   # the same draw seeds at every count
+            choices[f"random #{d + 1}"] = pick_layers(table, k, "random",
+                                                      seed=pair.split_seed + SplitSeed.RANDOM_REPLACED + d)
+        runs += [(s, k, ls) for s, ls in choices.items()]
+    runs.append(("all (second-dataset encoder)", len(layers), layers))
     rows = []
-    for s, ls in [("none (f)", []), *choices.items(), ("all (second-dataset encoder)", layers)]:
+    for s, k, ls in runs:
         key = {"target": f0.key, "source": m2.key, "layers": list(ls),
                "probe": [P.probe_kind, P.probe_test, P.second_n_train, P.second_n_test, pair.split_seed]}
 
         def run(ls=ls):
             enc = replace_layers(f0.encoder, m2.encoder, ls) if ls else f0.encoder
-            return {k: probe(R, tasks, enc, k) for k in tasks}
+            return {t: probe(R, tasks, enc, t) for t in tasks}
 
         accs = S.cache.get_or_compute("layer_replace", key, run, force=P.force)
-        rows += [{"strategy": s, "layers": ", ".join(ls) if ls != layers else "all", "dataset": k, "accuracy": v}
-                 for k, v in accs.items()]
+        rows += [{"k layers": k, "strategy": s, "layers": ", ".join(ls) if ls != layers else "all", "dataset": t,
+                  "accuracy": v} for t, v in accs.items()]
     rep = pd.DataFrame(rows)
     rep["group"] = rep.strategy.str.replace(r" #\d+$", "", regex=True)
     return rep
+
+
+def replaced(rep: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The rows of ``replacement_table`` for k replaced layers, with the brackets "none (f)" and "all"."""
+    return rep[(rep["k layers"] == k) | rep.strategy.isin(["none (f)", "all (second-dataset encoder)"])]
 
 
 def finetune_figure(R, ft: pd.DataFrame):
@@ -249,11 +258,15 @@ def finetune_figure(R, ft: pd.DataFrame):
 
 
 def replacement_figure(R, rep: pd.DataFrame):
-    """Probe accuracy on both datasets per replacement strategy (grouped bars; random: the mean over draws)."""
-    fig = plots.grouped_bars(rep.groupby(["dataset", "group"], sort=False).accuracy.mean().reset_index(), "group",
-                             "dataset", "accuracy",
-                             f"Replacing {R.P.k_layers} layers of f with the {R.second_train.name} encoder's",
-                             f"{R.P.probe_kind} probe accuracy", R.S.report.caption("random: mean over draws"))
-    fig.axes[0].tick_params(axis="x", labelrotation=25, labelsize=7)
+    """Probe accuracy on both datasets per replacement strategy (grouped bars; random: the mean over draws), one
+    panel per count of replaced layers (``replace_counts``; f and the second encoder in every panel)."""
+    parts = [replaced(rep, k).assign(panel=f"{k} layer{'s' if k > 1 else ''}") for k in R.P.replace_counts]
+    df = pd.concat(parts).groupby(["panel", "dataset", "group"], sort=False).accuracy.mean().reset_index()
+    fig = plots.grouped_bars(df, "group", "dataset", "accuracy",
+                             f"Replacing layers of f with the {R.second_train.name} encoder's",
+                             f"{R.P.probe_kind} probe accuracy", R.S.report.caption("random: mean over draws"),
+                             panels="panel")
+    for ax in fig.axes:
+        ax.tick_params(axis="x", labelrotation=25, labelsize=7)
     fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the rotated labels and the caption
     return fig

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from memlab.experiments.layermem_downstream import pick_layers
+from memlab.experiments.layermem_downstream import pick_layers, replaced
 from memlab.io import plots
 from memlab.metrics import layermem as LM
 from memlab.metrics.rankings import square
@@ -190,8 +190,19 @@ def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, met
                  f"accuracy on {second})", max(fa["LayerMem"], fa["Delta"]) > fa["last"],
                  f"LayerMem {fa['LayerMem']:.4f}, Delta {fa['Delta']:.4f}, last {fa['last']:.4f}, "
                  f"random {fa['random']:.4f}")
-    ra = rep[rep.dataset == pair.dataset].groupby("group", sort=False).accuracy.mean()
-    report.claim(f"replacing the most memorising layers costs the most {pair.dataset} accuracy (vs least and random)",
-                 min(ra["most (LayerMem)"], ra["most (Delta)"]) < min(ra["least (LayerMem)"], ra["least (Delta)"],
-                                                                       ra["random"]),
-                 ", ".join(f"{k} {v:.4f}" for k, v in ra.items()))
+    ra, holds = replacement_costs(rep, P.k_layers, pair.dataset)
+    others = [k for k in getattr(P, "replace_counts", [P.k_layers]) if k != P.k_layers]
+    more = "; ".join(f"{k} layer{'s' if k > 1 else ''}: {'holds' if replacement_costs(rep, k, pair.dataset)[1] else 'not'}"
+                     for k in others)
+    report.claim(f"replacing the {P.k_layers} most memorising layers costs the most {pair.dataset} accuracy (vs least "
+                 f"and random)", holds, ", ".join(f"{k} {v:.4f}" for k, v in ra.items())
+                 + (f" (other counts, {more})" if more else ""))
+
+
+def replacement_costs(rep: pd.DataFrame, k: int, dataset: str) -> tuple[pd.Series, bool]:
+    """``(mean accuracy on dataset per group, holds)`` for k replaced layers (``layermem_downstream.replaced``):
+    holds when replacing the most memorising layers (by LayerMem or Delta) costs more than the least and random."""
+    part = replaced(rep, k) if "k layers" in rep else rep
+    ra = part[part.dataset == dataset].groupby("group", sort=False).accuracy.mean()
+    return ra, bool(min(ra["most (LayerMem)"], ra["most (Delta)"]) < min(ra["least (LayerMem)"], ra["least (Delta)"],
+                                                                          ra["random"]))
