@@ -84,10 +84,10 @@ targets: list = [0.25, 0.5, 0.75]  # Fig. 3: epochs aligned by mean p
 claim_ratio: float = 1.5        # supervised MAE / other MAE at p ~ 0.5 must reach this
 alpha: float = 0.01             # significance level of the printed claims
 scatter_every: int = 25         # Fig. 4: every 25th image
-tsne_points: int = 500          # images in the t-SNE plot (Fig. 5)
+tsne_points: int = 500          # images in the t-SNE plot (Fig. 6)
 probe_test: int = 1000          # test images of the linear probe
 actmax_channels: int = 4        # random channels per block
-actmax_steps: int = 60          # gradient steps of activation maximisation (Fig. 6)
+actmax_steps: int = 60          # gradient steps of activation maximisation (Fig. 7)
 force: bool = False             # recompute cached results instead of reusing them
 
 # %%

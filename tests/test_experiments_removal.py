@@ -25,6 +25,8 @@ def values(**over) -> dict:
 def test_bad_parameters_fail_before_compute_and_name_the_parameter():
     with pytest.raises(ParameterError, match=r"'removal_ks'.*\[48\] invalid.*0 < k < 48"):
         RemovalParams(**values(removal_ks=[12, 48]))
+    with pytest.raises(ParameterError, match=r"'keep_ns'.*0 < n < 48"):
+        RemovalParams(**values(keep_ns=[48]))
     with pytest.raises(ParameterError, match="unlabeled"):
         RemovalParams(**values(dataset="cifar10", pretrain_split="unlabeled"))
     with pytest.raises(ParameterError, match="dp_points"):

@@ -210,3 +210,41 @@ def test_both_halves_cancel_a_constant_gap_between_the_encoders():
     assert (out["raw_f"].mean() + out["raw_g"].mean()) / 2 == pytest.approx(0.1)
     assert out["raw"].shape == (10,) and out["m"].abs().max() <= 1
     assert torch.allclose(out["m"], out["raw"] / (0.6 + 0.4))   # normalised by the range over both halves
+
+
+def test_kept_sets_are_the_top_n_or_the_complement_of_a_random_removal():
+    from memlab.experiments.removal_sets import check_ns, kept_set
+    pool = torch.arange(100, 110)
+    scores = torch.tensor([0.1, 0.9, 0.3, 0.8, 0.2, 0.7, 0.0, 0.6, 0.5, 0.4])
+    assert kept_set(pool, scores, 3, "memorised").tolist() == [101, 103, 105]          # the 3 highest scores
+    rnd = kept_set(pool, scores, 7, "random", seed=4)
+    # the same points a random removal of 10 - 7 = 3 retains, so both experiments share that encoder
+    assert torch.equal(rnd, retained(pool, removal_set(pool, scores, 3, "random", seed=4))) and len(rnd) == 7
+    assert check_ns([5, 8], 10) == [8, 5] and check_ns([], 10) == []
+    for bad in ([10], [0], [5, 5], [2.5]):
+        with pytest.raises(ValueError, match="0 < n < 10"):
+            check_ns(bad, 10)
+
+
+def test_the_keep_claim_tests_the_largest_kept_set_against_f():
+    from memlab.experiments.removal_results import KEEP_ALPHA, keep_claim
+    def table(mem: float):
+        rows = [("all", 100, "memorised", 0.60), ("all", 100, "random", 0.60), ("t", 80, "memorised", mem),
+                ("t", 80, "random", 0.50), ("t", 50, "memorised", 0.10), ("t", 50, "random", 0.10)]
+        return pd.DataFrame([{"downstream": "cifar10", "n": n, "strategy": st, "seed": 0, "accuracy": a}
+                             for _, n, st, a in rows])
+
+    class R:
+        claims = []
+
+        def claim(self, text, ok, detail=""):
+            self.claims.append((text, ok, detail))
+
+    r = R()
+    assert keep_claim(r, table(0.59), 100, 1000)          # 1 point below f on 1,000 images: within the noise
+    assert "80 most memorised of 100" in r.claims[-1][0] and "random 0.5000" in r.claims[-1][2]
+    assert not keep_claim(r, table(0.50), 100, 1000)      # 10 points below: z about 4.5
+    p1, p2 = (600 + 1) / 1002, (500 + 1) / 1002
+    z = 0.10 / np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 1002)
+    from scipy.stats import norm
+    assert f"p below {norm.sf(z):.2g}" in r.claims[-1][2] and norm.sf(z) < KEEP_ALPHA

@@ -32,7 +32,7 @@ from memlab.engine.train import TrainConfig, encoder_job, training_cost
 from memlab.experiments.common import SessionParams
 from memlab.experiments.fallback import load_or_stand_in
 from memlab.experiments.recipes import EncoderRecipe
-from memlab.experiments.removal_sets import STRATEGIES, check_ks, disjoint_halves
+from memlab.experiments.removal_sets import STRATEGIES, check_ks, check_ns, disjoint_halves
 from memlab.io.params import ParameterError, choice
 from memlab.models.networks import MODELS
 from memlab.objectives.losses import OBJECTIVES
@@ -48,6 +48,8 @@ class RemovalParams(SessionParams, EncoderRecipe):
       keep the labelled splits. ``n_half``: the points of each half (paper: 25000).
     - ``removal_ks``: distinct sizes 0 < k < n_half (paper: 500, 1k, 2k, 4k, 8k, 16k of 25k); the random removal
       of seed s draws with ``removal_seed + s``.
+    - ``keep_ns``: Table 17, retraining on only the n most memorised of f's points (or n random ones: the complement
+      of a random removal of n_half - n, shared with the removal section where the sizes agree); [] turns it off.
     - ``synthetic_fallback``: synthetic data stands in for an unavailable downstream or lambda dataset (never for
       the pre-training data); captions and tables then say "synthetic (for <name>)".
     - ``lambda_n_half``: fewer points for more epochs per point, i.e. stronger memorisation per CPU-minute.
@@ -73,6 +75,7 @@ class RemovalParams(SessionParams, EncoderRecipe):
     representation: str
     removal_ks: list
     removal_seed: int
+    keep_ns: list
     downstream: list
     synthetic_fallback: bool
     probe_train: int
@@ -123,6 +126,10 @@ class RemovalParams(SessionParams, EncoderRecipe):
             self.ks  # every k < the scored pool of f
         except ValueError as e:
             raise ParameterError(f"parameter 'removal_ks': {e}") from e
+        try:
+            self.ns
+        except ValueError as e:
+            raise ParameterError(f"parameter 'keep_ns': {e}") from e
         if self.dp_points > self.n_half:
             raise ParameterError(f"dp_points = {self.dp_points} exceeds n_half = {self.n_half}")
         check_snapshots("lambda_snapshots", self.lambda_snapshots, self.lambda_epochs)
@@ -137,6 +144,11 @@ class RemovalParams(SessionParams, EncoderRecipe):
     def ks(self) -> list:
         """``removal_ks``, checked and sorted (``check_ks``)."""
         return check_ks(self.removal_ks, self.n_half)
+
+    @cached_property
+    def ns(self) -> list:
+        """``keep_ns``, checked and sorted largest first (``check_ns``)."""
+        return check_ns(self.keep_ns, self.n_half)
 
 
 def check_snapshots(name: str, epochs_list, epochs: int) -> tuple:
@@ -265,6 +277,12 @@ def plan(p: RemovalParams, S, d: RemovalData) -> tuple[Plan, dict]:
                 pl.defer(f"remove {k} {strategy} seed {s}", "encoder", training_cost(cfg, len(d.f_pool) - k),
                          stand_in=lambda k=k, s=s: ssl_job(f"remove {k} seed {s} (stand-in)", replace(cfg, seed=s),
                                                            d.train, d.f_pool[k:], cache=cache))
+    for n in p.ns:   # Table 17: a random kept set equal to a removal's retained set is that removal's encoder
+        for strategy in [st for st in STRATEGIES if st == "memorised" or len(d.f_pool) - n not in p.ks]:
+            for s in p.seeds:
+                pl.defer(f"keep {n} {strategy} seed {s}", "encoder", training_cost(cfg, n),
+                         stand_in=lambda n=n, s=s: ssl_job(f"keep {n} seed {s} (stand-in)", replace(cfg, seed=s),
+                                                           d.train, d.f_pool[:n], cache=cache))
     jobs["lambda"] = {}
     for name, (tr, fp, gp, _) in d.lam_data.items():
         mean, std = tr.stats()

@@ -15,16 +15,18 @@ from dataclasses import replace
 
 import pandas as pd
 import torch
+from scipy.stats import norm
 
 from memlab.augmentation.augment import ViewBank
 from memlab.engine.dp import load_dp
 from memlab.engine.train import load_encoder
 from memlab.experiments import removal_trends as trends
 from memlab.experiments.removal import RemovalData, RemovalParams, plan, ssl_job
-from memlab.experiments.removal_sets import STRATEGIES, removal_set, retained
+from memlab.experiments.removal_sets import STRATEGIES, kept_set, removal_set, retained
 from memlab.experiments.scoring import cached_sslmem, probe_accuracy
 from memlab.io import plots
 from memlab.metrics.sslmem import normalised_sslmem
+from memlab.metrics.stats import agresti_caffo_se
 
 
 def both_halves(raw_f: torch.Tensor, raw_g: torch.Tensor) -> dict:
@@ -58,6 +60,28 @@ def removal_gap(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"removal results lack strategies {missing}")
     t["gap"] = t["random"] - t["memorised"]
     return t.reset_index()
+
+
+KEEP_ALPHA = 0.01   # Table 17's "matches": not significantly below f at this level (one-sided)
+
+
+def keep_claim(report, keep: pd.DataFrame, n_all: int, n_test: int) -> bool:
+    """Table 17's claim: training on the n most memorised points (the largest n of ``keep``, ``RemovalRun.keep``'s
+    table) matches the encoder trained on all ``n_all`` points, i.e. on no task is its mean probe accuracy
+    significantly below f's (one-sided z on the difference, Agresti-Caffo standard error over ``n_test`` test
+    images, p >= ``KEEP_ALPHA``). The detail gives n random points of the same size beside it: a kept set that
+    matches f only as well as random points says nothing about memorisation."""
+    acc = keep.groupby(["downstream", "strategy", "n"]).accuracy.mean()
+    n = int(keep.n[keep.n < n_all].max())
+    parts, ok = [], True
+    for t in dict.fromkeys(keep.downstream):
+        full, mem, rnd = acc[t, "memorised", n_all], acc[t, "memorised", n], acc[t, "random", n]
+        p = float(norm.sf((full - mem) / agresti_caffo_se(full * n_test, n_test, mem * n_test, n_test)))
+        ok &= p >= KEEP_ALPHA
+        parts.append(f"{t}: all {full:.4f}, most memorised {mem:.4f} (p below {p:.2g}), random {rnd:.4f}")
+    report.claim(f"training on the {n} most memorised of {n_all} points matches training on all of them (Table 17: "
+                 f"not significantly below on any task, one-sided p >= {KEEP_ALPHA})", ok, "; ".join(parts))
+    return ok
 
 
 def falls(values) -> bool:
@@ -135,6 +159,13 @@ class RemovalRun:
                     retrain[k, st, s] = self.plan.add(ssl_job(f"remove {k} {st} seed {s}", replace(d.cfg, seed=s),
                                                               d.train, retained(d.f_pool, out), cache=self.S.cache,
                                                               force=p.force))
+        self.keep_jobs = {}   # Table 17 (keep_ns): trained in the same stage, tabulated by ``keep``
+        for n in p.ns:
+            for st in STRATEGIES:
+                for s in p.seeds:
+                    idx = kept_set(d.f_pool, m, n, st, seed=p.removal_seed + s)
+                    self.keep_jobs[n, st, s] = self.plan.add(ssl_job(f"keep {n} {st} seed {s}", replace(d.cfg, seed=s),
+                                                                     d.train, idx, cache=self.S.cache, force=p.force))
         self.status = self.S.run(self.plan)
         for (k, st, s), job in retrain.items():
             rows += [{"k": k, "strategy": st, "seed": s, "downstream": t, "accuracy": a}
@@ -154,6 +185,36 @@ class RemovalRun:
         removed_means = pd.DataFrame(removed).groupby(["k", "strategy"]).mean(numeric_only=True).drop(columns="seed")
         accuracy = rsum.pivot_table(index="k", columns=["downstream", "strategy"], values="mean")
         return removed_means.round(3), accuracy.round(4)
+
+    def keep(self) -> pd.DataFrame:
+        """Table 17, after ``removal``: probe accuracy of the encoders retrained on only the n most memorised of f's
+        points, or n random ones, for each n of ``keep_ns`` and seed, beside f itself (n = n_half). Writes
+        ``keep_accuracy``, ``keep_summary`` and the figure; returns the mean accuracy per n, task and strategy (empty
+        when ``keep_ns`` is [])."""
+        p, d, report = self.p, self.d, self.report
+        if not p.ns:
+            return pd.DataFrame()
+        fs = [self.loaded(j) for j in self.jobs["f"]]
+        rows = [{"n": len(d.f_pool), "strategy": st, "seed": s, "downstream": t, "accuracy": a}
+                for s, f in zip(p.seeds, fs) for t, a in self.probe(f, d.tasks).items() for st in STRATEGIES]
+        for (n, st, s), job in self.keep_jobs.items():
+            rows += [{"n": n, "strategy": st, "seed": s, "downstream": t, "accuracy": a}
+                     for t, a in self.probe(self.loaded(job), d.tasks).items()]
+        self.tables["keep"] = keep = pd.DataFrame(rows)
+        report.table(keep, "keep_accuracy")
+        ksum = mean_sd(keep, ["downstream", "strategy", "n"], "accuracy")
+        report.table(ksum, "keep_summary")
+        fig = plots.errorbar_panels(ksum, "n", "mean", "std", "strategy", "downstream",
+                                    "Probe accuracy when training on n of f's points (Table 17)",
+                                    "points f retrains on (n; the largest is f itself)", "linear probe accuracy",
+                                    report.caption(f"pre-trained on {p.dataset} ({p.n_half} points), {p.method}/"
+                                                   f"{p.arch}, the n most memorised or n random, mean +- sd over "
+                                                   f"{len(p.seeds)} seed(s)"),
+                                    styles={"memorised": {"color": "#d62728"},
+                                            "random": {"color": "#1f77b4", "ls": "--"}})
+        report.figure(fig, "keep_accuracy")
+        return ksum.pivot_table(index="n", columns=["downstream", "strategy"], values="mean").sort_index(
+            ascending=False).round(4)
 
     def lambda_sweep(self) -> pd.DataFrame:
         """Fig. 4: per dataset, lambda and seed, the mean SSLMem over both halves (``pair_sslmem``), its raw mean,
@@ -258,6 +319,8 @@ class RemovalRun:
                                                     for v in p.lambdas) for n in lam_data))
         report.claim("removal and limiting alignment both support 'memorisation helps' (the two claims above)",
                      c_removal and c_lambda)
+        if "keep" in self.tables:
+            keep_claim(report, self.tables["keep"], len(self.d.f_pool), p.probe_test)
         dp = self.tables["dp"]
         if len(dp):
             first = next(iter(self.d.tasks))

@@ -4,6 +4,10 @@ f and g train on two disjoint, class-balanced halves of the pre-training data (`
 training point of f has an SSLMem score. For each removal size k (``check_ks``), the k most memorised points of f's
 half, or k random ones, are removed (``removal_set``: ``STRATEGIES``) and the encoder retrains on the rest
 (``retained``). Both kinds of removal set are nested in k and fixed by their seed.
+
+Table 17 (appendix: training on the most memorised points) keeps n points instead (``kept_set``, ``check_ns``):
+the n most memorised, or n random ones -- the complement of the random removal of N - n points, so that a random
+kept set equal to a removal's retained set is one cache entry, trained once.
 """
 from __future__ import annotations
 
@@ -73,3 +77,25 @@ def retained(pool, removed) -> torch.Tensor:
     pool = torch.as_tensor(pool, dtype=torch.long)
     keep = ~torch.isin(pool, torch.as_tensor(removed, dtype=torch.long))
     return pool[keep].sort().values
+
+
+def check_ns(ns, pool_size: int) -> list[int]:
+    """Validate Table 17's kept-set sizes before any compute: distinct ints with 0 < n < pool_size (n = pool_size is
+    f itself, always the reference); [] turns the section off. Returns them sorted, largest first; ValueError
+    otherwise."""
+    ns = list(ns)
+    bad = [n for n in ns if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n < pool_size]
+    if bad or len(set(ns)) != len(ns):
+        raise ValueError(f"kept-set sizes {ns} invalid: distinct ints with 0 < n < {pool_size} (f's scored points; "
+                         f"n = {pool_size} is f itself, the reference)")
+    return sorted((int(n) for n in ns), reverse=True)
+
+
+def kept_set(pool, scores, n: int, strategy: str, seed: int = 0) -> torch.Tensor:
+    """The n points of ``pool`` an encoder retrains on in Table 17 (sorted long indices): ``"memorised"``, the n
+    highest ``scores``; ``"random"``, what the random removal of len(pool) - n points with ``seed`` retains (so the
+    two experiments share that encoder). Raises ValueError as ``removal_set``."""
+    pool = torch.as_tensor(pool, dtype=torch.long)
+    if strategy == "memorised":
+        return removal_set(pool, scores, n, "memorised")
+    return retained(pool, removal_set(pool, scores, len(pool) - n, strategy, seed=seed))
