@@ -42,6 +42,8 @@ def test_the_notebook_defaults_are_valid_parameters():
     ({"loss": "hinge"}, "loss"),
     ({"second_dataset": "imagenet-22k"}, "second_dataset"),
     ({"threads": -1}, "threads"),
+    ({"table2_archs": ["vgg12"]}, "table2_archs"),
+    ({"table2_archs": ["resnet9"]}, "table2_archs"),          # the main encoder is not a second one
 ])
 def test_bad_parameters_are_refused_naming_the_parameter(over, match):
     with pytest.raises(ParameterError, match=match):
@@ -79,7 +81,7 @@ def test_the_monitor_records_the_knn_probe_and_an_invariance_per_layer():
 
 
 def _study(tmp_path, knn_init=0.30, n_test=1000, **params):
-    P = SimpleNamespace(toy_n=[25, 100], fit_target=1.0, iid_s=4, iid_B=3, **params)
+    P = SimpleNamespace(toy_n=[25, 100], fit_target=1.0, iid_s=4, iid_B=3, **{"table2_archs": [], **params})
     S = SimpleNamespace(report=Report(tmp_path, "06_benign_memorization", "laptop", "synthetic"),
                         device=torch.device("cpu"))
     return SimpleNamespace(P=P, S=S, knn_init=knn_init, tol=0.04, tables={}, Yte=torch.zeros(n_test))
@@ -122,3 +124,14 @@ def test_the_claims_pass_on_the_papers_findings_and_fail_on_their_opposites(tmp_
     study = _study(tmp_path / "noise")
     study.tables = _tables(k_da=0.45, k_noda=0.33, emb=0.45, out=0.20, toy_small_b=0.4, toy_large_b=0.8)
     assert T.claims(study)["outcome"].iloc[1] == "PASS"        # no DA 0.03 above init: within the noise of 0.04
+
+
+def test_a_second_encoder_gets_its_own_table2_claim_against_its_own_initialisation(tmp_path):
+    study = _study(tmp_path, table2_archs=["vgg11"])
+    study.tables = _tables(k_da=0.45, k_noda=0.28, emb=0.45, out=0.20, toy_small_b=0.4, toy_large_b=0.8)
+    vgg = pd.DataFrame([{"run": "at initialisation (vgg11)", "fit": np.nan, "epochs": 0, "K-NN": 0.20},
+                        {"run": "random labels, DA (vgg11)", "fit": 0.9, "epochs": 30, "K-NN": 0.25}])
+    study.tables["table2_knn_linear"] = pd.concat([study.tables["table2_knn_linear"], vgg])
+    c = T.claims(study).set_index("claim")
+    row = c.loc["vgg11: K-NN with random labels and DA exceeds K-NN at initialisation"]
+    assert row["outcome"] == "PASS" and "0.250 vs 0.200" in row["detail"]     # its own init (0.20), not ResNet's 0.30

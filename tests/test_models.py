@@ -10,6 +10,8 @@ SMALL = {
     "resnet34": (dict(width=0.125), (64, 4, 4)),
     "resnet50": (dict(width=0.125), (256, 4, 4)),
     "cnn": (dict(channels=(8, 16, 16, 32)), (32, 2, 2)),
+    "vgg11": (dict(width=0.125), (64, 1, 1)),
+    "vgg16": (dict(width=0.125), (64, 1, 1)),
     "vit_tiny": (dict(depth=2, embed_dim=32, num_heads=2), (65, 32)),
 }
 
@@ -211,3 +213,20 @@ def test_groupnorm_variant_has_no_batch_statistics(name):
     assert torch.allclose(m(x)[:1], single, atol=1e-5)  # a sample's output does not depend on the batch
     with pytest.raises(ValueError, match="norm"):
         build_model(name, width=0.125, norm="instance")
+
+
+def test_vgg_is_torchvisions_configuration_cut_at_its_max_pools():
+    from torchvision.models.vgg import cfgs
+    from memlab.models.networks import width_kw
+    m = build_model("vgg16")
+    assert m.layer_names == ["block1", "block2", "block3", "block4", "block5"] and m.out_dim == 512
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [v for v in cfgs["D"] if v != "M"]    # VGG-16's 13 convolutions
+    assert sum(isinstance(c, torch.nn.BatchNorm2d) for c in m.modules()) == 13
+    half = build_model("vgg11", width=0.5)
+    assert [c.out_channels for c in half.modules() if isinstance(c, torch.nn.Conv2d)] == [32, 64, 128, 128, 256, 256,
+                                                                                          256, 256]
+    assert width_kw("vgg16", 0.5) == {"width": 0.5} and width_kw("vit_tiny", 0.5) == {}
+    with pytest.raises(ValueError, match="depth"):
+        from memlab.models.vgg import VGG
+        VGG(12)

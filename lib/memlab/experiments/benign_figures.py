@@ -14,8 +14,12 @@ LAYER_COLORS = {"at initialisation": "#7f7f7f", "random labels, no DA": "#d62728
 def table2_knn(study, table2) -> None:
     """Table 2 as bars: the K-NN accuracy of the initialisation and of each run."""
     P, report = study.P, study.S.report
+    others = "".join(f", {a}" for a in P.table2_archs)
     fig = plots.bars(dict(zip(table2["run"], table2["K-NN"])), "Table 2: K-NN probe (K=20) of the embedding",
-                     "K-NN test accuracy", report.caption(f"{P.arch} x{P.width}, {P.n_train} images, {P.loss}"))
+                     "K-NN test accuracy", report.caption(f"{P.arch}{others} x{P.width}, {P.n_train} images, {P.loss}"))
+    if P.table2_archs:   # long run names
+        fig.axes[0].tick_params(axis="x", labelrotation=30, labelsize=7)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
     report.figure(fig, "table2_knn")
 
 

@@ -22,13 +22,13 @@ from memlab.data.splits import balanced_subset
 from memlab.engine.benign import BenignConfig, BenignRun, build_net, load_benign, make_aug
 from memlab.engine.benign_sets import make_labels
 from memlab.engine.jobs import Plan
-from memlab.experiments.benign_runs import MAIN_RUNS, declare_runs
+from memlab.experiments.benign_runs import MAIN_RUNS, arch_run, declare_runs
 from memlab.experiments.common import SessionParams, start
 from memlab.io.params import ParameterError, choice
 from memlab.metrics.benign import knn_noise
 from memlab.metrics.probes import knn_accuracy, linear_probe
 from memlab.models.benign_net import extract_layers
-from memlab.models.networks import MODELS
+from memlab.models.networks import MODELS, width_kw
 from memlab.streams import BenignSeed
 
 
@@ -51,6 +51,7 @@ class BenignParams(SessionParams):
     n_test: int                 # test images of the probes
     data_seed: int              # seed of the class-balanced subsets (offsets: streams.BenignSeed)
     arch: str                   # encoder h (models.networks); the paper's is resnet18
+    table2_archs: list          # Table 2's other encoders (the paper: VGG), each training the three runs again
     width: float                # width multiplier of ResNet encoders
     hidden: int                 # projector hidden width
     num_classes: int            # C, the random classes
@@ -104,6 +105,8 @@ class BenignParams(SessionParams):
         choice("dataset", self.dataset, DATASETS)
         choice("second_dataset", self.second_dataset, DATASETS)
         choice("arch", self.arch, MODELS)
+        for a in self.table2_archs:
+            choice("table2_archs", a, [m for m in MODELS if m != self.arch])
         choice("loss", self.loss, ["ce", "mse"])
         choice("optimizer", self.optimizer, ["adam", "sgd"])
         for name in ("cap_B", "sweep_widths", "toy_n", "toy_B"):
@@ -136,7 +139,7 @@ class BenignStudy:
             torch.set_num_threads(P.threads)
         self.P = P
         self.S = start("06_benign_memorization", P)
-        self.model_kw = {"width": P.width} if P.arch.startswith("resnet") else {}
+        self.model_kw = width_kw(P.arch, P.width)
         self.jobs, self.sweep_points, self.status = {}, [], {}
         self.tables = {}   # the notebook's result tables by name, as its sections compute them
         print(f"device: {self.S.device} | CPU threads: {torch.get_num_threads()} | cache: {self.S.cache.root}")
@@ -204,6 +207,14 @@ class BenignStudy:
     def knn_init(self) -> float:
         return self.knn(self.net0)
 
+    def arch_kw(self, arch: str) -> dict:
+        """The recipe fields of Table 2's other encoder ``arch`` (``table2_archs``): model and its width."""
+        return {"model": arch, "model_kw": width_kw(arch, self.P.width)}
+
+    def arch_init_knn(self, arch: str) -> float:
+        """K-NN accuracy of encoder ``arch`` at its initialisation (the recipe's seed)."""
+        return self.knn(build_net(self.recipe(**self.arch_kw(arch)), self.P.num_classes).to(self.S.device).eval())
+
     @cached_property
     def tol(self) -> float:
         """The noise level of a K-NN difference (``knn_noise``) at the initialisation's accuracy."""
@@ -231,3 +242,8 @@ class BenignStudy:
     def runs(self) -> dict:
         """The three runs of Table 2, by name."""
         return {name: self.run(name) for name in MAIN_RUNS}
+
+    @cached_property
+    def arch_runs(self) -> dict:
+        """{encoder of ``table2_archs``: {Table 2 run name: its run with that encoder}}."""
+        return {a: {name: self.run(arch_run(name, a)) for name in MAIN_RUNS} for a in self.P.table2_archs}

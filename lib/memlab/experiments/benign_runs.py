@@ -23,6 +23,11 @@ from memlab.streams import BenignSeed
 MAIN_RUNS = ("random labels, no DA", "random labels, DA", "clean labels, DA")   # Table 2
 
 
+def arch_run(name: str, arch: str) -> str:
+    """A Table 2 run (one of ``MAIN_RUNS``) repeated with another encoder, ``table2_archs`` (e.g. VGG)."""
+    return f"{name} ({arch})"
+
+
 def capacity_name(B: int, preserved: bool) -> str:
     """The run of Fig. 5 with ``study`` fixed views per image and labels preserved or one per view."""
     return f"capacity B={B}, labels {'preserved' if preserved else 'per view'}"
@@ -80,7 +85,7 @@ def declare_runs(study, plan) -> None:
     name to its job, ``study.sweep_points`` lists (figure, x, run name) in the order of the sweeps table.
 
     Table 2: random labels without and with DA (the DA run records the ``Monitor`` every ``probe_every``
-    epochs), clean labels with DA. Fig. 5: B fixed views of each of ``cap_n`` images, a random label per view or
+    epochs), clean labels with DA; the same three with each encoder of ``table2_archs`` (``arch_run``). Fig. 5: B fixed views of each of ``cap_n`` images, a random label per view or
     per image, ``cap_steps`` steps. Table 4: ``iid_s`` anchors, each replaced every epoch by one of ``iid_B``
     real images of its class (the rest of the training split supplies them), clean or random labels,
     ``iid_steps`` steps without DA. Sweeps: ``sweep_epochs`` on ``sweep_n`` images."""
@@ -92,6 +97,12 @@ def declare_runs(study, plan) -> None:
     _declare(study, plan, MAIN_RUNS[0], study.recipe("none", P.epochs_noaug), ts_rand)
     _declare(study, plan, MAIN_RUNS[1], study.recipe("simclr", P.epochs_aug), ts_rand, monitor)
     _declare(study, plan, MAIN_RUNS[2], study.recipe("simclr", P.epochs_clean), plain_set(Xtr, Ytr, study.C_true))
+    for arch in P.table2_archs:   # Table 2's other encoders: the same three runs, no monitor
+        kw = study.arch_kw(arch)
+        _declare(study, plan, arch_run(MAIN_RUNS[0], arch), study.recipe("none", P.epochs_noaug, **kw), ts_rand)
+        _declare(study, plan, arch_run(MAIN_RUNS[1], arch), study.recipe("simclr", P.epochs_aug, **kw), ts_rand)
+        _declare(study, plan, arch_run(MAIN_RUNS[2], arch), study.recipe("simclr", P.epochs_clean, **kw),
+                 plain_set(Xtr, Ytr, study.C_true))
 
     cap_imgs = Xtr[balanced_subset(Ytr.numpy(), P.cap_n, P.data_seed + BenignSeed.CAPACITY)]
     cap_labels = make_labels(torch.zeros(P.cap_n, dtype=torch.long), 1.0, C, P.seed + BenignSeed.CAPACITY_LABELS)

@@ -24,6 +24,7 @@ from memlab.engine.executors import Inline
 from memlab.engine.train import TrainConfig, encoder_job, load_encoder, resolve_device
 from memlab.io.cache import Cache
 from memlab.io.params import ParameterError, check_ranges, choice, notebook_defaults, validate
+from memlab.models.networks import width_kw
 from memlab.streams import G_SEED_OFFSET, SCORED_SHARED_OFFSET
 
 PAIR_NOTEBOOK = "02_sslmem"
@@ -60,13 +61,13 @@ def encoder_config(*, arch: str, width: float, method: str, temperature: float, 
     """The ``TrainConfig`` of SSLMem encoders from notebook parameters. Notebooks that must share f and g
     (SSLMem, LayerMem, UnitMem) build it here, so equal parameters give equal cache keys. ``temperature``
     applies to SimCLR; ``objective_kw`` adds any other objective option (DINO temperatures, MAE mask ratio);
-    ``width`` applies to ResNets; ``model_kw``: other model options (ViT depth, ...); ``warmup_epochs``: linear
+    ``width`` applies to ResNets and VGGs; ``model_kw``: other model options (ViT depth, ...); ``warmup_epochs``: linear
     warm-up before the cosine decay; ``blur``: probability of a Gaussian blur in the training views (SimCLR's
     recipe uses 0.5; 0 leaves the augmentation, and the cache key, as before); ``micro_batch``: gradient
     accumulation over parts of the batch (supervised and MAE only; ``TrainConfig``). Snapshot epochs beyond
     ``epochs`` are dropped."""
     okw = {"temperature": temperature} if method == "simclr" else {}
-    return TrainConfig(model=arch, model_kw={**({"width": width} if arch.startswith("resnet") else {}), **model_kw},
+    return TrainConfig(model=arch, model_kw={**width_kw(arch, width), **model_kw},
                        objective=method, objective_kw={**okw, **(objective_kw or {})},
                        aug_kw={"blur_p": float(blur)} if blur else {}, warmup_epochs=warmup_epochs,
                        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,

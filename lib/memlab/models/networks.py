@@ -1,17 +1,18 @@
 """Encoders by name: ``MODELS`` and ``build_model`` (e.g. ``build_model("resnet9", width=0.25)``).
 
 Every model is an ``Encoder`` (``encoder``: no classification head, named intermediate layers, ``embed``).
-Modules: ``resnet`` (ResNet-9, ResNet-18/34/50), ``cnn`` (CNN4), ``vit`` (ViT-Tiny); the encoder classes are
-importable from here too. Weights use PyTorch/timm default init (seed outside).
+Modules: ``resnet`` (ResNet-9, ResNet-18/34/50), ``cnn`` (CNN4), ``vgg`` (VGG-11/16, torchvision's builder), ``vit``
+(ViT-Tiny); the encoder classes are importable from here too. Weights use PyTorch/timm default init (seed outside).
 """
 from __future__ import annotations
 
 from memlab.models.cnn import CNN
 from memlab.models.encoder import Encoder
 from memlab.models.resnet import ResNet, ResNet9, resnet18, resnet34, resnet50
+from memlab.models.vgg import VGG, vgg11, vgg16
 from memlab.models.vit import ViT, vit_tiny
 
-__all__ = ["MODELS", "build_model", "Encoder", "CNN", "ResNet", "ResNet9", "ViT"]
+__all__ = ["MODELS", "build_model", "width_kw", "Encoder", "CNN", "ResNet", "ResNet9", "VGG", "ViT"]
 
 MODELS = {
     "resnet9": ResNet9,
@@ -19,6 +20,8 @@ MODELS = {
     "resnet34": resnet34,
     "resnet50": resnet50,
     "cnn": CNN,
+    "vgg11": vgg11,
+    "vgg16": vgg16,
     "vit_tiny": vit_tiny,
 }
 
@@ -29,3 +32,8 @@ def build_model(name: str, **kwargs) -> Encoder:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid: {sorted(MODELS)}")
     return MODELS[name](**kwargs)
+
+
+def width_kw(name: str, width: float) -> dict:
+    """``{"width": width}`` for the models with a channel-width multiplier (ResNets, VGGs), else {}."""
+    return {"width": width} if name.startswith(("resnet", "vgg")) else {}
