@@ -13,6 +13,7 @@ SMALL = {
     "vgg11": (dict(width=0.125), (64, 1, 1)),
     "vgg16": (dict(width=0.125), (64, 1, 1)),
     "vit_tiny": (dict(depth=2, embed_dim=32, num_heads=2), (65, 32)),
+    "wrn50_2": (dict(width=0.0625), (128, 4, 4)),
 }
 
 
@@ -230,3 +231,13 @@ def test_vgg_is_torchvisions_configuration_cut_at_its_max_pools():
     with pytest.raises(ValueError, match="depth"):
         from memlab.models.vgg import VGG
         VGG(12)
+
+
+def test_wrn50_2_has_twice_resnet50s_inner_width_and_a_small_image_stem():
+    m, r50 = build_model("wrn50_2", width=0.125), build_model("resnet50", width=0.125)
+    assert m.layer_names == r50.layer_names and m.out_dim == r50.out_dim == 256
+    inner = lambda enc: [b.conv2.out_channels for b in enc.layer1]       # noqa: E731 -- the 3x3 convolutions
+    assert inner(m) == [2 * c for c in inner(r50)] == [16, 16, 16]
+    full = build_model("wrn50_2")
+    assert sum(p.numel() for p in full.parameters()) == pytest.approx(66.8e6, rel=0.01)   # WRN-50-2 without fc
+    assert full.stem[0].stride == (1, 1) and full.stem[0].kernel_size == (3, 3)

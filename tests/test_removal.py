@@ -247,4 +247,4 @@ def test_the_keep_claim_tests_the_largest_kept_set_against_f():
     p1, p2 = (600 + 1) / 1002, (500 + 1) / 1002
     z = 0.10 / np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 1002)
     from scipy.stats import norm
-    assert f"p below {norm.sf(z):.2g}" in r.claims[-1][2] and norm.sf(z) < KEEP_ALPHA
+    assert f"p of lying below all: {norm.sf(z):.2g}" in r.claims[-1][2] and norm.sf(z) < KEEP_ALPHA

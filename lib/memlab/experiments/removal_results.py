@@ -78,7 +78,7 @@ def keep_claim(report, keep: pd.DataFrame, n_all: int, n_test: int) -> bool:
         full, mem, rnd = acc[t, "memorised", n_all], acc[t, "memorised", n], acc[t, "random", n]
         p = float(norm.sf((full - mem) / agresti_caffo_se(full * n_test, n_test, mem * n_test, n_test)))
         ok &= p >= KEEP_ALPHA
-        parts.append(f"{t}: all {full:.4f}, most memorised {mem:.4f} (p below {p:.2g}), random {rnd:.4f}")
+        parts.append(f"{t}: all {full:.4f}, most memorised {mem:.4f} (p of lying below all: {p:.2g}), random {rnd:.4f}")
     report.claim(f"training on the {n} most memorised of {n_all} points matches training on all of them (Table 17: "
                  f"not significantly below on any task, one-sided p >= {KEEP_ALPHA})", ok, "; ".join(parts))
     return ok

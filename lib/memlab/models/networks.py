@@ -2,7 +2,7 @@
 
 Every model is an ``Encoder`` (``encoder``: no classification head, named intermediate layers, ``embed``).
 Modules: ``resnet`` (ResNet-9, ResNet-18/34/50), ``cnn`` (CNN4), ``vgg`` (VGG-11/16, torchvision's builder), ``vit``
-(ViT-Tiny); the encoder classes are importable from here too. Weights use PyTorch/timm default init (seed outside).
+(ViT-Tiny), ``wide_resnet`` (WRN-50-2, timm's ResNet); the encoder classes are importable from here too. Weights use PyTorch/timm default init (seed outside).
 """
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from memlab.models.encoder import Encoder
 from memlab.models.resnet import ResNet, ResNet9, resnet18, resnet34, resnet50
 from memlab.models.vgg import VGG, vgg11, vgg16
 from memlab.models.vit import ViT, vit_tiny
+from memlab.models.wide_resnet import WideResNet50, wrn50_2
 
-__all__ = ["MODELS", "build_model", "width_kw", "Encoder", "CNN", "ResNet", "ResNet9", "VGG", "ViT"]
+__all__ = ["MODELS", "build_model", "width_kw", "Encoder", "CNN", "ResNet", "ResNet9", "VGG", "ViT", "WideResNet50"]
 
 MODELS = {
     "resnet9": ResNet9,
@@ -23,6 +24,7 @@ MODELS = {
     "vgg11": vgg11,
     "vgg16": vgg16,
     "vit_tiny": vit_tiny,
+    "wrn50_2": wrn50_2,
 }
 
 
@@ -35,5 +37,5 @@ def build_model(name: str, **kwargs) -> Encoder:
 
 
 def width_kw(name: str, width: float) -> dict:
-    """``{"width": width}`` for the models with a channel-width multiplier (ResNets, VGGs), else {}."""
-    return {"width": width} if name.startswith(("resnet", "vgg")) else {}
+    """``{"width": width}`` for the models with a channel-width multiplier (ResNets, VGGs, WRN), else {}."""
+    return {"width": width} if name.startswith(("resnet", "vgg", "wrn")) else {}
