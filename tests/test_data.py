@@ -191,3 +191,34 @@ def test_tiny_imagenet_val_is_read_from_its_annotations(tmp_path):
     (val / "val_annotations.txt").write_text("\n".join(rows) + "\n")
     d = load_dataset("tiny_imagenet", "test", root=tmp_path)
     assert d.images.shape == (4, 3, 64, 64) and d.labels.tolist() == [1, 0, 1, 0] and d.class_names == ["n1", "n2"]
+
+
+@pytest.mark.parametrize("name, tv_name", [("food101", "Food101"), ("flowers102", "Flowers102")])
+def test_photo_datasets_are_centre_cropped_to_32_once_and_kept(tmp_path, monkeypatch, name, tv_name):
+    """Food-101 and Flowers-102 (Table 14's probes) come from torchvision as photos of any size."""
+    import torchvision.datasets as tvd
+    from PIL import Image
+    opened = []
+
+    class FakePhotos:   # torchvision's interface: (PIL image, label) pairs of any size, and `classes`
+        def __init__(self, root, split, download):
+            opened.append(split)
+            self.split, self.classes = split, ["apple pie", "bibimbap"]
+
+        def __iter__(self):
+            g = np.random.default_rng(len(self.split))
+            for i, (w, h) in enumerate([(64, 40), (40, 90), (512, 512)]):
+                img = np.zeros((h, w, 3), np.uint8)
+                img[:, w // 2:] = 200                            # right half bright: the centre crop keeps both
+                yield Image.fromarray(img), i % 2
+
+    monkeypatch.setattr(tvd, tv_name, FakePhotos)
+    d = load_dataset(name, "train", root=tmp_path)
+    per_split = 2 if name == "flowers102" else 1                 # Flowers-102's train joins train and val
+    assert d.images.shape == (3 * per_split, 3, 32, 32) and d.images.dtype == torch.uint8
+    assert d.labels.tolist() == [0, 1, 0] * per_split and d.class_names == ["apple pie", "bibimbap"]
+    assert d.images[0, 0, 16, :8].max() == 0 and d.images[0, 0, 16, -8:].min() == 200
+    assert opened == (["train", "val"] if name == "flowers102" else ["train"])
+    again = load_dataset(name, "train", root=tmp_path)          # decoded once, then read back
+    assert torch.equal(again.images, d.images) and len(opened) == per_split
+    assert (tmp_path / "torchvision" / f"{name}_train_32.npz").is_file()

@@ -4,7 +4,8 @@ Sources, in the order they are tried:
 1. a local ``.npz`` archive in the data root (``$MEMLAB_DATA``, else ``~/.cache/memlab``), decoded arrays or
    JPEG bytes (``archives.py``);
 2. a torchvision download into ``<root>/torchvision`` (cifar10, cifar100, svhn, stl10 resized to 32x32,
-   mnist and fashion_mnist padded to 3x32x32);
+   mnist and fashion_mnist padded to 3x32x32; food101 and flowers102, photos of any size, centre-cropped and
+   resized to 32x32 once and kept there as ``<name>_<split>_32.npz``: SSLMem paper, Table 14's probes);
 3. ``synthetic``: generated offline and deterministically (``synthetic.py``), any size.
 
 Class-per-folder datasets (``imagenet``, ``tiny_imagenet``) are read from their folders (``folders.py``).
@@ -35,7 +36,10 @@ ARCHIVES = {
     "stl10": ["stl10.npz"],
     "mnist": ["mnist.npz", "mnist_5k.npz"],
     "fashion_mnist": ["fashion_mnist.npz"],
+    "food101": ["food101.npz"],
+    "flowers102": ["flowers102.npz"],
 }
+PHOTO_DATASETS = {"food101": "Food101", "flowers102": "Flowers102"}   # photos of any size: centre-cropped to 32x32
 FOLDER_DATASETS = ("imagenet", "tiny_imagenet")   # folders.FOLDERS
 DATASETS = sorted(ARCHIVES) + list(FOLDER_DATASETS) + ["synthetic"]
 SPLITS = ("train", "test", "unlabeled")
@@ -98,9 +102,39 @@ def _torchvision(name: str, split: str, root: Path, download: bool):
     if name == "stl10":
         ds = tvd.STL10(r, split=split, download=download)
         return to_chw3(ds.data), torch.from_numpy(ds.labels.astype(np.int64)), list(ds.classes)
+    if name in PHOTO_DATASETS:
+        return _photos(name, split, root / "torchvision", download)
     cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}[name]
     ds = cls(r, train=train, download=download)
     return to_chw3(ds.data.numpy()), ds.targets.long(), list(ds.classes)
+
+
+def _photos(name: str, split: str, root: Path, download: bool, size: int = 32):
+    """A torchvision photo dataset (``PHOTO_DATASETS``: Food-101, Flowers-102) as (N, 3, size, size) uint8 images:
+    each photo centre-cropped to a square and resized (bicubic), done once and kept as ``<name>_<split>_32.npz``
+    under ``root`` (written atomically), since decoding 100k JPEGs takes minutes. Flowers-102's "train" split
+    joins torchvision's train and val (1,020 + 1,020 images); "test" is its test split."""
+    import torchvision.datasets as tvd
+    from PIL import Image, ImageOps
+    kept = root / f"{name}_{split}_{size}.npz"
+    if kept.is_file():
+        with np.load(kept) as z:
+            return torch.from_numpy(z["x"]), torch.from_numpy(z["y"]), [str(c) for c in z["class_names"]]
+    cls = getattr(tvd, PHOTO_DATASETS[name])
+    parts = [cls(str(root), split=sp, download=download)
+             for sp in (["train", "val"] if name == "flowers102" and split == "train" else [split])]
+    xs, ys = [], []
+    for ds in parts:
+        for img, label in ds:   # PIL images of any size
+            xs.append(np.asarray(ImageOps.fit(img.convert("RGB"), (size, size), Image.BICUBIC)))
+            ys.append(int(label))
+    x, y = to_chw3(np.stack(xs)), torch.tensor(ys, dtype=torch.long)
+    names = list(getattr(parts[0], "classes", None) or [str(i) for i in range(int(y.max()) + 1)])
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, x=x.numpy(), y=y.numpy(), class_names=np.array(names))
+    os.replace(tmp, kept)
+    return x, y, names
 
 
 def load_dataset(name: str, split: str = "train", *, root=None, download: bool = True, n: int | None = None,

@@ -13,7 +13,8 @@ import numpy as np
 # (train, test, unlabeled, classes) of each archive dataset, as torchvision ships it
 REAL_SIZES = {"cifar10": (50000, 10000, 0, 10), "cifar100": (50000, 10000, 0, 100), "svhn": (73257, 26032, 0, 10),
               "stl10": (5000, 8000, 100000, 10), "mnist": (60000, 10000, 0, 10),
-              "fashion_mnist": (60000, 10000, 0, 10)}
+              "fashion_mnist": (60000, 10000, 0, 10), "food101": (75750, 25250, 0, 101),
+              "flowers102": (2040, 6149, 0, 102)}
 FAKE_VERSION = "1"
 # set by `python -m memlab plan --dry-run`: the folder of fake archives that load_dataset uses for missing datasets
 FAKE_DATA_ENV = "MEMLAB_FAKE_DATA"
