@@ -151,6 +151,8 @@ for name, fig in find.consistency_figures(R, main, cons).items():
 # by its own range, as a run that scored only those points would be. The band is the 95% interval over the
 # batches; the claim is a one-way ANOVA per layer across sizes, and the layers' order is compared with that of
 # all candidates (Kendall tau). A batch's range widens with its size, which alone can shrink LayerMem's scale.
+# With 3 batches per size the ANOVA has little power: a PASS means no difference this design can detect, not
+# that LayerMem does not depend on the batch (the band shows how large a difference could hide).
 
 # %%
 sample_draws = samples.draws_table({l: main.raw[l]["raw"][:len(main.cand[layers[0]])] for l in layers}, layers,
