@@ -27,6 +27,9 @@ def test_a_flat_noisy_or_reversed_trend_fails():
     assert flat.verdict == FAILS and flat.slope_p > 0.05
     down = effect_trend([5, 10, 20], [0.3, 0.2, 0.1], [0.01] * 3, threshold=0.5, passed_at_max=False)
     assert down.verdict == FAILS and down.crossing is None and "points away" in down.describe()
+    # nearly flat upwards: 0.01 per doubling from 0 at 5 epochs needs 2^30 x 5 epochs for 0.3
+    slow = effect_trend([5, 10, 20], [0.0, 0.01, 0.02], [0.05] * 3, threshold=0.3, passed_at_max=False)
+    assert slow.crossing == pytest.approx(5 * 2 ** 30) and "only beyond 1000x the largest point" in slow.describe()
 
 
 def test_direction_minus_one_wants_the_statistic_below_the_threshold():

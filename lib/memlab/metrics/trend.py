@@ -65,11 +65,16 @@ class Trend:
             cross = "the trend points away from the paper"
         elif self.crossing <= self.x[-1]:
             cross = f"the fit reaches {self.threshold:g} at {self.crossing:.3g} {self.unit}"
-        else:
-            cross = (f"the fit reaches {self.threshold:g} at about {self.crossing:.3g} {self.unit} "
+        elif self.crossing <= FAR * self.x[-1]:
+            cross = (f"the fit reaches {self.threshold:.3g} at about {self.crossing:.3g} {self.unit} "
                      f"({self.crossing / self.x[-1]:.1f}x the largest point, extrapolated)")
+        else:   # a nearly flat fit: its crossing says only "not within any budget"
+            cross = f"the fit would reach {self.threshold:.3g} only beyond {FAR:g}x the largest point (nearly flat)"
         return (f"{pts} {self.unit}; slope {self.slope:+.3g} per doubling (one-sided p {self.slope_p:.3g}); "
-                f"claim needs {side} {self.threshold:g}; {cross}")
+                f"claim needs {side} {self.threshold:.3g}; {cross}")
+
+
+FAR = 1000   # crossings beyond this multiple of the largest compute point are reported as out of reach
 
 
 def _fit(x, y, se) -> tuple[np.ndarray, np.ndarray]:
