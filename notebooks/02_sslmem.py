@@ -42,7 +42,10 @@
 # crop+flip. Memorisation is weak after a few CPU-minutes; the memorisation-strength study (README, issue 19)
 # found this knob the strongest: with one f/g seed, d of m(S_C) > m(S_S) rises from 0.11 to 0.34 at equal
 # compute. A plausible reading: colour jitter makes every view of a point hard to align, for f and g alike, which buries the part
-# of the alignment that only f learnt. The paper profile keeps each method's own views (`train_aug: ''`).
+# of the alignment that only f learnt. The price is accuracy: f's linear probe falls from 0.379 to 0.334 (cold
+# laptop runs with and without colour jitter), so within one method more memorisation here comes with weaker
+# features; read Table 1's memorisation-accuracy link across methods, as the paper does. The paper profile keeps
+# each method's own views (`train_aug: ''`).
 
 # %% tags=["parameters"]
 # Notebook parameters (defaults = the laptop profile; profiles live in params/<profile>/02_sslmem.yaml)
