@@ -40,7 +40,8 @@ def test_the_notebook_defaults_are_valid_parameters():
     ({"iid_B": 1}, "iid_B"),
     ({"sweep_n": 2000}, "sweep_n"),
     ({"loss": "hinge"}, "loss"),
-    ({"second_dataset": "imagenet-22k"}, "second_dataset"),
+    ({"transfer_datasets": ["imagenet-22k"]}, "transfer_datasets"),
+    ({"transfer_datasets": []}, "transfer_datasets"),
     ({"threads": -1}, "threads"),
     ({"table2_archs": ["vgg12"]}, "table2_archs"),
     ({"table2_archs": ["resnet9"]}, "table2_archs"),          # the main encoder is not a second one

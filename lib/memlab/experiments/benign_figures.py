@@ -122,10 +122,12 @@ def sweeps(study, fig7: dict, fig8: dict, fig12: dict, fig11: dict) -> None:
     report.figure(fig, "fig11_strength")
 
 
-def fig9_transfer(study, transfer, name: str) -> None:
-    """Fig. 9: the K-NN accuracy of each frozen encoder on the second dataset ``name``."""
-    fig = plots.bars(dict(zip(transfer["encoder"], transfer["K-NN"])), f"Fig. 9: transfer to {name}",
-                     "K-NN test accuracy", study.S.report.caption(f"encoders trained on {study.P.dataset}"))
+def fig9_transfer(study, transfer) -> None:
+    """Fig. 9: the K-NN accuracy of each frozen encoder on each transfer dataset (grouped bars)."""
+    fig = plots.grouped_bars(transfer, "encoder", "dataset", "K-NN", "Fig. 9: transfer of the frozen encoders",
+                             "K-NN test accuracy", study.S.report.caption(f"encoders trained on {study.P.dataset}"))
+    fig.axes[0].tick_params(axis="x", labelrotation=20, labelsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))   # room for the rotated labels and the caption
     study.S.report.figure(fig, "fig9_transfer")
 
 

@@ -86,9 +86,9 @@ class BenignParams(SessionParams):
     sweep_classes: list         # Fig. 8: numbers of random classes (ints >= 2 or "per_sample")
     sweep_noise: list           # Fig. 12: label-noise fractions
     sweep_magnitudes: list      # Fig. 11: RandAugment magnitudes (2 ops)
-    second_dataset: str         # Fig. 9: the dataset the features transfer to
-    second_n_train: int
-    second_n_test: int
+    transfer_datasets: list     # Fig. 9: the datasets the features transfer to (the paper: CIFAR-100, STL-10)
+    second_n_train: int         # Fig. 9: training images (K-NN memory) of each transfer dataset
+    second_n_test: int          # Fig. 9: test images (queries) of each transfer dataset
     toy_n: list                 # appendix E: training-set sizes
     toy_B: list                 # appendix E: augmentations per point
     toy_d: int
@@ -103,7 +103,10 @@ class BenignParams(SessionParams):
 
     def __post_init__(self):
         choice("dataset", self.dataset, DATASETS)
-        choice("second_dataset", self.second_dataset, DATASETS)
+        if not self.transfer_datasets or len(set(self.transfer_datasets)) != len(self.transfer_datasets):
+            raise ParameterError(f"transfer_datasets must list distinct datasets (Fig. 9), got {self.transfer_datasets}")
+        for name in self.transfer_datasets:
+            choice("transfer_datasets", name, DATASETS)
         choice("arch", self.arch, MODELS)
         for a in self.table2_archs:
             choice("table2_archs", a, [m for m in MODELS if m != self.arch])
