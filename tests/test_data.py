@@ -206,7 +206,6 @@ def test_photo_datasets_are_centre_cropped_to_32_once_and_kept(tmp_path, monkeyp
             self.split, self.classes = split, ["apple pie", "bibimbap"]
 
         def __iter__(self):
-            g = np.random.default_rng(len(self.split))
             for i, (w, h) in enumerate([(64, 40), (40, 90), (512, 512)]):
                 img = np.zeros((h, w, 3), np.uint8)
                 img[:, w // 2:] = 200                            # right half bright: the centre crop keeps both

@@ -99,7 +99,7 @@ def claim(report, summ: pd.DataFrame, tests: pd.DataFrame, alpha: float) -> None
                  f" one-way ANOVA per layer, p > {alpha})", bool(len(testable)) and sig.empty,
                  f"{len(sig)}/{len(testable)} layers differ (smallest p {testable['p'].min():.2g}"
                  + (f", at {sig.sort_values('p').layer.iloc[0]}" if len(sig) else "") + "); layer order vs all "
-                 f"candidates, mean Kendall tau: " + ", ".join(f"{n} points {tau[n]:.2f}" for n in sizes))
+                 "candidates, mean Kendall tau: " + ", ".join(f"{n} points {tau[n]:.2f}" for n in sizes))
 
 
 def figure(R, summ: pd.DataFrame, draws: int):
