@@ -40,6 +40,8 @@ def test_bad_parameters_fail_before_compute_and_name_the_parameter():
     with pytest.raises(ParameterError, match="seeds"):
         SSLMemParams(**values(seeds=[]))
     SSLMemParams(**values(supervised_epochs=[], tables=["table1"]))   # Table 1 alone needs no supervised encoder
+    with pytest.raises(ParameterError, match=r"'dejavu_k' = 3000.*probe_test"):
+        SSLMemParams(**values(dejavu_k=3000))
     with pytest.raises(ParameterError, match=r"'train_aug' = 'colour'"):
         SSLMemParams(**values(train_aug="colour"))
     with pytest.raises(ParameterError, match=r"grid cell dino/resnet9: aug"):

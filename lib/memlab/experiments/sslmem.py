@@ -26,7 +26,7 @@ from memlab.metrics.sslmem import SUBSETS
 from memlab.models.networks import MODELS
 from memlab.objectives.losses import OBJECTIVES
 
-TABLES = ("table1", "rankings", "table11", "table7", "table8", "table9")
+TABLES = ("table1", "table4", "rankings", "table11", "table7", "table8", "table9")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class SSLMemParams(SessionParams, SSLMemPair):
     - ``measure_aug``: the augmentation of the view bank ("" = the encoder's own training augmentation).
     - ``normalize_over``: the reference set of the normalising range (appendix A): "S_C+S_S" (every table uses
       it), "all", or one subset.
-    - ``tables``: "table1" (methods x architectures x datasets), "rankings" (Tables 12-13, Fig. 9), "table11"
+    - ``tables``: "table1" (methods x architectures x datasets), "table4" (SSLMem beside Déjà Vu memorisation per
+      cell: ``dejavu_k``-NN over the probe's test images, corner crops of ``dejavu_crop`` a side, A's most
+      confident ``dejavu_conf``; ``sslmem_dejavu``), "rankings" (Tables 12-13, Fig. 9), "table11"
       (supervised encoders), ablations "table7" (overlap fraction), "table8" (measuring augmentation), "table9"
       (training augmentation, MAE mask ratio). ``grid``: Table 1's cells, dicts of ``grid.CELL_KEYS``; keys a
       cell omits take the pair's settings. ``grid_seeds``: f/g seeds per cell (one on the laptop, for time: a
@@ -67,6 +69,9 @@ class SSLMemParams(SessionParams, SSLMemPair):
     grid_view_pairs: int
     grid_points: int
     grid_trend_points: int
+    dejavu_k: int
+    dejavu_crop: float
+    dejavu_conf: float
     supervised_epochs: list
     supervised_lr: float
     supervised_arch: str
@@ -108,6 +113,9 @@ class SSLMemParams(SessionParams, SSLMemPair):
         choice("measure_aug", self.measure_aug, ["", *PRESETS])
         for fr in self.overlap_fracs:
             overlap_sizes(self.split_shared + self.split_candidates + self.split_independent, fr)
+        if "table4" in self.tables and not 1 <= self.dejavu_k <= self.probe_test:
+            raise ParameterError(f"parameter 'dejavu_k' = {self.dejavu_k}: Table 4's k-NN needs 1 <= k <= probe_test "
+                                 f"= {self.probe_test} (its public set); lower it or raise probe_test")
         if self.grid_trend_points < 2:
             raise ParameterError(f"parameter 'grid_trend_points' must be >= 2 (points per subset at each snapshot of "
                                  f"a cell's curve), got {self.grid_trend_points}")
@@ -153,8 +161,8 @@ class SSLMemParams(SessionParams, SSLMemPair):
 
     @cached_property
     def grid_specs(self) -> list:
-        """The cells of Table 1 (also those of Tables 11-13)."""
-        return self.cells if self.wants("table1", "rankings", "table11") else []
+        """The cells of Table 1 (also those of Tables 4 and 11-13)."""
+        return self.cells if self.wants("table1", "table4", "rankings", "table11") else []
 
     @cached_property
     def supervised_specs(self) -> list:

@@ -17,6 +17,7 @@ from memlab.augmentation.augment import Augmentation, ViewBank
 from memlab.data.splits import balanced_subset
 from memlab.experiments.grid import CellResult, run_cell
 from memlab.experiments.scoring import cached_sslmem
+from memlab.experiments import sslmem_dejavu
 from memlab.experiments.sslmem_strength import d_point, d_trend
 from memlab.experiments.sslmem_scores import PairScores
 from memlab.io import plots
@@ -47,6 +48,7 @@ class CrossMethod:
     def __init__(self, main: PairScores):
         self.main, self.p, self.report = main, main.p, main.report
         self.S, self.data = main.pair.S, main.data
+        self.tables = {}   # tables the claims read (Table 4)
 
     def run(self, spec: dict, data_key: tuple | None = None, snapshots: bool = True) -> CellResult:
         """``grid.run_cell`` of ``spec`` on the data of ``data_key`` (default: the cell's dataset, the pair's pool
@@ -54,11 +56,15 @@ class CrossMethod:
         p = self.p
         train, test, splits, scored = self.data.get(*(data_key or (spec["dataset"],)))
         sub = {k: scored[k][:p.grid_points] for k in ("S_C", "S_S")}
-        probe_idx = balanced_subset(test.labels.numpy(), min(p.probe_test, len(test)),
-                                    p.split_seed + SplitSeed.PROBE_TEST)
+        probe_idx = self.probe_idx(test)
         return run_cell(spec, train, test, splits, sub, cache=self.S.cache, device=self.S.device,
                         view_pairs=p.grid_view_pairs, rep=p.representation, probe_idx=probe_idx, bank_seed=p.split_seed,
                         snapshot_epochs=p.snapshots(spec) if snapshots else (), force=p.force, progress=False)
+
+    def probe_idx(self, test) -> torch.Tensor:
+        """The ``probe_test`` class-balanced test images of a cell's probe (also Table 4's public set)."""
+        p = self.p
+        return balanced_subset(test.labels.numpy(), min(p.probe_test, len(test)), p.split_seed + SplitSeed.PROBE_TEST)
 
     @cached_property
     def grid(self) -> dict:
@@ -137,6 +143,13 @@ class CrossMethod:
                                                      f"per subset at snapshots, seeds {list(p.grid_seeds)}"))
         self.report.figure(fig, "table1_trends")
         return pd.concat([pts.assign(verdict=t.verdict) for pts, t in self.trends.values()])
+
+    def table4(self) -> pd.DataFrame:
+        """Table 4: SSLMem beside Déjà Vu memorisation per cell (``sslmem_dejavu.table4``), when selected."""
+        if not self.p.wants("table4"):
+            return pd.DataFrame()
+        self.tables["table4"] = t = sslmem_dejavu.table4(self)
+        return t
 
     def table11(self) -> pd.DataFrame:
         """Table 11: the supervised encoders' rows beside the SSL cells'."""
@@ -246,6 +259,8 @@ class CrossMethod:
             report.claim(f"{k}: m(S_C) > m(S_S) (one-sided Welch, p < {p.alpha})", t["p"] < p.alpha,
                          f"means {t['mean_a']:+.4f} vs {t['mean_b']:+.4f}, p={t['p']:.2g}, d={t['d']:.3f}, "
                          f"probe {r.probe_acc:.3f}{tr}")
+        if "table4" in self.tables:
+            sslmem_dejavu.claim(report, self.tables["table4"])
         if self.agreement is not None:
             a = self.agreement
             ssl, sup = (a.loc[a["pair"] == g, "kendall_tau"] for g in ("SSL - SSL", "SSL - supervised"))

@@ -135,6 +135,8 @@ RANGES = [
     (r"lambdas", Range(0, 1, hi_open=True, what="an alignment weight lambda (1 leaves only the push-apart term)")),
     (r"sweep_noise", Range(0, 1, what="a label-noise fraction")),
     (r"simclr_crop_scale", Range(0, 1, lo_open=True, what="a crop area fraction")),
+    (r"dejavu_crop", Range(0, 1, True, True, what="a crop side fraction")),
+    (r"dejavu_conf", Range(0, 1, lo_open=True, what="a fraction of the points")),
     (r"mixup|weight_decay", Range(0, what="a non-negative weight")),
     (r"warmup_epochs", Range(0, what="a number of warm-up epochs")),
     (r"blur", Range(0, 1, what="a probability")),
