@@ -73,7 +73,7 @@ view_pairs: int = 5             # K view pairs per point for SSLMem (paper: 5)
 representation: str = "flat"    # "flat" (full output) or "pooled"
 # -- removal (Fig. 3)
 removal_ks: list = [300, 500]   # paper: 500, 1k, 2k, 4k, 8k, 16k of 25k
-keep_ns: list = [700, 500]      # Table 17: retrain on only the n most memorised (paper: 24k to 12k of 25k); [] off
+keep_ns: list = [700]           # Table 17: retrain on only the n most memorised (paper: 24k to 12k of 25k); [] off
 removal_seed: int = 0           # random removal with seed removal_seed + training seed
 downstream: list = ["cifar10", "fashion_mnist"]  # linear-probe datasets
 synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable downstream / lambda dataset
