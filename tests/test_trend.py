@@ -30,6 +30,9 @@ def test_a_flat_noisy_or_reversed_trend_fails():
     # nearly flat upwards: 0.01 per doubling from 0 at 5 epochs needs 2^30 x 5 epochs for 0.3
     slow = effect_trend([5, 10, 20], [0.0, 0.01, 0.02], [0.05] * 3, threshold=0.3, passed_at_max=False)
     assert slow.crossing == pytest.approx(5 * 2 ** 30) and "only beyond 1000x the largest point" in slow.describe()
+    # already past the threshold everywhere (0.1 to 0.3 against 0): the crossing lies before the first point
+    past = effect_trend([1, 2, 4], [0.1, 0.2, 0.3], [0.05] * 3, threshold=0.0, passed_at_max=False)
+    assert past.crossing == pytest.approx(0.5) and "past 0 over the whole range" in past.describe()
 
 
 def test_direction_minus_one_wants_the_statistic_below_the_threshold():

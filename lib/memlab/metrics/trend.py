@@ -63,6 +63,8 @@ class Trend:
         side = ">" if self.direction > 0 else "<"
         if self.crossing is None:
             cross = "the trend points away from the paper"
+        elif self.crossing < self.x[0]:   # the fit is past the threshold at every point: the claim's own test decides
+            cross = f"the fit is past {self.threshold:.3g} over the whole range (crossing at {self.crossing:.3g} {self.unit})"
         elif self.crossing <= self.x[-1]:
             cross = f"the fit reaches {self.threshold:g} at {self.crossing:.3g} {self.unit}"
         elif self.crossing <= FAR * self.x[-1]:
