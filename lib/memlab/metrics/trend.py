@@ -66,7 +66,7 @@ class Trend:
         elif self.crossing < self.x[0]:   # the fit is past the threshold at every point: the claim's own test decides
             cross = f"the fit is past {self.threshold:.3g} over the whole range (crossing at {self.crossing:.3g} {self.unit})"
         elif self.crossing <= self.x[-1]:
-            cross = f"the fit reaches {self.threshold:g} at {self.crossing:.3g} {self.unit}"
+            cross = f"the fit reaches {self.threshold:.3g} at {self.crossing:.3g} {self.unit}"
         elif self.crossing <= FAR * self.x[-1]:
             cross = (f"the fit reaches {self.threshold:.3g} at about {self.crossing:.3g} {self.unit} "
                      f"({self.crossing / self.x[-1]:.1f}x the largest point, extrapolated)")
