@@ -54,7 +54,7 @@ random_points: int = 100        # the paper's "100 random candidates"
 top_k: int = 50                 # the 50 most / least memorised candidates (by final-layer SSLMem)
 overlap_k: int = 100            # top-k overlap between layers
 distant_gap: int = 4            # layer pairs at least this far apart count as "distant"
-sample_sizes: list = [50, 100, 250, 500]  # batch sizes of the sample-size ablation (at most layer_candidates)
+sample_sizes: list = [25, 50, 100, 150]  # batch sizes of the sample-size ablation (sample_draws x size <= layer_candidates)
 sample_draws: int = 3           # random batches per size (the paper: 3)
 # -- other encoders (one f/g pair per cell and grid seed)
 grid_seeds: list = [0]          # seeds per cell: a subset of 02's grid_seeds
@@ -147,19 +147,19 @@ for name, fig in find.consistency_figures(R, main, cons).items():
 # ## How many points does LayerMem need? (the sample-size ablation)
 # The paper computes LayerMem on batches of 100 to 5,000 points, three random batches each, and finds it "not
 # significantly affected by the size or composition of the batch". We redo it on the candidates scored above
-# (no new forward pass): `sample_draws` random batches of each of `sample_sizes` points, each batch normalised
-# by its own range, as a run that scored only those points would be. The band is the 95% interval over the
+# (no new forward pass): `sample_draws` disjoint random batches of each of `sample_sizes` points, each batch
+# normalised by its own range, as a run that scored only those points would be. The band is the 95% interval over the
 # batches; the claim is a one-way ANOVA per layer across sizes, and the layers' order is compared with that of
 # all candidates (Kendall tau). A batch's range widens with its size, which alone can shrink LayerMem's scale.
 # With 3 batches per size the ANOVA has little power: a PASS means no difference this design can detect, not
 # that LayerMem does not depend on the batch (the band shows how large a difference could hide).
 
 # %%
-sample_draws = samples.draws_table({l: main.raw[l]["raw"][:len(main.cand[layers[0]])] for l in layers}, layers,
-                                   P.sample_sizes, P.sample_draws, P.pair.split_seed + SplitSeed.LAYERMEM_SAMPLES,
-                                   P.layer_range)
-sample_summary = samples.summary(sample_draws, {l: float(main.cand[l].mean()) for l in layers})
-sample_tests = samples.anova(sample_draws)
+cand_raw = {l: main.raw[l]["raw"][:len(main.cand[layers[0]])] for l in layers}   # the candidates' raw scores
+sample_tab = samples.draws_table(cand_raw, layers, P.sample_sizes, P.sample_draws,
+                                 P.pair.split_seed + SplitSeed.LAYERMEM_SAMPLES, P.layer_range)
+sample_summary = samples.summary(sample_tab, samples.all_means(cand_raw, layers, P.layer_range))
+sample_tests = samples.anova(sample_tab)
 S.report.table(sample_summary, "layermem_sample_size")
 S.report.table(sample_tests, "layermem_sample_size_anova")
 display(sample_summary.pivot(index="layer", columns="points", values="mean").round(4))

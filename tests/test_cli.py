@@ -34,12 +34,13 @@ def test_train_runs_every_stage_then_the_plan_shows_everything_cached(tmp_path):
     r = memlab("train", "03", "--profile", "smoke", "--executor", "local", "--workers", str(min(2, cpu_cores())),
                cache=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "plan 03_removal: 4 job(s) trained, nothing left to train" in r.stdout
+    assert "plan 03_removal: 5 job(s) trained, nothing left to train" in r.stdout
     assert rendered() == before  # the first stage's figures went to a scratch folder, not to run_all.sh's
-    # the retrainings were deferred until f was scored, and trained too
-    assert "4 deferred" in r.stdout and len(entries(tmp_path, "encoder")) + len(entries(tmp_path, "dp_encoder")) == 12
+    # the 4 removal retrainings and Table 17's 1 memorised kept set (its random one is a removal's) were deferred
+    # until f was scored, and trained too
+    assert "5 deferred" in r.stdout and len(entries(tmp_path, "encoder")) + len(entries(tmp_path, "dp_encoder")) == 13
     again = memlab("plan", "03", "--profile", "smoke", cache=tmp_path)
-    assert "plan 03_removal: 12 jobs (8 cached, 0 pending, 4 deferred)" in again.stdout  # stage 2 needs the scores
+    assert "plan 03_removal: 13 jobs (8 cached, 0 pending, 5 deferred)" in again.stdout  # stage 2 needs the scores
 
 
 def test_bad_notebook_or_executor_fails_before_any_compute(tmp_path):
@@ -55,7 +56,7 @@ def test_bad_notebook_or_executor_fails_before_any_compute(tmp_path):
 def test_dry_run_runs_every_job_of_the_plan_with_a_stand_in_for_each_deferred_one_and_caches_nothing(tmp_path):
     r = memlab("plan", "03", "--profile", "smoke", "--dry-run", cache=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    # 8 jobs and 4 retrainings deferred until f is scored, which run as their stand-ins (same code and sizes)
-    assert "dry run 03_removal: 12/12 jobs pass" in r.stdout
+    # 8 jobs, and 5 retrainings deferred until f is scored, which run as their stand-ins (same code and sizes)
+    assert "dry run 03_removal: 13/13 jobs pass" in r.stdout
     assert "remove 12 memorised seed 0    encoder    pass" in r.stdout and "peak GiB" in r.stdout and "GPU-h" in r.stdout
     assert entries(tmp_path, "encoder") == [] and entries(tmp_path, "dp_encoder") == []

@@ -33,9 +33,10 @@ def test_dejavu_rates_count_target_right_and_reference_wrong():
     r = dejavu(a, b, [0, 1, 0, 1], conf_frac=0.5)
     assert (r["acc A"], r["acc B"]) == (0.75, 0.5)
     assert r["deja vu rate"] == 0.5                          # points 1 and 2: A right, B wrong
-    # A's 2 most confident points (lowest label entropy): 0 (5, 0) and 1 (1, 4); B is right on 0 only
-    assert (r["n confident"], r["acc A (confident)"], r["acc B (confident)"]) == (2, 1.0, 0.5)
-    assert r["deja vu rate (confident)"] == 0.5
+    # each model on its own 2 most confident points (lowest label entropy): A's are 0 (5, 0) and 1 (1, 4), both
+    # right; B's are 3 (0, 5) and 0 (4, 1), both right
+    assert (r["n confident"], r["acc A (confident)"], r["acc B (confident)"]) == (2, 1.0, 1.0)
+    assert r["deja vu rate (confident)"] == 0.5              # on A's confident points 0, 1: point 1 is A-right, B-wrong
     with pytest.raises(ValueError, match="align"):
         dejavu(a, b[:3], [0, 1, 0, 1], 0.5)
     with pytest.raises(ValueError, match="conf_frac"):

@@ -14,20 +14,20 @@ def _draws(values: dict, layer: str = "a") -> pd.DataFrame:
                          for n, vs in values.items() for d, v in enumerate(vs)])
 
 
-def test_each_batch_is_normalised_over_itself_and_draws_are_reproducible():
+def test_each_batch_is_normalised_over_itself_and_draws_are_disjoint_and_reproducible():
     raw = {"a": torch.linspace(0.0, 1.0, 50), "b": torch.linspace(0.0, 2.0, 50) ** 2}
-    t = S.draws_table(raw, ["a", "b"], [10, 50], draws=3, seed=0)
-    assert len(t) == 2 * 3 * 2 and set(t.points) == {10, 50}
-    assert t.equals(S.draws_table(raw, ["a", "b"], [10, 50], draws=3, seed=0))        # same seed, same bits
-    assert not t.equals(S.draws_table(raw, ["a", "b"], [10, 50], draws=3, seed=1))
-    # all 50 points: the batch is the whole set, its range is 1 for "a", so LayerMem = raw: mean 0.5 in every draw
-    full_a = t[(t.points == 50) & (t.layer == "a")].LayerMem
-    assert full_a.tolist() == pytest.approx([0.5] * 3)
-    # a batch of 10: recompute draw 0 by hand (raw / the batch's own max - min)
-    pos = np.random.default_rng([0, 10, 0]).choice(50, 10, replace=False)
-    x = raw["a"][pos]
-    assert t[(t.points == 10) & (t.draw == 0) & (t.layer == "a")].LayerMem.item() == pytest.approx(
+    t = S.draws_table(raw, ["a", "b"], [10, 25], draws=2, seed=0)
+    assert len(t) == 2 * 2 * 2 and set(t.points) == {10, 25}
+    assert t.equals(S.draws_table(raw, ["a", "b"], [10, 25], draws=2, seed=0))        # same seed, same bits
+    assert not t.equals(S.draws_table(raw, ["a", "b"], [10, 25], draws=2, seed=1))
+    # the two batches of 25 split the 50 points: "a" is linear, so the batches' raw means average to 0.5
+    perm = np.random.default_rng([0, 25]).permutation(50)
+    blocks = [np.sort(perm[:25]), np.sort(perm[25:])]
+    assert not set(blocks[0]) & set(blocks[1])
+    x = raw["a"][torch.from_numpy(blocks[1])]                  # draw 1 by hand: raw / the batch's own max - min
+    assert t[(t.points == 25) & (t.draw == 1) & (t.layer == "a")].LayerMem.item() == pytest.approx(
         float((x / (x.max() - x.min())).mean()), abs=1e-6)
+    assert S.all_means(raw, ["a"])["a"] == pytest.approx(0.5)  # all 50: range 1, LayerMem = raw, mean 0.5
 
 
 def test_summary_band_and_layer_order():
@@ -68,7 +68,8 @@ def test_the_claim_passes_only_when_no_layer_differs():
 
 def test_bad_sizes_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="layer_candidates = 50"):
-        S.check_sizes([10, 60], 3, 50)
+        S.check_sizes([10, 20], 3, 50)                        # 3 disjoint batches of 20 need 60 candidates
+    S.check_sizes([10, 16], 3, 50)
     with pytest.raises(ValueError, match="at least 2 distinct"):
         S.check_sizes([10], 3, 50)
     with pytest.raises(ValueError, match="sample_draws"):

@@ -61,7 +61,7 @@ class LayerMemParams:
     top_k: int              # the k most / least memorised candidates, ranked by final-layer SSLMem
     overlap_k: int          # k of the top-k overlap between two layers' rankings
     distant_gap: int        # layer pairs at least this many layers apart count as "distant" (>= 2)
-    sample_sizes: list      # batch sizes of the sample-size ablation (layermem_samples; <= layer_candidates)
+    sample_sizes: list      # batch sizes of the sample-size ablation (layermem_samples; draws x size <= layer_candidates)
     sample_draws: int       # random batches per size (>= 2)
     grid_seeds: list        # seeds per cell: a subset of notebook 02's grid_seeds, whose cached encoders are reused
     method_cells: list      # SSL methods, as labels of notebook 02's grid cells in this profile
@@ -201,7 +201,7 @@ def load_data(P: LayerMemParams, S: Session) -> LayerMemRun:
     """The pair's data and splits and the second dataset (synthetic when allowed and it is missing).
     Raises ``DatasetNotFound`` for missing data, ``ParameterError`` when the candidates exceed |S_C|."""
     R = LayerMemRun(P, S, *pair_data(P))
-    if min(P.layer_candidates, P.cell_candidates) > len(R.splits.candidates):
+    if max(P.layer_candidates, P.cell_candidates) > len(R.splits.candidates):
         raise ParameterError(f"layer_candidates / cell_candidates exceed |S_C| = {len(R.splits.candidates)}")
     print(f"device {S.device} | cache {S.cache.root} | {P.pair.dataset}: {len(R.train_data)} train images | "
           f"second dataset: {R.second_train.name}")

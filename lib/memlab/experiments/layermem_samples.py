@@ -3,8 +3,9 @@ Vision Encoders", appendix table "sensitivity of LayerMem to the number of sampl
 
 The paper computes LayerMem on batches of 100, 500, 1,000 and 5,000 candidates, three random batches each, and
 reports that LayerMem "is not significantly affected by the size or composition of the batch". Here a batch of n
-is n of the candidates the main table scored (no new forward pass: their raw per-layer SSLMem is cached), and its
-LayerMem is normalised by that batch's own range, as a run that scored only those n points would be
+is n of the candidates the main table scored (no new forward pass: their raw per-layer SSLMem is cached), the
+batches of one size disjoint (independent compositions; so draws x n <= the candidates), and its LayerMem is
+normalised by that batch's own range, as a run that scored only those n points would be
 (``metrics.layermem.layermem``). Per size and layer: the mean LayerMem of each draw, and over the draws their mean
 with a 95% t-interval. The claim is tested per layer with a one-way ANOVA of the draws' means across sizes
 (``scipy.stats.f_oneway``): "not significantly affected" reads as p > alpha in every layer. The detail also gives,
@@ -26,16 +27,18 @@ from memlab.metrics import layermem as LM
 
 
 def check_sizes(sizes, draws: int, n_candidates: int) -> None:
-    """Raise ValueError unless ``sizes`` are distinct batch sizes in [2, n_candidates] (at least 2 of them) and
-    ``draws`` >= 2 (a band and an ANOVA need spread within a size)."""
-    sizes = list(sizes)
-    if len(sizes) < 2 or len(set(sizes)) != len(sizes) or not all(
-            isinstance(n, int) and 2 <= n <= n_candidates for n in sizes):
-        raise ValueError(f"sample_sizes must be at least 2 distinct whole batch sizes in [2, layer_candidates = "
-                         f"{n_candidates}], got {sizes}: lower them or raise layer_candidates")
+    """Raise ValueError unless ``draws`` >= 2 (a band and an ANOVA need spread within a size) and ``sizes`` are at
+    least 2 distinct batch sizes n >= 2 whose ``draws`` disjoint batches fit in the candidates (draws x n <=
+    n_candidates)."""
     if draws < 2:
         raise ValueError(f"sample_draws must be >= 2 random batches per size (the band and the ANOVA need them), "
                          f"got {draws}")
+    sizes = list(sizes)
+    if len(sizes) < 2 or len(set(sizes)) != len(sizes) or not all(
+            isinstance(n, int) and 2 <= n and draws * n <= n_candidates for n in sizes):
+        raise ValueError(f"sample_sizes must be at least 2 distinct whole batch sizes n >= 2 with sample_draws x n <= "
+                         f"layer_candidates = {n_candidates} (disjoint batches), got {sizes} with {draws} draws: "
+                         f"lower them or raise layer_candidates")
 
 
 def draws_table(raw: dict, layers, sizes, draws: int, seed: int, mode: str = "layer") -> pd.DataFrame:
@@ -43,19 +46,27 @@ def draws_table(raw: dict, layers, sizes, draws: int, seed: int, mode: str = "la
     (from 1) and "LayerMem" (the batch's mean, dimensionless).
 
     ``raw``: {layer: (N,) float tensor of raw per-point SSLMem at that layer} for the N scored candidates (the
-    main result's ``raw[layer]["raw"]``, candidates first). Each batch is drawn without replacement from the N by
-    a generator seeded ``(seed, size, draw)`` and normalised over itself (``metrics.layermem.layermem``, ``mode``).
-    Raises ValueError from ``check_sizes``."""
+    main result's ``raw[layer]["raw"]``, candidates first). The batches of size n are consecutive blocks of one
+    permutation of the N (seeded ``(seed, n)``), so they are disjoint, each normalised over itself
+    (``metrics.layermem.layermem``, ``mode``). Raises ValueError from ``check_sizes``."""
     n_all = len(next(iter(raw.values())))
     check_sizes(sizes, draws, n_all)
     rows = []
     for n in sizes:
+        perm = np.random.default_rng([seed, n]).permutation(n_all)   # the draws of one size are disjoint blocks
         for d in range(draws):
-            pos = torch.from_numpy(np.random.default_rng([seed, n, d]).choice(n_all, n, replace=False))
+            pos = torch.from_numpy(np.sort(perm[d * n:(d + 1) * n]))
             lm = LM.layermem({l: raw[l][pos] for l in layers}, mode=mode)
             rows += [{"points": n, "draw": d, "layer index": i + 1, "layer": l, "LayerMem": float(lm[l].mean())}
                      for i, l in enumerate(layers)]
     return pd.DataFrame(rows)
+
+
+def all_means(raw: dict, layers, mode: str = "layer") -> dict:
+    """{layer: mean LayerMem of all N candidates, normalised over them alone}: the reference order of ``summary``
+    (the main table normalises over the candidates and the S_S controls)."""
+    lm = LM.layermem({l: raw[l] for l in layers}, mode=mode)
+    return {l: float(lm[l].mean()) for l in layers}
 
 
 def summary(draws: pd.DataFrame, full_means: dict) -> pd.DataFrame:

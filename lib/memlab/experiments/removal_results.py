@@ -65,18 +65,19 @@ def removal_gap(df: pd.DataFrame) -> pd.DataFrame:
 KEEP_ALPHA = 0.01   # Table 17's "matches": not significantly below f at this level (one-sided)
 
 
-def keep_claim(report, keep: pd.DataFrame, n_all: int, n_test: int) -> bool:
+def keep_claim(report, keep: pd.DataFrame, n_all: int, n_test: dict) -> bool:
     """Table 17's claim: training on the n most memorised points (the largest n of ``keep``, ``RemovalRun.keep``'s
     table) matches the encoder trained on all ``n_all`` points, i.e. on no task is its mean probe accuracy
-    significantly below f's (one-sided z on the difference, Agresti-Caffo standard error over ``n_test`` test
-    images, p >= ``KEEP_ALPHA``). The detail gives n random points of the same size beside it: a kept set that
+    significantly below f's (one-sided z on the difference, Agresti-Caffo standard error over each task's
+    ``n_test[task]`` test images, p >= ``KEEP_ALPHA``; a binomial error only: the spread over seeds is not in it). The detail gives n random points of the same size beside it: a kept set that
     matches f only as well as random points says nothing about memorisation."""
     acc = keep.groupby(["downstream", "strategy", "n"]).accuracy.mean()
     n = int(keep.n[keep.n < n_all].max())
     parts, ok = [], True
     for t in dict.fromkeys(keep.downstream):
         full, mem, rnd = acc[t, "memorised", n_all], acc[t, "memorised", n], acc[t, "random", n]
-        p = float(norm.sf((full - mem) / agresti_caffo_se(full * n_test, n_test, mem * n_test, n_test)))
+        nt = n_test[t]
+        p = float(norm.sf((full - mem) / agresti_caffo_se(full * nt, nt, mem * nt, nt)))
         ok &= p >= KEEP_ALPHA
         parts.append(f"{t}: all {full:.4f}, most memorised {mem:.4f} (p of lying below all: {p:.2g}), random {rnd:.4f}")
     report.claim(f"training on the {n} most memorised of {n_all} points matches training on all of them (Table 17: "
@@ -320,7 +321,8 @@ class RemovalRun:
         report.claim("removal and limiting alignment both support 'memorisation helps' (the two claims above)",
                      c_removal and c_lambda)
         if "keep" in self.tables:
-            keep_claim(report, self.tables["keep"], len(self.d.f_pool), p.probe_test)
+            keep_claim(report, self.tables["keep"], len(self.d.f_pool),
+                       {t: len(task[3]) for t, task in self.d.tasks.items()})   # each task's own test images
         dp = self.tables["dp"]
         if len(dp):
             first = next(iter(self.d.tasks))

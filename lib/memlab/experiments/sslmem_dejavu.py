@@ -40,7 +40,8 @@ def cell_dejavu(cell, train, test, c_idx, public_idx, *, k: int, crop_frac: floa
         return {name: float(np.mean([r[name] for r in per_seed])) for name in FIGURES}
 
     key = {"f": [t.key for t in cell.fs], "g": [t.key for t in cell.gs], "crops": fingerprint(crops),
-           "public": fingerprint(pub_x, pub_y), "k": k, "crop_frac": crop_frac, "conf_frac": conf_frac, "rep": "pooled"}
+           "public": fingerprint(pub_x, pub_y), "k": k, "crop_frac": crop_frac, "conf_frac": conf_frac, "rep": "pooled",
+           "definition": 2}   # 2: each model's confident accuracy on its own most confident points
     return cache.get_or_compute("dejavu", key, run, force=force)
 
 
@@ -74,19 +75,18 @@ def table4(T) -> pd.DataFrame:
 
 
 def claim(report, t: pd.DataFrame) -> None:
-    """The paper's observation (§4.5), when Table 4 has an MAE cell and another: Déjà Vu's rate is highest for MAE
-    while its mean SSLMem is lowest. The detail gives Kendall's tau between the cells' two orders."""
+    """The paper's observation (§4.5), when Table 4 has MAE cells and others: every MAE cell has a higher Déjà Vu
+    rate and a lower mean SSLMem than every other cell (the paper compares MAE with DINO and VICReg; here every
+    other cell of the table counts, which is stricter). The detail gives Kendall's tau between the two orders."""
     mae = t[t["method"] == "mae"]
     rest = t[t["method"] != "mae"]
     if mae.empty or rest.empty:
         print("Table 4: no MAE cell beside another method on the pair's dataset: the MAE claim is not tested")
         return
-    m = mae.iloc[0]
     tau = kendalltau(t["mean SSLMem(S_C)"], t["deja vu rate"]).statistic if len(t) > 2 else float("nan")
-    report.claim("Table 4: Déjà Vu rates MAE above the other methods while SSLMem rates it below them",
-                 bool(m["deja vu rate"] > rest["deja vu rate"].max() and m["mean SSLMem(S_C)"] < rest[
-                     "mean SSLMem(S_C)"].min()),
-                 f"MAE: Déjà Vu {m['deja vu rate']:.3f}, SSLMem {m['mean SSLMem(S_C)']:.3f}; others: Déjà Vu "
-                 + ", ".join(f"{c} {v:.3f}" for c, v in zip(rest["cell"], rest["deja vu rate"])) + "; SSLMem "
-                 + ", ".join(f"{c} {v:.3f}" for c, v in zip(rest["cell"], rest["mean SSLMem(S_C)"]))
+    report.claim("Table 4: Déjà Vu rates MAE above every other cell while SSLMem rates it below them",
+                 bool(mae["deja vu rate"].min() > rest["deja vu rate"].max()
+                      and mae["mean SSLMem(S_C)"].max() < rest["mean SSLMem(S_C)"].min()),
+                 "; ".join(f"{c}: Déjà Vu {d:.3f}, SSLMem {m:.3f}" for c, d, m in
+                           zip(t["cell"], t["deja vu rate"], t["mean SSLMem(S_C)"]))
                  + f"; Kendall tau between the two orders {tau:.2f}")

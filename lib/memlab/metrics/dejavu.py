@@ -14,7 +14,8 @@ beyond what the data's correlations (B) give. The population figures, as the aut
   among A's most confident ones.
 
 Here set A is f's candidates S_C (f trains on them, g does not), B is g, and the public set is labelled test
-images. Embeddings are the encoders' pooled representations, neighbours by Euclidean distance.
+images. Embeddings are the encoders' pooled backbone representations (the authors' default is their projector's
+output; memlab's encoders keep no projector), neighbours by Euclidean distance.
 """
 from __future__ import annotations
 
@@ -51,20 +52,25 @@ def knn_label_counts(query: torch.Tensor, public: torch.Tensor, public_labels: t
 
 def dejavu(counts_a: np.ndarray, counts_b: np.ndarray, labels, conf_frac: float) -> dict:
     """Déjà Vu's population figures (module docstring) from the k-NN label counts of target A and reference B on
-    the same points (``knn_label_counts``, rows aligned) and the points' true ``labels`` (N,). ``conf_frac``: A's
-    most confident fraction. Returns {"acc A", "acc B", "acc A (confident)", "acc B (confident)", "deja vu rate",
+    the same points (``knn_label_counts``, rows aligned) and the points' true ``labels`` (N,). ``conf_frac``: the
+    most confident fraction, each model ranked by its own confidence (the entropy of its neighbours' labels), as
+    the authors do. Returns {"acc A", "acc B", "acc A (confident)", "acc B (confident)", "deja vu rate",
     "deja vu rate (confident)", "n", "n confident"} (fractions in [0, 1]) and, per point, "correct A" and
-    "correct B" (bool arrays) and "entropy A". Raises ValueError for misaligned inputs or conf_frac outside (0, 1]."""
+    "correct B" (bool arrays) and "entropy A". "deja vu rate" is the authors' swap test (A right, B wrong, over
+    all points); "deja vu rate (confident)" restricts it to A's most confident points (memlab's addition).
+    A tie between labels goes to the smaller label (``argmax``). Raises ValueError for misaligned inputs or
+    conf_frac outside (0, 1]."""
     labels = np.asarray(labels)
     if counts_a.shape != counts_b.shape or len(labels) != len(counts_a):
         raise ValueError(f"counts {counts_a.shape} and {counts_b.shape} and labels {labels.shape} must align")
     if not 0 < conf_frac <= 1:
         raise ValueError(f"conf_frac must lie in (0, 1], got {conf_frac}")
     ok_a, ok_b = counts_a.argmax(1) == labels, counts_b.argmax(1) == labels
-    unc = entropy(counts_a, axis=1)
-    top = np.argsort(unc, kind="stable")[:max(1, int(conf_frac * len(labels)))]
+    m = max(1, int(conf_frac * len(labels)))
+    unc_a, unc_b = entropy(counts_a, axis=1), entropy(counts_b, axis=1)
+    top_a, top_b = (np.argsort(u, kind="stable")[:m] for u in (unc_a, unc_b))
     swap = ok_a & ~ok_b
-    return {"acc A": float(ok_a.mean()), "acc B": float(ok_b.mean()), "acc A (confident)": float(ok_a[top].mean()),
-            "acc B (confident)": float(ok_b[top].mean()), "deja vu rate": float(swap.mean()),
-            "deja vu rate (confident)": float(swap[top].mean()), "n": len(labels), "n confident": len(top),
-            "correct A": ok_a, "correct B": ok_b, "entropy A": unc}
+    return {"acc A": float(ok_a.mean()), "acc B": float(ok_b.mean()), "acc A (confident)": float(ok_a[top_a].mean()),
+            "acc B (confident)": float(ok_b[top_b].mean()), "deja vu rate": float(swap.mean()),
+            "deja vu rate (confident)": float(swap[top_a].mean()), "n": len(labels), "n confident": m,
+            "correct A": ok_a, "correct B": ok_b, "entropy A": unc_a}
