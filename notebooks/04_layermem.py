@@ -54,7 +54,7 @@ random_points: int = 100        # the paper's "100 random candidates"
 top_k: int = 50                 # the 50 most / least memorised candidates (by final-layer SSLMem)
 overlap_k: int = 100            # top-k overlap between layers
 distant_gap: int = 4            # layer pairs at least this far apart count as "distant"
-sample_sizes: list = [25, 50, 100, 150]  # batch sizes of the sample-size ablation (sample_draws x size <= layer_candidates)
+sample_sizes: list = [25, 50, 100, 150]  # batch sizes of the sample-size ablation (sample_draws disjoint batches of each fit in layer_candidates)
 sample_draws: int = 3           # random batches per size (the paper: 3)
 # -- other encoders (one f/g pair per cell and grid seed)
 grid_seeds: list = [0]          # seeds per cell: a subset of 02's grid_seeds
