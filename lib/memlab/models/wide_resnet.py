@@ -12,6 +12,7 @@ import torch.nn as nn
 from timm.models.resnet import Bottleneck, ResNet as TimmResNet
 
 from memlab.models.encoder import Encoder, scaled
+from memlab.models.resnet import ResNet
 
 
 class WideResNet50(Encoder):
@@ -31,13 +32,7 @@ class WideResNet50(Encoder):
         self.layer_names = ["stem"] + [f"layer{i}.{j}" for i in range(1, 5) for j in range(len(getattr(net, f"layer{i}")))]
         self.out_dim = net.num_features
 
-    def _layers(self, x):
-        x = self.stem(x)
-        x = yield "stem", x
-        for i in range(1, 5):
-            for j, blk in enumerate(getattr(self, f"layer{i}")):
-                x = blk(x)
-                x = yield f"layer{i}.{j}", x
+    _layers = ResNet._layers   # the same walk over stem and blocks as memlab's CIFAR ResNets
 
 
 def wrn50_2(width: float = 1.0) -> WideResNet50:
