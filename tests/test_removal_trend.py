@@ -115,6 +115,9 @@ class FakeEncoder:
         self.config = type("Cfg", (), {"epochs": epochs})()
         self.history = [{"epsilon": 2.0 * (e + 1)} for e in range(epochs)]
 
+    from memlab.engine.train import Trained
+    after = Trained.after   # the real rule: the last epoch is the encoder itself
+
     def at_epoch(self, e: int):
         assert e < self.config.epochs, "the last epoch is the encoder itself (its cached scores are reused)"
         return FakeEncoder(self.name, self.config.epochs, e)

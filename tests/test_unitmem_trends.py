@@ -68,6 +68,9 @@ def test_link_point_tests_every_layer_and_needs_2k_points():
 
 
 class _Trained(SimpleNamespace):
+    from memlab.engine.train import Trained
+    after = Trained.after   # the real rule: the trained encoder itself at its last epoch
+
     def at_epoch(self, e):
         return _Trained(name=f"{self.name}@{e}", config=self.config)
 

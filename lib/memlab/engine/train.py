@@ -213,6 +213,11 @@ class Trained:
         return Augmentation(preset or self.config.aug or self.objective.aug, mean=self.config.mean, std=self.config.std,
                             **({} if preset else self.config.aug_kw))
 
+    def after(self, epoch: int) -> "Trained":
+        """The encoder after ``epoch``: itself after its last epoch (so its cached scores and probes serve), else
+        its snapshot (``at_epoch``)."""
+        return self if epoch == self.config.epochs else self.at_epoch(epoch)
+
     def at_epoch(self, epoch: int) -> "Trained":
         """The encoder as snapshotted after ``epoch`` (its cache key gets an ``@epoch`` suffix)."""
         if epoch not in self.snapshots:

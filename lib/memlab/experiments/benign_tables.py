@@ -35,36 +35,39 @@ def _show(study, table: pd.DataFrame, name: str, shown=None) -> pd.DataFrame:
     return table
 
 
+def _init_row(run: str, knn: float, linear: float) -> dict:
+    """Table 2's row of an encoder at its initialisation."""
+    return {"run": run, "labels": "-", "DA": "-", "epochs": 0, "stopped": "-", "fit": np.nan, "K-NN": knn,
+            "K-NN peak": np.nan, "peak epoch": np.nan, "linear probe": linear, "verdict": "-"}
+
+
+def _run_row(study, name: str, r, knn_init: float) -> dict:
+    """Table 2's row of run ``name`` (``r``, a ``BenignRun``), judged against its encoder's ``knn_init``; the
+    K-NN peak comes from the run's monitor (none: NaN)."""
+    P = study.P
+    k = study.knn(r.net)
+    ep, ks = r.series("knn")
+    clean = name.startswith("clean")
+    return {"run": name, "labels": "clean" if clean else f"random ({P.num_classes} classes)",
+            "DA": "none" if "no DA" in name else "simclr" + (f" + mixup {P.mixup}" if P.mixup else ""),
+            "epochs": r.epochs, "stopped": r.stopped, "fit": r.fit, "K-NN": k,
+            "K-NN peak": max(ks) if ks else np.nan, "peak epoch": ep[int(np.argmax(ks))] if ks else np.nan,
+            "linear probe": study.linear(r.net),
+            "verdict": "- (clean labels)" if clean else verdict(r.fit, k, knn_init, P.fit_target, study.tol)}
+
+
 def table2_knn_linear(study) -> pd.DataFrame:
     """Table 2 and appendix A: per run (and at initialisation) the epochs, why it stopped, its fit of the random
     labels, the K-NN accuracy at the end and at its peak (the DA run's monitor), the linear probe, and the
     verdict of Definition 4.1 (a K-NN gain within ``study.tol`` counts as none)."""
     P, runs = study.P, study.runs
     knn_init, lin_init = study.knn_init, study.linear(study.net0)
-    rows = [{"run": "at initialisation", "labels": "-", "DA": "-", "epochs": 0, "stopped": "-", "fit": np.nan,
-             "K-NN": knn_init, "K-NN peak": np.nan, "peak epoch": np.nan, "linear probe": lin_init, "verdict": "-"}]
-    for name, r in runs.items():
-        k = study.knn(r.net)
-        ep, ks = r.series("knn")
-        clean = name.startswith("clean")
-        rows.append({"run": name, "labels": "clean" if clean else f"random ({P.num_classes} classes)",
-                     "DA": "none" if "no DA" in name else "simclr" + (f" + mixup {P.mixup}" if P.mixup else ""),
-                     "epochs": r.epochs, "stopped": r.stopped, "fit": r.fit, "K-NN": k,
-                     "K-NN peak": max(ks) if ks else np.nan, "peak epoch": ep[int(np.argmax(ks))] if ks else np.nan,
-                     "linear probe": study.linear(r.net),
-                     "verdict": "- (clean labels)" if clean else verdict(r.fit, k, knn_init, P.fit_target, study.tol)})
+    rows = [_init_row("at initialisation", knn_init, lin_init)]
+    rows += [_run_row(study, name, r, knn_init) for name, r in runs.items()]
     for arch, aruns in study.arch_runs.items():   # the paper's other encoder (VGG): the same rows, its own init
         k0 = study.arch_init_knn(arch)
-        rows.append({"run": f"at initialisation ({arch})", "labels": "-", "DA": "-", "epochs": 0, "stopped": "-",
-                     "fit": np.nan, "K-NN": k0, "K-NN peak": np.nan, "peak epoch": np.nan, "linear probe": np.nan,
-                     "verdict": "-"})
-        for name, r in aruns.items():
-            k, clean = study.knn(r.net), name.startswith("clean")
-            rows.append({"run": arch_run(name, arch), "labels": "clean" if clean else f"random ({P.num_classes} classes)",
-                         "DA": "none" if "no DA" in name else "simclr" + (f" + mixup {P.mixup}" if P.mixup else ""),
-                         "epochs": r.epochs, "stopped": r.stopped, "fit": r.fit, "K-NN": k, "K-NN peak": np.nan,
-                         "peak epoch": np.nan, "linear probe": study.linear(r.net),
-                         "verdict": "- (clean labels)" if clean else verdict(r.fit, k, k0, P.fit_target, study.tol)})
+        rows.append(_init_row(f"at initialisation ({arch})", k0, np.nan))
+        rows += [_run_row(study, arch_run(name, arch), r, k0) for name, r in aruns.items()]
     for row in rows:   # which encoder each row is
         row["encoder"] = next((a for a in study.arch_runs if row["run"].endswith(f"({a})")), P.arch)
     table = _show(study, pd.DataFrame(rows), "table2_knn_linear")

@@ -103,11 +103,6 @@ def _points(labels, half, n: int, seed: int) -> torch.Tensor:
     return half[balanced_subset(labels[half].numpy(), min(n, len(half)), seed)]
 
 
-def _at(trained, epoch: int):
-    """The encoder after ``epoch``: itself after its last epoch (its cached scores and probes are reused)."""
-    return trained if epoch == trained.config.epochs else trained.at_epoch(epoch)
-
-
 def effect_vs_compute(run) -> pd.DataFrame:
     """The curves' statistics (module docstring) of a ``removal_results.RemovalRun`` whose lambda sweep and DP
     table ran: one row per curve and epoch with ``COLUMNS`` (``reference`` / ``compared``: the value at lambda_min
@@ -117,7 +112,7 @@ def effect_vs_compute(run) -> pd.DataFrame:
     seed = p.split_seed + SplitSeed.DYNAMICS_POINTS
 
     def sslmem(pairs, data, f_idx, g_idx, epoch) -> torch.Tensor:
-        return torch.cat([run.pair_sslmem(_at(f, epoch), _at(g, epoch), data, f_idx, g_idx,
+        return torch.cat([run.pair_sslmem(f.after(epoch), g.after(epoch), data, f_idx, g_idx,
                                           n_pairs=p.trend_pairs)["m"] for f, g in pairs])
 
     lo, hi = min(p.lambdas), max(p.lambdas)
@@ -141,7 +136,8 @@ def effect_vs_compute(run) -> pd.DataFrame:
             m = {eps: sslmem([pairs[eps]], d.train, f_idx, g_idx, e) for eps in (math.inf, small)}
             rows.append([DP_SSLMEM, p.dataset, e, *mean_difference(m[math.inf], m[small], paired=True),
                          float(m[math.inf].mean()), float(m[small].mean()), len(f_idx), spent])
-            acc = {eps: run.probe(_at(pairs[eps][0], e), {first: d.tasks[first]})[first] for eps in (math.inf, small)}
+            acc = {eps: run.probe(pairs[eps][0].after(e), {first: d.tasks[first]})[first]
+                   for eps in (math.inf, small)}
             rows.append([DP_ACCURACY, first, e, *accuracy_difference(acc[math.inf], acc[small], n_test),
                          acc[math.inf], acc[small], n_test, spent])
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -82,11 +82,6 @@ def _snapshot_table(R, trained) -> pd.DataFrame:
     return layer_table(unit_stats_of(R, trained, R.train_data, R.snapshot_points, keep=_keep(R)), R.P.unit_rest)
 
 
-def _at(trained, epoch: int):
-    """``trained`` after ``epoch``: its snapshot, or the trained encoder itself at its last epoch."""
-    return trained if epoch >= trained.config.epochs else trained.at_epoch(epoch)
-
-
 def _fitted(dyn: pd.DataFrame) -> pd.DataFrame:
     """The rows a curve fits: one measuring design at every compute point (the claim's own row is left out)."""
     return dyn[dyn["design"] == "snapshots"] if "design" in dyn else dyn
@@ -107,7 +102,7 @@ def classmem_over_training(R, ssl_table: pd.DataFrame, sup_table: pd.DataFrame) 
     P, rows = R.P, []
     for e, es in [*zip(P.trend_epochs, P.supervised_trend_epochs), (P.pair.epochs, P.supervised_epochs)]:
         rows.append({"epoch": e, "supervised epoch": es, "design": "snapshots", **fraction_difference(
-            _snapshot_table(R, _at(R.supervised, es)), _snapshot_table(R, _at(R.ssl, e)))})
+            _snapshot_table(R, R.supervised.after(es)), _snapshot_table(R, R.ssl.after(e)))})
     rows.append({"epoch": P.pair.epochs, "supervised epoch": P.supervised_epochs, "design": "claim",
                  **fraction_difference(sup_table, ssl_table)})
     return pd.DataFrame(rows)
@@ -121,7 +116,7 @@ def sslmem_at_epoch(R, epoch: int) -> dict:
     scored = pair.scored(R.splits, R.train_data.labels)
     sub = {s: scored[s][torch.isin(scored[s], D)][:P.trend_points] for s in ("S_C", "S_S")}
     bank = ViewBank(R.ssl.measuring(pair.measure_aug), 2 * pair.view_pairs, seed=pair.split_seed)
-    res = cached_sslmem(R.S.cache, [_at(t, epoch) for t in R.f], [_at(t, epoch) for t in R.g],
+    res = cached_sslmem(R.S.cache, [t.after(epoch) for t in R.f], [t.after(epoch) for t in R.g],
                         R.train_data, R.test_data, sub, bank, n_pairs=P.trend_pairs, rep=pair.representation,
                         device=R.S.device, force=P.force)
     m = normalised_sslmem(res, layer=R.layers[-1])
@@ -149,7 +144,7 @@ def link_over_training(R, link) -> pd.DataFrame:
     for e in [*P.trend_epochs, P.pair.epochs]:
         mem = sslmem_at_epoch(R, e)
         order = sorted((i for i in R.snapshot_points.tolist() if i in mem), key=mem.get)
-        rows.append({"epoch": e, "design": "snapshots", **link_point(_snapshot_table(R, _at(R.ssl, e)), order,
+        rows.append({"epoch": e, "design": "snapshots", **link_point(_snapshot_table(R, R.ssl.after(e)), order,
                                                                      R.layers, P.top_k, P.alpha)})
     z, n_sig = deciding_z(link.table["p"], P.alpha)
     rows.append({"epoch": P.pair.epochs, "design": "claim", "points": len(link.order), "layers significant": n_sig,
