@@ -53,12 +53,14 @@ trend_pairs: int = 5            # their view pairs (laptop: notebook 02's dynami
 # -- supervised encoder (same architecture and training points, true labels, weak augmentation)
 supervised_epochs: int = 120    # long enough to fit the training set (cross-entropy about 0.01)
 supervised_lr: float = 0.05     # learning rate of the supervised encoders
-# -- second dataset: UnitMem across datasets, and the downstream probe after pruning
-second_dataset: str = "fashion_mnist"  # second dataset (downstream / transfer)
-synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable second_dataset
-second_n_train: int = 2000      # training images taken from the second dataset
-second_n_test: int = 1000       # test images taken from the second dataset
-second_epochs: int = 40         # SimCLR epochs of the encoder trained on the second dataset (0: skip)
+# -- other datasets: an SSL encoder each (UnitMem across datasets) and a probe each after pruning
+other_datasets: list = ["fashion_mnist"]  # datasets beside the pair's (paper: svhn, stl10)
+classmem_dataset: str = ""      # SSL and supervised encoders trained on it: ClassMem and transfer (paper: cifar100)
+synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable other dataset
+second_n_train: int = 2000      # training images taken from each other dataset and from classmem_dataset
+second_n_test: int = 1000       # test images taken from each of them
+second_epochs: int = 40         # SimCLR epochs of the encoders of those datasets
+classmem_n_train: int = 2000    # training images of classmem_dataset (paper: all 50000 of CIFAR-100)
 # -- pruning
 prune_fracs: list = [0.1, 0.2]  # fractions of units pruned (highest UnitMem, lowest, random)
 prune_seed: int = 0             # seed of the random pruning
@@ -77,7 +79,7 @@ force: bool = False             # recompute cached results instead of reusing th
 from IPython.display import display
 
 from memlab.experiments import unitmem_classmem as X, unitmem_findings as find, unitmem_interventions as act
-from memlab.experiments import unitmem_trends as trends
+from memlab.experiments import ssl_vs_supervised as vs, unitmem_trends as trends
 from memlab.io import plots
 from memlab.metrics.unitmem import layer_summary
 
@@ -87,8 +89,8 @@ R = X.load_data(P, S)       # data first: a missing dataset fails here, before a
 # %% [markdown]
 # ## The plan
 # Every training of this notebook is a job keyed by the cache -- notebook 02's f/g pair, the supervised
-# encoder, the encoder of the second dataset and the DP encoders -- listed below with its cost and trained by
-# the executor; a rerun finds them cached.
+# encoder, an SSL encoder per other dataset, the SSL and supervised encoders of `classmem_dataset` and the DP
+# encoders -- listed below with its cost and trained by the executor; a rerun finds them cached.
 
 # %%
 X.train(R)
@@ -123,9 +125,9 @@ display(summ.round(3))
 S.report.figure(find.per_layer_figure(R, ssl_table, sup_table), "unitmem_per_layer")
 
 # %%
-across, second_table = find.across_datasets(R, ssl_table)
-if second_table is not None:
-    S.report.table(second_table, f"units_ssl_{R.second_train.name}")
+across, other_tables = find.across_datasets(R, ssl_table)
+for name, table in other_tables.items():
+    S.report.table(table, f"units_ssl_{name}")
 across_df = find.across_table(across)
 S.report.table(across_df, "unitmem_across_datasets")
 display(across_df.round(3))
@@ -181,6 +183,29 @@ if len(dyn) >= 3:  # effect versus compute: the fitted trend, its band, and wher
     S.report.figure(find.growth_figure(R, dyn, dyn_layer, n_dyn), "unitmem_growth_trend")
 
 # %% [markdown]
+# ## ClassMem against UnitMem on a second labelled dataset, and transfer
+# The paper repeats the ClassMem figure on CIFAR-100: an SSL encoder (the pair's recipe) and a supervised one,
+# both trained on `classmem_dataset`, measured on all of their training images. Their frozen features are then
+# probed on every dataset of this notebook. The paper, pre-training on CIFAR-100, finds the supervised encoder
+# better on CIFAR-100 and CIFAR-10 and the SSL encoder better on STL-10 and SVHN: class memorisation helps near
+# the training labels and hurts far from them. The laptop profile skips this section (`classmem_dataset: ''`):
+# CIFAR-100 is a download, and the two encoders would add to the 90-minute budget.
+
+# %%
+E = vs.second_encoders(R)
+if E is not None:
+    summ2 = vs.classmem_summary(E)
+    S.report.table(summ2, "classmem_second_dataset")
+    display(summ2.round(3))
+    S.report.figure(vs.classmem_figure(R, E), f"classmem_vs_unitmem_{E.shown}")
+    transfer = vs.transfer_table(R, E)
+    S.report.table(transfer, "transfer_ssl_vs_supervised")
+    display(transfer.pivot_table(index="dataset", columns="encoder", values="accuracy", sort=False).round(4))
+    S.report.figure(vs.transfer_figure(R, transfer), "transfer_ssl_vs_supervised")
+else:
+    print("No classmem_dataset in this profile: the second-dataset ClassMem and transfer section is skipped.")
+
+# %% [markdown]
 # ## Memorised points and memorising units
 # The localisation paper links a data point to the units it activates maximally: the units u whose top point
 # (the one reaching mu_max,u) it is. We take the top-k and least-k points by SSLMem (notebook 02's scores),
@@ -216,7 +241,8 @@ if trends.has_curve(link_dyn):
 # %% [markdown]
 # ## Pruning by UnitMem
 # We zero 10% and 20% of the units of every layer -- the highest-UnitMem units, the lowest, or random ones
-# -- and measure linear-probe accuracy downstream. Pruning sets the unit's output to zero for the layers
+# -- and measure linear-probe accuracy on the pair's dataset and on each of `other_datasets` (the paper:
+# CIFAR-10, SVHN and STL-10). Pruning sets the unit's output to zero for the layers
 # after it; no weights are edited, so no BatchNorm row is touched (the public code zeroed rows of every
 # parameter, BatchNorm included). The paper finds that removing the most memorising units hurts most.
 
@@ -248,6 +274,9 @@ else:
 # %%
 find.claims(R, summ_ssl=summ_ssl, summ_sup=summ_sup, ssl_table=ssl_table, sup_table=sup_table, dyn=dyn,
             dyn_layer=dyn_layer, prune=prune, link=link, dp=dp, cm_dyn=cm_dyn, link_dyn=link_dyn)
+if E is not None:
+    vs.classmem_on_second(R, E)
+    vs.transfer_claims(R, transfer)
 S.report.claims_table()
 
 # %% [markdown]

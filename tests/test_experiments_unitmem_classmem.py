@@ -28,7 +28,10 @@ def test_parameters_refuse_bad_values_before_any_compute():
     values = notebook_defaults(NB)
     assert parameters(X.UnitMemParams, values).pair.arch == "resnet9"   # notebook 02's laptop pair
     for over, match in [({"prune_fracs": [0.1, 1.0]}, "prune_fracs"), ({"unit_rest": "max"}, "unit_rest"),
-                        ({"second_dataset": "no_such_data"}, "second_dataset")]:
+                        ({"other_datasets": ["no_such_data"]}, "other_datasets"),
+                        ({"other_datasets": ["svhn", "svhn"]}, "other_datasets lists a dataset twice"),
+                        ({"classmem_dataset": "no_such_data"}, "classmem_dataset"),
+                        ({"classmem_dataset": "cifar10"}, "is the pair's dataset")]:
         with pytest.raises(ParameterError, match=match):
             parameters(X.UnitMemParams, {**values, **over})
 
@@ -124,7 +127,7 @@ def test_pruning_table_probes_f_then_each_pruned_copy_and_restores_f(tmp_path):
                         pair=SimpleNamespace(split_seed=0, dataset="synthetic"))
     R = SimpleNamespace(P=P, S=SimpleNamespace(device=torch.device("cpu")), ssl=SimpleNamespace(encoder=enc), cfg=cfg,
                         train_data=train, test_data=test, splits=SimpleNamespace(f_train=torch.arange(40)),
-                        second_train=second[0], second_test=second[1])
+                        others={"second": second})
     table = pd.concat([_units(l, np.linspace(0, 0.9, n), 0) for l, n in (("block1", 4), ("block2", 6))])
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -47,9 +47,11 @@ class SplitSeed:
     LAYERMEM_GROUPS = 7        # 04: the random candidates beside the top / least memorised
     LAYERMEM_SAMPLES = 8       # 04: the random batches of the sample-size ablation
     SECOND_DATASET = 11        # 04, 05: the subset of the second dataset
+    CLASSMEM_DATASET = 12      # 05: the subset of classmem_dataset
     RANDOM_LAYERS = 100        # 04: + draw d: the random layers fine-tuned in draw d
     RANDOM_REPLACED = 200      # 04: + draw d: the random layers replaced in draw d
-    SYNTHETIC_STAND_IN = 100   # 03: x (k + 1): the k-th synthetic stand-in dataset
+    SYNTHETIC_STAND_IN = 100   # 03: x (k + 1): the k-th synthetic stand-in dataset; 05: + SECOND_DATASET, x k: the
+                               # k-th other dataset
 
 
 class ProfilesSeed:

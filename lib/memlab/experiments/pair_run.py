@@ -1,6 +1,6 @@
 """A run of a notebook built on notebook 02's f/g pair (notebooks 04 and 05): its parameters and session, the
-pair's data and splits, a second dataset, and -- once its plan has run -- the jobs, their status and the
-encoders f and g, loaded from the cache on first use.
+pair's data and splits, other datasets (04: one, 05: a list), and -- once its plan has run -- the jobs, their
+status and the encoders f and g, loaded from the cache on first use.
 """
 from __future__ import annotations
 
@@ -25,15 +25,21 @@ def begin(cls, notebook: str, namespace: dict) -> tuple:
     return P, start(notebook, P, dataset=P.pair.dataset)
 
 
-def pair_data(P) -> tuple:
-    """``(train, test, splits, second_train, second_test)``: the pair's data and its disjoint splits
-    (``SSLMemPair.load``) and ``P.second_n_train`` / ``P.second_n_test`` class-balanced images of
-    ``P.second_dataset`` -- synthetic data when it is missing and ``P.synthetic_fallback`` allows that
-    (``experiments.fallback``). Raises ``DatasetNotFound`` for missing data."""
+def pair_data(P, names: list | None = None) -> tuple:
+    """``(train, test, splits, others)``: the pair's data and its disjoint splits (``SSLMemPair.load``) and
+    ``others``, {shown name: (train, test)} of each dataset of ``names`` (default ``[P.second_dataset]``), each
+    ``P.second_n_train`` / ``P.second_n_test`` class-balanced images. Where a dataset is missing and
+    ``P.synthetic_fallback`` allows it, synthetic data stands in (``experiments.fallback``), shown as "synthetic
+    (for <name>)" and drawn with its own seed per list position. Raises ``DatasetNotFound`` for missing data."""
     main = P.pair.load()   # the main dataset first: the pair cannot do without it
-    second = load_or_stand_in(P.second_dataset, synthetic_fallback=P.synthetic_fallback,
-                              n=(P.second_n_train, P.second_n_test), seed=P.pair.split_seed + SplitSeed.SECOND_DATASET)
-    return (*main, *second)
+    others = {}
+    for i, name in enumerate(names if names is not None else [P.second_dataset]):
+        # position 0 keeps the seed of the single second dataset notebooks 04 and 05 always had (its cache keys)
+        seed = P.pair.split_seed + SplitSeed.SECOND_DATASET + SplitSeed.SYNTHETIC_STAND_IN * i
+        tr, te = load_or_stand_in(name, synthetic_fallback=P.synthetic_fallback, n=(P.second_n_train, P.second_n_test),
+                                  seed=seed)
+        others[name if tr.name == name else f"synthetic (for {name})"] = (tr, te)
+    return (*main, others)
 
 
 @dataclass
@@ -44,11 +50,20 @@ class PairRun:
     train_data: ImageData
     test_data: ImageData
     splits: object                  # data.splits.Splits of the pair
-    second_train: ImageData         # the second dataset (or its synthetic stand-in: .name says which)
-    second_test: ImageData
+    others: dict                    # {shown name: (train, test)} of the other datasets (pair_data), in order
     cfg: object = None              # the pair's TrainConfig, set by the notebook's plan
     jobs: dict = field(default_factory=dict)    # the plan's jobs: "f", "g" (lists, one per seed), and others
     status: dict = field(default_factory=dict)  # {job name: "cached" | "trained"}
+
+    @property
+    def second_train(self) -> ImageData:
+        """The first other dataset's training images (or its synthetic stand-in: ``.name`` says which)."""
+        return next(iter(self.others.values()))[0]
+
+    @property
+    def second_test(self) -> ImageData:
+        """The first other dataset's test images."""
+        return next(iter(self.others.values()))[1]
 
     def load(self, job):
         """A trained encoder of the plan (``train.Trained``), read from the cache."""

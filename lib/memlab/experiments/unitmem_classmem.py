@@ -25,6 +25,7 @@ from memlab.data.splits import balanced_subset
 from memlab.engine.jobs import Plan
 from memlab.engine.train import TrainConfig, encoder_job
 from memlab.experiments.common import Session
+from memlab.experiments.fallback import load_or_stand_in
 from memlab.experiments.pair_run import PairRun, begin as _begin, pair_data
 from memlab.experiments.recipes import sslmem_pair
 from memlab.io.params import ParameterError, choice
@@ -59,11 +60,15 @@ class UnitMemParams:
     trend_pairs: int        # their view pairs (laptop: notebook 02's dynamics_* values, whose cached scores serve)
     supervised_epochs: int  # epochs of the supervised encoder (long enough to fit: cross-entropy about 0.01)
     supervised_lr: float    # its learning rate
-    second_dataset: str     # data of the second SSL encoder (UnitMem across datasets) and of the second probe
-    synthetic_fallback: bool  # let synthetic data stand in for an unavailable second_dataset (experiments.fallback)
-    second_n_train: int     # training images of the second dataset (class-balanced subset)
-    second_n_test: int      # test images of the second dataset
-    second_epochs: int      # SimCLR epochs of the encoder of the second dataset (0: no such encoder)
+    other_datasets: list    # datasets beside the pair's: an SSL encoder each (UnitMem across datasets, the paper's
+                            # SVHN and STL-10 panel) and a probe each after pruning (the paper's SVHN and STL-10)
+    classmem_dataset: str   # a dataset with an SSL and a supervised encoder of its own: ClassMem vs UnitMem there
+                            # (the paper's CIFAR-100 figures) and the SSL-vs-supervised transfer table ("": skip)
+    synthetic_fallback: bool  # let synthetic data stand in for an unavailable other dataset (experiments.fallback)
+    second_n_train: int     # training images of each other dataset and of classmem_dataset (class-balanced)
+    second_n_test: int      # their test images
+    second_epochs: int      # SimCLR epochs of the encoders of those datasets
+    classmem_n_train: int   # training images of classmem_dataset (class-balanced; the paper: all of CIFAR-100)
     prune_fracs: list       # fractions of every layer's live units pruned, each in (0, 1)
     prune_seed: int         # seed of the random pruning
     probe_test: int         # test images of the main dataset's probe after pruning
@@ -83,7 +88,15 @@ class UnitMemParams:
 
     def __post_init__(self):
         choice("dataset", self.pair.dataset, DATASETS)
-        choice("second_dataset", self.second_dataset, DATASETS)
+        if len(set(self.other_datasets)) != len(self.other_datasets):
+            raise ParameterError(f"other_datasets lists a dataset twice: {self.other_datasets}; list each once")
+        for name in self.other_datasets:
+            choice("other_datasets", name, DATASETS)
+        if self.classmem_dataset:
+            if self.classmem_dataset == self.pair.dataset:
+                raise ParameterError(f"classmem_dataset {self.classmem_dataset!r} is the pair's dataset, which f and the "
+                                     f"supervised encoder already cover; name another (the paper: cifar100) or ''")
+            choice("classmem_dataset", self.classmem_dataset, DATASETS)
         choice("arch", self.pair.arch, MODELS)
         choice("unit_rest", self.unit_rest, ["mean", "median"])
         if any(not 0 < f < 1 for f in self.prune_fracs):
@@ -115,8 +128,10 @@ class UnitMemParams:
 
 @dataclass
 class UnitMemRun(PairRun):
-    """One run of notebook 05 (``PairRun``); its jobs: "f", "g", "supervised", "second" and "dp" ({epsilon: job})."""
+    """One run of notebook 05 (``PairRun``); its jobs: "f", "g", "supervised", "others" ({shown name: SSL encoder job}),
+    "classmem_ssl" and "classmem_supervised" (with a ``classmem_dataset``) and "dp" ({epsilon: job})."""
     dp: bool = False                # the DP section runs: dp_epochs > 0 and opacus is installed
+    classmem: tuple = ()            # (shown name, train, test) of classmem_dataset; () when it is ""
 
     @property
     def ssl(self):
@@ -166,7 +181,12 @@ def begin(namespace: dict) -> tuple:
 def load_data(P: UnitMemParams, S: Session) -> UnitMemRun:
     """The pair's data and splits and the second dataset (synthetic when allowed and it is missing); whether
     the DP section can run (it needs opacus). Raises ``DatasetNotFound`` for missing data."""
-    R = UnitMemRun(P, S, *pair_data(P))
+    R = UnitMemRun(P, S, *pair_data(P, P.other_datasets))
+    if P.classmem_dataset:
+        name = P.classmem_dataset
+        tr, te = load_or_stand_in(name, synthetic_fallback=P.synthetic_fallback,
+                                  n=(P.classmem_n_train, P.second_n_test), seed=P.pair.split_seed + SplitSeed.CLASSMEM_DATASET)
+        R.classmem = (name if tr.name == name else f"synthetic (for {name})", tr, te)
     R.dp = P.dp_epochs > 0
     if R.dp:
         from memlab.engine.dp import require_opacus
@@ -175,14 +195,15 @@ def load_data(P: UnitMemParams, S: Session) -> UnitMemRun:
         except ImportError as e:
             print(f"{e}\nThe DP section is skipped; everything else runs.")
             R.dp = False
-    print(f"device {S.device} | {P.pair.dataset}: {len(R.train_data)} train images | second dataset: "
-          f"{R.second_train.name}")
+    print(f"device {S.device} | {P.pair.dataset}: {len(R.train_data)} train images | other datasets: "
+          f"{', '.join(R.others) or 'none'} | ClassMem dataset: {R.classmem[0] if R.classmem else 'none'}")
     return R
 
 
 def train(R: UnitMemRun) -> None:
-    """The plan: the pair's f/g, the supervised encoder, the second dataset's encoder (``second_epochs`` > 0) and
-    the DP encoders (``R.dp``); shown, then trained by the session's executor or found in the cache."""
+    """The plan: the pair's f/g, the supervised encoder, an SSL encoder per other dataset,
+    the SSL and supervised encoders of ``classmem_dataset`` and the DP encoders (``R.dp``); shown, then trained by
+    the session's executor or found in the cache."""
     P, S, pair, data = R.P, R.S, R.P.pair, R.train_data
     R.cfg = cfg = pair.config(*data.stats())
     F = R.splits.f_train
@@ -194,13 +215,20 @@ def train(R: UnitMemRun) -> None:
     R.jobs["supervised"] = plan.add(encoder_job(sup_cfg, data.images[F], data.labels[F], F, cache=S.cache,
                                                 data_id=f"{pair.dataset}/train", name=f"supervised/{pair.arch}",
                                                 force=P.force))
-    if P.second_epochs > 0:
-        second = R.second_train
-        m2, s2 = second.stats()
-        cfg2 = replace(cfg, epochs=P.second_epochs, snapshot_epochs=(), mean=m2, std=s2)
-        R.jobs["second"] = plan.add(encoder_job(cfg2, second.images, None, torch.arange(len(second)), cache=S.cache,
-                                                data_id=f"{second.name}/train",
-                                                name=f"{pair.method}/{pair.arch} on {second.name}", force=P.force))
+
+    def on(data: ImageData, shown: str, recipe: TrainConfig, labels=None, kind: str = pair.method, why: str = ""):
+        """The job training ``recipe`` on all of ``data`` (with its own normalisation and no snapshots)."""
+        m, s = data.stats()
+        return plan.add(encoder_job(replace(recipe, snapshot_epochs=(), mean=m, std=s), data.images, labels,
+                                    torch.arange(len(data)), cache=S.cache, data_id=f"{data.name}/train",
+                                    name=f"{kind}/{pair.arch} on {shown}{why}", force=P.force))
+    ssl2 = replace(cfg, epochs=P.second_epochs, snapshot_epochs=())
+    R.jobs["others"] = {shown: on(tr, shown, ssl2) for shown, (tr, _) in R.others.items()}
+    if R.classmem:
+        shown, tr, _ = R.classmem
+        why = " (ClassMem, transfer)"   # a subset of its own: other_datasets may list the same dataset
+        R.jobs["classmem_ssl"] = on(tr, shown, ssl2, why=why)
+        R.jobs["classmem_supervised"] = on(tr, shown, sup_cfg, labels=tr.labels, kind="supervised", why=why)
     if R.dp:
         from memlab.engine.dp import dp_job
         Ddp = R.dp_points

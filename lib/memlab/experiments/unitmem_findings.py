@@ -33,20 +33,18 @@ def per_layer_figure(R, ssl_table: pd.DataFrame, sup_table: pd.DataFrame):
 
 
 def across_datasets(R, ssl_table: pd.DataFrame) -> tuple:
-    """``(values, second_table)``: {dataset: UnitMem of the last layer's units (NaN for excluded units)} of f
-    and, when ``second_epochs`` > 0, of the same recipe trained on the second dataset, whose full unit table
-    is ``second_table`` (else None)."""
+    """``(values, tables)``: {dataset: UnitMem of the last layer's units (NaN for excluded units)} of f and of the
+    same recipe trained on each of ``other_datasets`` (the paper's panel: SVHN,
+    CIFAR-10, STL-10), measured on all of that encoder's training images; ``tables``: {dataset: its full unit
+    table} of those other encoders."""
     last = R.layers[-1]
-    values = {R.P.pair.dataset: ssl_table[ssl_table.layer == last].unitmem.to_numpy()}
-    if R.P.second_epochs <= 0:
-        return values, None
-    second = R.second_train
-    enc = R.load(R.jobs["second"])
-    print(f"{second.name} encoder: {'cache' if enc.from_cache else 'trained'}, "
-          f"final loss {enc.history[-1]['loss']:.3f}")
-    table = layer_table(unit_stats_of(R, enc, second, torch.arange(len(second))), R.P.unit_rest)
-    values[second.name] = table[table.layer == last].unitmem.to_numpy()
-    return values, table
+    values, tables = {R.P.pair.dataset: ssl_table[ssl_table.layer == last].unitmem.to_numpy()}, {}
+    for shown, job in R.jobs["others"].items():
+        data, enc = R.others[shown][0], R.load(job)
+        print(f"{shown} encoder: {'cache' if enc.from_cache else 'trained'}, final loss {enc.history[-1]['loss']:.3f}")
+        tables[shown] = layer_table(unit_stats_of(R, enc, data, torch.arange(len(data))), R.P.unit_rest)
+        values[shown] = tables[shown][tables[shown].layer == last].unitmem.to_numpy()
+    return values, tables
 
 
 def across_table(values: dict) -> pd.DataFrame:
@@ -176,6 +174,30 @@ def _verdict(t) -> str:
     return f"; {t.verdict}: {t.describe()}"
 
 
+def classmem_claims(report, deep: list, summ_ssl, summ_sup, ssl_table, sup_table, *, where: str = "",
+                    cm_dyn=None) -> None:
+    """The ClassMem-versus-UnitMem claims of an SSL and a supervised encoder of one architecture and data (the
+    paper's CIFAR-10 and CIFAR-100 figures): in each of the ``deep`` layers most SSL units have UnitMem > ClassMem;
+    the supervised encoder has the larger fraction of units with ClassMem > UnitMem; and its deepest layers the
+    higher mean ClassMem. ``summ_*``: ``metrics.unitmem.layer_summary`` of the unit tables ``*_table``. ``where``:
+    appended to each claim (e.g. " (cifar100)"). ``cm_dyn``: ``unitmem_trends.classmem_over_training``, whose
+    effect-versus-compute verdict joins the second claim's detail when it has a curve."""
+    s_ssl, s_sup = summ_ssl.set_index("layer"), summ_sup.set_index("layer")
+    for l in deep:
+        f = s_ssl.loc[l, "frac_unitmem_gt_classmem"]
+        report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem{where}", f > 0.5,
+                     f"{f:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
+    sup_cm, ssl_cm = _classmem_above(sup_table), _classmem_above(ssl_table)
+    cm_tr = classmem_trend(cm_dyn, sup_cm > ssl_cm) if has_curve(cm_dyn) else None
+    report.claim(f"the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL "
+                 f"encoder{where}", sup_cm > ssl_cm, f"supervised {sup_cm:.1%} vs SSL {ssl_cm:.1%} (all layers)"
+                 + (_verdict(cm_tr) if cm_tr else ""))
+    report.claim(f"class memorisation is higher in the supervised encoder's deepest layers (mean ClassMem){where}",
+                 all(s_sup.loc[l, "mean_classmem"] > s_ssl.loc[l, "mean_classmem"] for l in deep),
+                 "; ".join(f"{l}: supervised {s_sup.loc[l, 'mean_classmem']:.3f} vs SSL "
+                           f"{s_ssl.loc[l, 'mean_classmem']:.3f}" for l in deep))
+
+
 def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune, link: Link, dp, cm_dyn=None,
            link_dyn=None) -> None:
     """The paper's claims, checked on this run and written to ``R.S.report``: SSL units memorise points more than
@@ -185,21 +207,7 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
     over training (``unitmem_trends.classmem_over_training``, ``link_over_training``); with 3 or more fitted points the
     claim's detail appends the verdict of its effect-versus-compute trend (issue 19)."""
     P, report, layers = R.P, R.S.report, R.layers
-    deep = layers[-P.deep_layers:]
-    s_ssl, s_sup = summ_ssl.set_index("layer"), summ_sup.set_index("layer")
-    for l in deep:
-        f = s_ssl.loc[l, "frac_unitmem_gt_classmem"]
-        report.claim(f"SSL, layer {l}: most units have UnitMem > ClassMem", f > 0.5,
-                     f"{f:.1%} of {int(s_ssl.loc[l, 'units_live'])} live units")
-    sup_cm, ssl_cm = _classmem_above(sup_table), _classmem_above(ssl_table)
-    cm_tr = classmem_trend(cm_dyn, sup_cm > ssl_cm) if has_curve(cm_dyn) else None
-    report.claim("the supervised encoder has a larger fraction of units with ClassMem > UnitMem than the SSL encoder",
-                 sup_cm > ssl_cm, f"supervised {sup_cm:.1%} vs SSL {ssl_cm:.1%} (all layers)"
-                 + (_verdict(cm_tr) if cm_tr else ""))
-    report.claim("class memorisation is higher in the supervised encoder's deepest layers (mean ClassMem)",
-                 all(s_sup.loc[l, "mean_classmem"] > s_ssl.loc[l, "mean_classmem"] for l in deep),
-                 "; ".join(f"{l}: supervised {s_sup.loc[l, 'mean_classmem']:.3f} vs SSL "
-                           f"{s_ssl.loc[l, 'mean_classmem']:.3f}" for l in deep))
+    classmem_claims(report, layers[-P.deep_layers:], summ_ssl, summ_sup, ssl_table, sup_table, cm_dyn=cm_dyn)
     if len(dyn) > 1:
         u = dyn["mean UnitMem"]
         grows = bool(u.iloc[-1] > u.iloc[0])

@@ -67,18 +67,24 @@ class pruned:
 
 def probe_tasks(R) -> dict:
     """{dataset: (train images, train labels, test images, test labels, normalise)} of notebook 05's probes:
-    the pair's dataset (f's training points; ``probe_test`` balanced test images; f's normalisation) and the
-    second dataset (its own normalisation). When both have one name, the second replaces the first (the smoke
-    profile's synthetic data)."""
-    P, pair, test, second = R.P, R.P.pair, R.test_data, R.second_train
+    the pair's dataset (f's training points; ``probe_test`` balanced test images; f's normalisation) and each
+    other dataset (``R.others``: its subset, its own normalisation). An other dataset of the pair's name replaces
+    the pair's task (the smoke profile's synthetic data)."""
+    P, pair, test = R.P, R.P.pair, R.test_data
     probe_idx = balanced_subset(test.labels.numpy(), min(P.probe_test, len(test)),
                                 pair.split_seed + SplitSeed.PROBE_TEST)
     F = R.splits.f_train
-    m2, s2 = second.stats()
-    return {pair.dataset: (R.train_data.images[F], R.train_data.labels[F], test.images[probe_idx],
-                           test.labels[probe_idx], Augmentation("none", mean=R.cfg.mean, std=R.cfg.std).normalize),
-            second.name: (second.images, second.labels, R.second_test.images, R.second_test.labels,
-                          Augmentation("none", mean=m2, std=s2).normalize)}
+    tasks = {pair.dataset: (R.train_data.images[F], R.train_data.labels[F], test.images[probe_idx],
+                            test.labels[probe_idx], Augmentation("none", mean=R.cfg.mean, std=R.cfg.std).normalize)}
+    for shown, (tr, te) in R.others.items():
+        tasks[shown] = data_task(tr, te)
+    return tasks
+
+
+def data_task(train, test) -> tuple:
+    """A probe task of all of ``train`` and ``test`` (``ImageData``), normalised with ``train``'s statistics."""
+    m, s = train.stats()
+    return train.images, train.labels, test.images, test.labels, Augmentation("none", mean=m, std=s).normalize
 
 
 def probe_all(R, tasks: dict, encoder) -> dict:
