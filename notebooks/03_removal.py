@@ -36,6 +36,11 @@
 #    fails here, its statistic is followed over the encoders' training, so the curve shows whether the effect
 #    is emerging.
 #
+# **Training views.** The laptop profile trains every SSL encoder here on crop+flip views without colour
+# jitter (`train_aug: crop`), as notebook 02's pair: on this CPU budget it gives several times the
+# memorisation of SimCLR's colour views for the same compute (the README's memorisation-strength study), and
+# SSLMem is measured with the same views. The paper profile uses each method's own views (`train_aug: ''`).
+#
 # Every encoder of the notebook is one entry of a *plan* with a single progress bar (encoders done /
 # total). Each is a cache entry, so a killed run resumes at the first unfinished encoder (and inside it at
 # its last finished epoch), and a rerun is served from the cache.
@@ -68,6 +73,7 @@ optimizer: str = "sgd"          # "sgd", "adam", "adamw" or "lars"
 lr: float = 0.06                # base learning rate (cosine schedule)
 weight_decay: float = 5e-4      # weight decay of the optimizer
 temperature: float = 0.5        # NT-Xent temperature
+train_aug: str = "crop"         # training views of every SSL encoder: crop+flip only ("crop"), or each method's own ("")
 seeds: list = [0, 1]            # f, g and every retrained encoder, once per seed (error bars)
 view_pairs: int = 5             # K view pairs per point for SSLMem (paper: 5)
 representation: str = "flat"    # "flat" (full output) or "pooled"

@@ -54,6 +54,17 @@ def test_unavailable_downstream_data_is_named_as_its_synthetic_stand_in(tmp_path
     assert "synthetic_fallback" not in str(e.value)
 
 
+def test_train_aug_sets_the_views_of_every_ssl_encoder_and_is_checked_first(monkeypatch):
+    pytest.importorskip("opacus")
+    with pytest.raises(ParameterError, match="train_aug"):
+        RemovalParams(**values(train_aug="sepia"))
+    crop = RemovalData(RemovalParams(**values(train_aug="crop")))
+    assert crop.cfg.aug == "crop" and crop.dp_cfg.aug == "crop"          # f, g, the retrained, lambda and DP encoders
+    own = RemovalData(RemovalParams(**values(train_aug="")))
+    assert own.cfg.aug is None and own.dp_cfg.aug is None                # each objective's own views: keys as before
+    assert own.cfg.objective == crop.cfg.objective == "simclr"
+
+
 def test_summaries_of_seeds_and_the_monotone_claims():
     df = pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]})
     t = mean_sd(df, ["g"], "v").set_index("g")

@@ -24,6 +24,7 @@ from functools import cached_property
 
 import torch
 
+from memlab.augmentation.augment import PRESETS
 from memlab.data.datasets import DATASETS, UNLABELED, DatasetNotFound, load_dataset
 from memlab.data.splits import balanced_subset
 from memlab.engine.dp import dp_job, require_opacus
@@ -44,6 +45,9 @@ class RemovalParams(SessionParams, EncoderRecipe):
     """Notebook 03's parameters (the short meaning of each is in the notebook's parameters cell): the session's
     (``common.SessionParams``), the SSL encoders' recipe (``recipes.EncoderRecipe``) and its own.
 
+    - ``train_aug``: the training views of every SSL encoder of the notebook (f, g, the retrained, lambda and DP
+      encoders): a preset of ``augmentation.augment.PRESETS`` ("crop": crop+flip, no colour jitter, the laptop
+      profile's, as notebook 02's pair), or "" for each objective's own. SSLMem is measured with the same views.
     - ``pretrain_split``: "unlabeled" pre-trains f and g on STL-10's 100k unlabelled images (Fig. 6); the probes
       keep the labelled splits. ``n_half``: the points of each half (paper: 25000).
     - ``removal_ks``: distinct sizes 0 < k < n_half (paper: 500, 1k, 2k, 4k, 8k, 16k of 25k); the random removal
@@ -70,6 +74,7 @@ class RemovalParams(SessionParams, EncoderRecipe):
     split_seed: int
     download: bool
     objective_kw: dict
+    train_aug: str
     seeds: list
     view_pairs: int
     representation: str
@@ -108,6 +113,7 @@ class RemovalParams(SessionParams, EncoderRecipe):
             raise ParameterError(f"pretrain_split 'unlabeled' needs a dataset with an unlabeled split "
                                  f"({list(UNLABELED)}); dataset is {self.dataset!r}: use pretrain_split 'train'")
         choice("method", self.method, OBJECTIVES)
+        choice("train_aug", self.train_aug, ["", *PRESETS])
         choice("arch", self.arch, MODELS)
         choice("dp_arch", self.dp_arch, [a for a in MODELS if a.startswith("resnet")])
         choice("representation", self.representation, ["flat", "pooled"])
@@ -213,12 +219,14 @@ class RemovalData:
         self.dp_epsilons = ([math.inf] + list(p.dp_epsilons)) if self.dp_message is None else []
         mean, std = self.train.stats()
         self.cfg = p.config(mean, std, objective_kw=p.objective_kw)   # f, g and every retrained encoder
+        if p.train_aug:   # a preset in place of the objective's own training views (as notebook 02's pair)
+            self.cfg = replace(self.cfg, aug=p.train_aug)
         self.dp_cfg, self.dp_f, self.dp_g = None, None, None   # the DP pair's recipe and points, when it runs
         if self.dp_epsilons:
             self.dp_cfg = TrainConfig(model=p.dp_arch, model_kw={"width": p.dp_width, "norm": "group"},
                                       objective="simsiam", objective_kw={"norm": "layer"}, epochs=p.dp_epochs,
                                       batch_size=p.dp_batch_size, lr=p.dp_lr, weight_decay=0.0, mean=mean, std=std,
-                                      seed=p.seeds[0], snapshot_epochs=tuple(p.dp_snapshots))
+                                      seed=p.seeds[0], snapshot_epochs=tuple(p.dp_snapshots), aug=p.train_aug or None)
             self.dp_f, self.dp_g = (pool[balanced_subset(self.train.labels[pool].numpy(), p.dp_points,
                                                          p.split_seed + SplitSeed.DP_POINTS)]
                                     for pool in (self.f_pool, self.g_pool))
