@@ -52,6 +52,9 @@ data_seed: int = 0              # seed of the class-balanced subsets
 arch: str = "resnet9"           # Table 2: encoder (memlab.models.networks); paper: resnet18
 width: float = 0.25             # width multiplier of resnet and vgg encoders
 table2_archs: list = []         # Table 2: other encoders trained on the same three runs (paper: vgg16; laptop: none, for time)
+table2_datasets: list = []      # Table 2: other datasets, same runs, every encoder (paper: cifar100, tiny_imagenet)
+table2_n_train: int = 1000      # Table 2: class-balanced training images of each other dataset (0: the whole split)
+table2_n_test: int = 1000       # Table 2: test images of each other dataset (0: the whole split)
 hidden: int = 512               # projector hidden width
 num_classes: int = 10           # random classes C
 loss: str = "ce"                # "ce" or "mse" on one-hot targets
@@ -113,7 +116,9 @@ study = BenignStudy(parameters(BenignParams, globals()))  # threads, device, exe
 # %% [markdown]
 # ## Data
 # `n_train` class-balanced training images: they are trained on, and with their clean labels they are the
-# K-NN memory bank. The rest of the training split supplies the i.i.d. examples of Table 4.
+# K-NN memory bank. The rest of the training split supplies the i.i.d. examples of Table 4. Table 2's other
+# datasets (`table2_datasets`: the paper's CIFAR-100 and Tiny-ImageNet) load here too, `table2_n_train` and
+# `table2_n_test` images of each, so that a missing one stops the notebook before any training.
 
 # %%
 study.load_data()
@@ -132,6 +137,9 @@ study.train()   # the plan of every run: Table 2, Fig. 5, Table 4, the sweeps
 # Training stops as soon as the *unaugmented* training set is fitted (checked every `eval_every`
 # epochs) or the budget runs out; the table reports the final fit. The DA run records its K-NN
 # accuracy (and, for Fig. 6, the invariance of every layer) every `probe_every` epochs.
+# On each of `table2_datasets` (one `dataset` value per column of the paper's table) every encoder trains the
+# same three runs with random labels over that dataset's classes; 64-px images (Tiny-ImageNet) get the
+# stride-2 first convolution of the paper's appendix F. Each encoder is judged against its own initialisation.
 
 # %%
 table2 = T.table2_knn_linear(study)

@@ -82,7 +82,8 @@ def test_the_monitor_records_the_knn_probe_and_an_invariance_per_layer():
 
 
 def _study(tmp_path, knn_init=0.30, n_test=1000, **params):
-    P = SimpleNamespace(toy_n=[25, 100], fit_target=1.0, iid_s=4, iid_B=3, **{"table2_archs": [], **params})
+    P = SimpleNamespace(toy_n=[25, 100], fit_target=1.0, iid_s=4, iid_B=3,
+                        **{"table2_archs": [], "table2_datasets": [], **params})
     S = SimpleNamespace(report=Report(tmp_path, "06_benign_memorization", "laptop", "synthetic"),
                         device=torch.device("cpu"))
     return SimpleNamespace(P=P, S=S, knn_init=knn_init, tol=0.04, tables={}, Yte=torch.zeros(n_test))

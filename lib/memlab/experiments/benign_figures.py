@@ -12,14 +12,18 @@ LAYER_COLORS = {"at initialisation": "#7f7f7f", "random labels, no DA": "#d62728
 
 
 def table2_knn(study, table2) -> None:
-    """Table 2 as bars: the K-NN accuracy of the initialisation and of each run."""
+    """Table 2 as grouped bars, one panel per dataset (``dataset``, then ``table2_datasets``): the K-NN accuracy of
+    each setting (initialisation and the three runs), one bar per encoder."""
     P, report = study.P, study.S.report
     others = "".join(f", {a}" for a in P.table2_archs)
-    fig = plots.bars(dict(zip(table2["run"], table2["K-NN"])), "Table 2: K-NN probe (K=20) of the embedding",
-                     "K-NN test accuracy", report.caption(f"{P.arch}{others} x{P.width}, {P.n_train} images, {P.loss}"))
-    if P.table2_archs:   # long run names
-        fig.axes[0].tick_params(axis="x", labelrotation=30, labelsize=7)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
+    sizes = "".join(f", {d}: {len(study.table2_data[d].Ytr)}" for d in P.table2_datasets)
+    fig = plots.grouped_bars(table2, "setting", "encoder", "K-NN", f"Table 2: K-NN probe (K={P.knn_k})",
+                             "K-NN test accuracy", report.caption(f"{P.arch}{others} x{P.width}, training images "
+                                                                  f"{P.dataset}: {P.n_train}{sizes}; {P.loss}"),
+                             panels="dataset")
+    for ax in fig.axes:   # long setting names
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))   # room for the rotated names and the caption
     report.figure(fig, "table2_knn")
 
 

@@ -6,7 +6,7 @@ and the plan's runs (``benign_runs``), read back by name (``run``). The tables a
 are ``benign_tables``, their figures ``benign_figures``::
 
     study = BenignStudy(parameters(BenignParams, globals()))   # ParameterError before any compute
-    study.load_data()
+    study.load_data()                                          # DatasetNotFound before any compute
     study.train()                                              # the plan: every run is a cached job
     benign_tables.table2_knn_linear(study)                     # Table 2, written and shown
 """
@@ -22,13 +22,14 @@ from memlab.data.splits import balanced_subset
 from memlab.engine.benign import BenignConfig, BenignRun, build_net, load_benign, make_aug
 from memlab.engine.benign_sets import make_labels
 from memlab.engine.jobs import Plan
+from memlab.experiments.benign_datasets import dataset_run, load_table2_data
 from memlab.experiments.benign_runs import MAIN_RUNS, arch_run, declare_runs
 from memlab.experiments.common import SessionParams, start
 from memlab.io.params import ParameterError, choice
 from memlab.metrics.benign import knn_noise
 from memlab.metrics.probes import knn_accuracy, linear_probe
 from memlab.models.benign_net import extract_layers
-from memlab.models.networks import MODELS, width_kw
+from memlab.models.networks import MODELS, stem_kw, width_kw
 from memlab.streams import BenignSeed
 
 
@@ -52,6 +53,10 @@ class BenignParams(SessionParams):
     data_seed: int              # seed of the class-balanced subsets (offsets: streams.BenignSeed)
     arch: str                   # encoder h (models.networks); the paper's is resnet18
     table2_archs: list          # Table 2's other encoders (the paper: VGG), each training the three runs again
+    table2_datasets: list       # Table 2's other datasets (the paper: CIFAR-100, Tiny-ImageNet), the three runs with
+                                # every encoder on each, random labels over its own classes (``benign_datasets``)
+    table2_n_train: int         # class-balanced training images of each of ``table2_datasets`` (0: the whole split)
+    table2_n_test: int          # test images of each of ``table2_datasets`` (0: the whole split)
     width: float                # width multiplier of ResNet encoders
     hidden: int                 # projector hidden width
     num_classes: int            # C, the random classes
@@ -110,6 +115,15 @@ class BenignParams(SessionParams):
         choice("arch", self.arch, MODELS)
         for a in self.table2_archs:
             choice("table2_archs", a, [m for m in MODELS if m != self.arch])
+        if len(set(self.table2_datasets)) != len(self.table2_datasets) or self.dataset in self.table2_datasets:
+            raise ParameterError(f"table2_datasets must list distinct datasets other than dataset ({self.dataset!r}: "
+                                 f"Table 2's first column), got {self.table2_datasets}. Fix: drop the repeated "
+                                 f"names and {self.dataset!r}, or [] for Table 2 on {self.dataset!r} alone.")
+        for name in self.table2_datasets:
+            choice("table2_datasets", name, DATASETS)
+        if self.table2_n_train < 0 or self.table2_n_test < 0:
+            raise ParameterError(f"table2_n_train and table2_n_test must be >= 0 (0: the whole split), got "
+                                 f"{self.table2_n_train} and {self.table2_n_test}")
         choice("loss", self.loss, ["ce", "mse"])
         choice("optimizer", self.optimizer, ["adam", "sgd"])
         for name in ("cap_B", "sweep_widths", "toy_n", "toy_B"):
@@ -168,6 +182,9 @@ class BenignStudy:
         print(f"{P.dataset}: {len(self.trainset)} training / {len(self.testset)} test images, {self.C_true} classes; "
               f"random labels over {P.num_classes} classes agree with the true ones on "
               f"{(self.rand_labels == self.Ytr).float().mean():.1%}")
+        # Table 2's other datasets, here so that a missing one (Tiny-ImageNet cannot be downloaded) stops the
+        # notebook before any training
+        self.table2_data = load_table2_data(P)
 
     def recipe(self, aug: str = "simclr", epochs: int | None = None, steps: int = 0, **over) -> BenignConfig:
         """The shared recipe of every run (``epochs`` default ``epochs_aug``); ``aug="none"`` switches DA and
@@ -186,19 +203,29 @@ class BenignStudy:
         return -(-steps // max(1, n_items // min(self.P.batch_size, n_items)))
 
     # ------------------------------------------------------------------------------------------------ probes
-    def embed(self, net, images) -> torch.Tensor:
-        """The embedding (N, D) float of un-augmented uint8 ``images``."""
-        return extract_layers(net, images, self.norm, ["embedding"], device=self.S.device)["embedding"]
+    def embed(self, net, images, norm=None) -> torch.Tensor:
+        """The embedding (N, D) float of un-augmented uint8 ``images``, normalised by ``norm`` (default the main
+        dataset's)."""
+        norm = self.norm if norm is None else norm
+        return extract_layers(net, images, norm, ["embedding"], device=self.S.device)["embedding"]
 
-    def knn(self, net, xtr=None, ytr=None, xte=None, yte=None) -> float:
-        """K-NN test accuracy of the embedding (K = ``knn_k``); default data: the clean training and test sets."""
+    def knn(self, net, xtr=None, ytr=None, xte=None, yte=None, *, data=None) -> float:
+        """K-NN test accuracy of the embedding (K = ``knn_k``); default data: the clean training and test sets;
+        ``data``: those of a dataset of ``table2_datasets`` (a ``benign_datasets.Table2Data``), its normalisation
+        included."""
+        if data is not None:
+            xtr, ytr, xte, yte = data.Xtr, data.Ytr, data.Xte, data.Yte
         xtr, ytr = (self.Xtr, self.Ytr) if xtr is None else (xtr, ytr)
         xte, yte = (self.Xte, self.Yte) if xte is None else (xte, yte)
-        return knn_accuracy(self.embed(net, xtr), ytr, self.embed(net, xte), yte, k=self.P.knn_k)
+        norm = None if data is None else data.norm
+        return knn_accuracy(self.embed(net, xtr, norm), ytr, self.embed(net, xte, norm), yte, k=self.P.knn_k)
 
-    def linear(self, net) -> float:
-        """Linear-probe test accuracy of the embedding (appendix A)."""
-        return linear_probe(self.embed(net, self.Xtr), self.Ytr, self.embed(net, self.Xte), self.Yte,
+    def linear(self, net, data=None) -> float:
+        """Linear-probe test accuracy of the embedding (appendix A), on the main dataset or on ``data`` (a
+        ``Table2Data``)."""
+        d = self if data is None else data
+        norm = None if data is None else data.norm
+        return linear_probe(self.embed(net, d.Xtr, norm), d.Ytr, self.embed(net, d.Xte, norm), d.Yte,
                             device=self.S.device)
 
     @cached_property
@@ -217,6 +244,19 @@ class BenignStudy:
     def arch_init_knn(self, arch: str) -> float:
         """K-NN accuracy of encoder ``arch`` at its initialisation (the recipe's seed)."""
         return self.knn(build_net(self.recipe(**self.arch_kw(arch)), self.P.num_classes).to(self.S.device).eval())
+
+    def data_kw(self, data, arch: str | None = None) -> dict:
+        """The recipe fields of Table 2's runs on ``data`` (a ``Table2Data`` of ``table2_datasets``) with encoder
+        ``arch`` (default ``P.arch``): the model, its width and its stem for the images' size (stride 2 at 64 px,
+        appendix F: ``networks.stem_kw``), and the dataset's normalisation."""
+        arch = arch or self.P.arch
+        return {"model": arch, "model_kw": {**width_kw(arch, self.P.width), **stem_kw(arch, data.size)},
+                "mean": data.mean, "std": data.std}
+
+    def data_init(self, data, arch: str | None = None):
+        """The initialisation (the recipe's seed, eval mode) of encoder ``arch`` (default ``P.arch``) with a
+        projector onto ``data``'s C classes."""
+        return build_net(self.recipe(**self.data_kw(data, arch)), data.C).to(self.S.device).eval()
 
     @cached_property
     def tol(self) -> float:
@@ -250,3 +290,11 @@ class BenignStudy:
     def arch_runs(self) -> dict:
         """{encoder of ``table2_archs``: {Table 2 run name: its run with that encoder}}."""
         return {a: {name: self.run(arch_run(name, a)) for name in MAIN_RUNS} for a in self.P.table2_archs}
+
+    @cached_property
+    def data_runs(self) -> dict:
+        """{dataset of ``table2_datasets``: {encoder (``arch``, then ``table2_archs``): {Table 2 run name: its run
+        on that dataset with that encoder}}}."""
+        P = self.P
+        return {ds: {a: {name: self.run(dataset_run(name, ds, None if a == P.arch else a)) for name in MAIN_RUNS}
+                     for a in (P.arch, *P.table2_archs)} for ds in P.table2_datasets}

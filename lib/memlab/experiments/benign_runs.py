@@ -15,6 +15,7 @@ from memlab.engine import dryrun
 from memlab.engine.benign import benign_job, make_aug
 from memlab.engine.benign_sets import fixed_views_set, iid_set, make_labels, plain_set
 from memlab.engine.train import fingerprint
+from memlab.experiments.benign_datasets import dataset_run
 from memlab.metrics.benign import layer_invariance
 from memlab.metrics.probes import knn_accuracy
 from memlab.models.benign_net import extract_layers
@@ -85,8 +86,10 @@ def declare_runs(study, plan) -> None:
     name to its job, ``study.sweep_points`` lists (figure, x, run name) in the order of the sweeps table.
 
     Table 2: random labels without and with DA (the DA run records the ``Monitor`` every ``probe_every``
-    epochs), clean labels with DA; the same three with each encoder of ``table2_archs`` (``arch_run``). Fig. 5: B fixed views of each of ``cap_n`` images, a random label per view or
-    per image, ``cap_steps`` steps. Table 4: ``iid_s`` anchors, each replaced every epoch by one of ``iid_B``
+    epochs), clean labels with DA; the same three with each encoder of ``table2_archs`` (``arch_run``), and with
+    every encoder on each dataset of ``table2_datasets`` (``benign_datasets.dataset_run``: its own images,
+    classes, normalisation and stem; no monitor). Fig. 5: B fixed views of each of ``cap_n`` images, a random
+    label per view or per image, ``cap_steps`` steps. Table 4: ``iid_s`` anchors, each replaced every epoch by one of ``iid_B``
     real images of its class (the rest of the training split supplies them), clean or random labels,
     ``iid_steps`` steps without DA. Sweeps: ``sweep_epochs`` on ``sweep_n`` images."""
     P, Xtr, Ytr, C = study.P, study.Xtr, study.Ytr, study.P.num_classes
@@ -103,6 +106,14 @@ def declare_runs(study, plan) -> None:
         _declare(study, plan, arch_run(MAIN_RUNS[1], arch), study.recipe("simclr", P.epochs_aug, **kw), ts_rand)
         _declare(study, plan, arch_run(MAIN_RUNS[2], arch), study.recipe("simclr", P.epochs_clean, **kw),
                  plain_set(Xtr, Ytr, study.C_true))
+    for ds, d in study.table2_data.items():   # Table 2's other datasets: every encoder, random labels over d.C
+        d_rand = plain_set(d.Xtr, d.rand_labels, d.C)
+        for arch in (None, *P.table2_archs):
+            kw = study.data_kw(d, arch)
+            for run, aug, epochs, ts in ((MAIN_RUNS[0], "none", P.epochs_noaug, d_rand),
+                                         (MAIN_RUNS[1], "simclr", P.epochs_aug, d_rand),
+                                         (MAIN_RUNS[2], "simclr", P.epochs_clean, plain_set(d.Xtr, d.Ytr, d.C))):
+                _declare(study, plan, dataset_run(run, ds, arch), study.recipe(aug, epochs, **kw), ts)
 
     cap_imgs = Xtr[balanced_subset(Ytr.numpy(), P.cap_n, P.data_seed + BenignSeed.CAPACITY)]
     cap_labels = make_labels(torch.zeros(P.cap_n, dtype=torch.long), 1.0, C, P.seed + BenignSeed.CAPACITY_LABELS)

@@ -19,9 +19,10 @@ from memlab.data.datasets import load_dataset
 from memlab.data.splits import balanced_subset
 from memlab.engine.benign import make_aug
 from memlab.experiments import benign_figures as figures
+from memlab.experiments.benign_datasets import dataset_run
 from memlab.experiments.benign_runs import arch_run, capacity_name, iid_name
 from memlab.experiments.toy import ToyConfig, grid as toy_grid
-from memlab.metrics.benign import mse_decomposition, verdict
+from memlab.metrics.benign import knn_noise, mse_decomposition, verdict
 from memlab.metrics.probes import knn_accuracy, knn_loo_accuracy
 from memlab.models.benign_net import extract_layers
 from memlab.streams import BENIGN_MSE_VIEWS, BenignSeed
@@ -35,44 +36,77 @@ def _show(study, table: pd.DataFrame, name: str, shown=None) -> pd.DataFrame:
     return table
 
 
+INIT = "at initialisation"   # Table 2's row of an encoder at its initialisation
+
+
 def _init_row(run: str, knn: float, linear: float) -> dict:
     """Table 2's row of an encoder at its initialisation."""
-    return {"run": run, "labels": "-", "DA": "-", "epochs": 0, "stopped": "-", "fit": np.nan, "K-NN": knn,
-            "K-NN peak": np.nan, "peak epoch": np.nan, "linear probe": linear, "verdict": "-"}
+    return {"run": run, "setting": INIT, "labels": "-", "DA": "-", "epochs": 0, "stopped": "-", "fit": np.nan,
+            "K-NN": knn, "K-NN peak": np.nan, "peak epoch": np.nan, "linear probe": linear, "verdict": "-"}
 
 
-def _run_row(study, name: str, r, knn_init: float) -> dict:
-    """Table 2's row of run ``name`` (``r``, a ``BenignRun``), judged against its encoder's ``knn_init``; the
-    K-NN peak comes from the run's monitor (none: NaN)."""
+def _run_row(study, name: str, setting: str, r, knn_init: float, data=None, tol: float | None = None) -> dict:
+    """Table 2's row of run ``name`` (``r``, a ``BenignRun``; ``setting``, one of ``MAIN_RUNS``), judged against
+    its encoder's ``knn_init`` with the noise level ``tol`` (default ``study.tol``); probed on the main dataset or
+    on ``data`` (a ``Table2Data``). The K-NN peak comes from the run's monitor (none: NaN)."""
     P = study.P
-    k = study.knn(r.net)
+    k = study.knn(r.net, data=data)
     ep, ks = r.series("knn")
-    clean = name.startswith("clean")
-    return {"run": name, "labels": "clean" if clean else f"random ({P.num_classes} classes)",
-            "DA": "none" if "no DA" in name else "simclr" + (f" + mixup {P.mixup}" if P.mixup else ""),
+    clean = setting.startswith("clean")
+    n_cls = P.num_classes if data is None else data.C
+    return {"run": name, "setting": setting, "labels": "clean" if clean else f"random ({n_cls} classes)",
+            "DA": "none" if "no DA" in setting else "simclr" + (f" + mixup {P.mixup}" if P.mixup else ""),
             "epochs": r.epochs, "stopped": r.stopped, "fit": r.fit, "K-NN": k,
             "K-NN peak": max(ks) if ks else np.nan, "peak epoch": ep[int(np.argmax(ks))] if ks else np.nan,
-            "linear probe": study.linear(r.net),
-            "verdict": "- (clean labels)" if clean else verdict(r.fit, k, knn_init, P.fit_target, study.tol)}
+            "linear probe": study.linear(r.net, data),
+            "verdict": "- (clean labels)" if clean else
+            verdict(r.fit, k, knn_init, P.fit_target, study.tol if tol is None else tol)}
+
+
+def _dataset_rows(study, ds: str) -> list:
+    """Table 2's rows on ``ds`` of ``table2_datasets``: per encoder (``arch``, then ``table2_archs``) its
+    initialisation (with the projector onto ds's classes; linear probe for the main encoder only, as on the main
+    dataset) and its three runs, judged against that initialisation with the noise level of ds's test size."""
+    P, d = study.P, study.table2_data[ds]
+    rows = []
+    for arch, runs in study.data_runs[ds].items():
+        other = None if arch == P.arch else arch
+        net0 = study.data_init(d, other)
+        k0 = study.knn(net0, data=d)
+        tol = knn_noise(k0, len(d.Yte))
+        rows.append({**_init_row(dataset_run(INIT, ds, other), k0, np.nan if other else study.linear(net0, d)),
+                     "encoder": arch})
+        rows += [{**_run_row(study, dataset_run(name, ds, other), name, r, k0, d, tol), "encoder": arch}
+                 for name, r in runs.items()]
+    return [{**row, "dataset": ds, "test images": len(d.Yte)} for row in rows]
 
 
 def table2_knn_linear(study) -> pd.DataFrame:
-    """Table 2 and appendix A: per run (and at initialisation) the epochs, why it stopped, its fit of the random
-    labels, the K-NN accuracy at the end and at its peak (the DA run's monitor), the linear probe, and the
-    verdict of Definition 4.1 (a K-NN gain within ``study.tol`` counts as none)."""
+    """Table 2 and appendix A, in long format (a row per dataset, encoder and setting): per run (and at
+    initialisation) the epochs, why it stopped, its fit of the random labels, the K-NN accuracy at the end and at
+    its peak (the DA run's monitor), the linear probe, and the verdict of Definition 4.1 (a K-NN gain within the
+    noise level of the dataset's test size counts as none). The main dataset first (its encoder, then
+    ``table2_archs``), then each of ``table2_datasets`` (every encoder)."""
     P, runs = study.P, study.runs
     knn_init, lin_init = study.knn_init, study.linear(study.net0)
-    rows = [_init_row("at initialisation", knn_init, lin_init)]
-    rows += [_run_row(study, name, r, knn_init) for name, r in runs.items()]
+    rows = [{**_init_row(INIT, knn_init, lin_init), "encoder": P.arch}]
+    rows += [{**_run_row(study, name, name, r, knn_init), "encoder": P.arch} for name, r in runs.items()]
     for arch, aruns in study.arch_runs.items():   # the paper's other encoder (VGG): the same rows, its own init
         k0 = study.arch_init_knn(arch)
-        rows.append(_init_row(f"at initialisation ({arch})", k0, np.nan))
-        rows += [_run_row(study, arch_run(name, arch), r, k0) for name, r in aruns.items()]
-    for row in rows:   # which encoder each row is
-        row["encoder"] = next((a for a in study.arch_runs if row["run"].endswith(f"({a})")), P.arch)
-    table = _show(study, pd.DataFrame(rows), "table2_knn_linear")
+        rows.append({**_init_row(f"{INIT} ({arch})", k0, np.nan), "encoder": arch})
+        rows += [{**_run_row(study, arch_run(name, arch), name, r, k0), "encoder": arch} for name, r in aruns.items()]
+    rows = [{**row, "dataset": P.dataset, "test images": len(study.Yte)} for row in rows]
+    for ds in P.table2_datasets:   # the paper's CIFAR-100 and Tiny-ImageNet columns
+        rows += _dataset_rows(study, ds)
+    table = pd.DataFrame(rows)
+    table = _show(study, table[["run", "dataset", "encoder", *(c for c in table if c not in ("run", "dataset",
+                                                                                              "encoder"))]],
+                  "table2_knn_linear")
     print(f"noise level of a K-NN difference (2 standard errors, {len(study.Yte)} test images): {study.tol:.3f}")
-    for name, r in [*runs.items(), *((arch_run(n, a), r) for a, rs in study.arch_runs.items() for n, r in rs.items())]:
+    others = [(arch_run(n, a), r) for a, rs in study.arch_runs.items() for n, r in rs.items()]
+    others += [(dataset_run(n, ds, None if a == P.arch else a), r) for ds, encs in study.data_runs.items()
+               for a, rs in encs.items() for n, r in rs.items()]
+    for name, r in [*runs.items(), *others]:
         if not name.startswith("clean") and r.fit < P.fit_target:
             print(f"NOTE: '{name}' fits {r.fit:.1%} of its random labels after {r.epochs} epochs (budget "
                   f"{r.config.max_epochs}), short of the {P.fit_target:.0%} that Definition 4.1 requires: it is not "
@@ -244,6 +278,8 @@ def claims(study) -> pd.DataFrame:
         k0 = t2.loc[f"at initialisation ({arch})", "K-NN"]
         report.claim(f"{arch}: K-NN with random labels and DA exceeds K-NN at initialisation", a["K-NN"] > k0,
                      f"{a['K-NN']:.3f} vs {k0:.3f} (fit {a['fit']:.3f}, {int(a['epochs'])} epochs)")
+    for ds in P.table2_datasets:   # both claims on the paper's other datasets, against their own initialisation
+        _dataset_claims(report, t2, ds, P.table2_archs)
     fig3 = study.tables["fig3_per_layer_knn"]
     da_layers = fig3[fig3["network"] == "random labels, DA"].set_index("layer")["clean K-NN"]
     report.claim("embedding layer's clean K-NN exceeds the projector output's (DA run)",
@@ -258,6 +294,25 @@ def claims(study) -> pd.DataFrame:
     report.claim("appendix B: MSE under augmentation equals Inv + Bias on a batch", gap <= 1e-9 * max(1.0, dec["mse"]),
                  f"mse {dec['mse']:.6f} = inv {dec['inv']:.6f} + bias {dec['bias']:.6f} (gap {gap:.1e})")
     return report.claims_table()
+
+
+def _dataset_claims(report, t2: pd.DataFrame, ds: str, archs) -> None:
+    """Table 2's claims on ``ds`` of ``table2_datasets`` from Table 2 (``t2``, indexed by run): with the main
+    encoder, the DA run beats the initialisation (benign) and the initialisation beats the run without DA or is
+    within the noise level of ds's test size (malign); with each encoder of ``archs``, the benign claim, as on the
+    main dataset."""
+    init = t2.loc[dataset_run(INIT, ds)]
+    k0, tol = init["K-NN"], knn_noise(init["K-NN"], int(init["test images"]))
+    da, noda = t2.loc[dataset_run("random labels, DA", ds)], t2.loc[dataset_run("random labels, no DA", ds)]
+    report.claim(f"{ds}: K-NN with random labels and DA exceeds K-NN at initialisation", da["K-NN"] > k0,
+                 f"{da['K-NN']:.3f} vs {k0:.3f} (fit {da['fit']:.3f}, {int(da['epochs'])} epochs)")
+    report.claim(f"{ds}: K-NN at initialisation exceeds random labels without DA, or is within noise",
+                 k0 >= noda["K-NN"] - tol, f"init {k0:.3f} vs no DA {noda['K-NN']:.3f} (noise {tol:.3f}; fit "
+                 f"{noda['fit']:.3f} after {int(noda['epochs'])} epochs)")
+    for arch in archs:
+        a, a0 = t2.loc[dataset_run("random labels, DA", ds, arch)], t2.loc[dataset_run(INIT, ds, arch), "K-NN"]
+        report.claim(f"{arch} on {ds}: K-NN with random labels and DA exceeds K-NN at initialisation",
+                     a["K-NN"] > a0, f"{a['K-NN']:.3f} vs {a0:.3f} (fit {a['fit']:.3f}, {int(a['epochs'])} epochs)")
 
 
 def closing(study) -> None:

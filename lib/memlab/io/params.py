@@ -146,6 +146,7 @@ RANGES = [
     (r"(dp_)?batch_size|eval_batch", Range(2, integer=True, what="a batch size (statistics over the batch need 2)")),
     (r"dp_physical_batch|micro_batch", Range(0, integer=True, what="a micro-batch size (0 = the whole batch)")),
     (r"dp_epochs", Range(0, integer=True, what="a number of DP epochs (0 = the DP section off)")),
+    (r"table2_n_train|table2_n_test", Range(0, integer=True, what="a number of images (0 = the whole split)")),
     (r"num_classes|n_networks|toy_classes", Range(2, integer=True, what="a count of at least 2")),
     (r".*", COUNT),
 ]

@@ -13,7 +13,7 @@ from memlab.models.vgg import VGG, vgg11, vgg16
 from memlab.models.vit import ViT, vit_tiny
 from memlab.models.wide_resnet import WideResNet50, wrn50_2
 
-__all__ = ["MODELS", "build_model", "width_kw", "Encoder", "CNN", "ResNet", "ResNet9", "VGG", "ViT", "WideResNet50"]
+__all__ = ["MODELS", "build_model", "width_kw", "stem_kw", "Encoder", "CNN", "ResNet", "ResNet9", "VGG", "ViT", "WideResNet50"]
 
 MODELS = {
     "resnet9": ResNet9,
@@ -39,3 +39,12 @@ def build_model(name: str, **kwargs) -> Encoder:
 def width_kw(name: str, width: float) -> dict:
     """``{"width": width}`` for the models with a channel-width multiplier (ResNets, VGGs, WRN), else {}."""
     return {"width": width} if name.startswith(("resnet", "vgg", "wrn")) else {}
+
+
+def stem_kw(name: str, size: int) -> dict:
+    """The stem of encoder ``name`` for ``size`` x ``size`` images: ``{"stem_stride": 2}`` for 64 px and more with the
+    models that take it (ResNets, VGGs, WRN), else {} (the 32-px stem; the model's default, so the cache keys of
+    32-px runs do not change). The stride-2 first convolution is the benign-memorisation paper's for Tiny-ImageNet
+    at 64x64 (appendix F), for ResNet-18 and VGG alike: the later layers see 32-px-sized maps. The other models
+    (CNN4, ViT) get no such option and see the images at their size."""
+    return {"stem_stride": 2} if size >= 64 and name.startswith(("resnet", "vgg", "wrn")) else {}

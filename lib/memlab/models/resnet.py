@@ -27,13 +27,14 @@ class ResNet9(Encoder):
 
     Layers: prep, layer1, layer1.res1, layer1.res2, layer2, layer3, layer3.res1, layer3.res2, where
     `X.res1` is the first conv of the residual branch and `X.res2` the block output X + res2(res1(X)).
-    32x32 input -> final map (N, 512w, 4, 4). ``norm="group"`` swaps BatchNorm for GroupNorm.
+    32x32 input -> final map (N, 512w, 4, 4). ``norm="group"`` swaps BatchNorm for GroupNorm. ``stem_stride`` 2
+    makes the prep convolution strided, so a 64x64 input ends at 4x4 too (``networks.stem_kw``).
     """
 
-    def __init__(self, width: float = 1.0, norm: str = "batch"):
+    def __init__(self, width: float = 1.0, norm: str = "batch", stem_stride: int = 1):
         super().__init__()
         c = [scaled(n, width) for n in (64, 128, 256, 512)]
-        self.prep = conv_bn(3, c[0], norm=norm)
+        self.prep = conv_bn(3, c[0], stride=stem_stride, norm=norm)
         self.layer1 = Res9Stage(c[0], c[1], residual=True, norm=norm)
         self.layer2 = Res9Stage(c[1], c[2], residual=False, norm=norm)
         self.layer3 = Res9Stage(c[2], c[3], residual=True, norm=norm)
@@ -106,12 +107,14 @@ class Bottleneck(nn.Module):
 class ResNet(Encoder):
     """CIFAR ResNet: stem conv3x3(64w)+BN+ReLU (stride 1, no max-pool), then 4 stages of residual
     blocks (planes 64w,128w,256w,512w; strides 1,2,2,2). Layers: stem, layer1.0, ..., layer4.{n-1}
-    (block outputs after residual addition + ReLU). 32x32 input -> (N, 512*expansion*w, 4, 4)."""
+    (block outputs after residual addition + ReLU). 32x32 input -> (N, 512*expansion*w, 4, 4). ``stem_stride`` 2
+    restores the stride of the first convolution for 64x64 images (Tiny-ImageNet, Anagnostidis et al. 2023,
+    appendix F), which then end at 4x4 too."""
 
-    def __init__(self, block, num_blocks, width: float = 1.0, norm: str = "batch"):
+    def __init__(self, block, num_blocks, width: float = 1.0, norm: str = "batch", stem_stride: int = 1):
         super().__init__()
         c = scaled(64, width)
-        self.stem = conv_bn(3, c, norm=norm)
+        self.stem = conv_bn(3, c, stride=stem_stride, norm=norm)
         self.layer_names = ["stem"]
         for i, (n, stride) in enumerate(zip(num_blocks, (1, 2, 2, 2))):
             planes = scaled(64 * 2 ** i, width)
@@ -132,13 +135,13 @@ class ResNet(Encoder):
                 x = yield f"layer{i}.{j}", x
 
 
-def resnet18(width=1.0, norm="batch"):
-    return ResNet(BasicBlock, [2, 2, 2, 2], width, norm)
+def resnet18(width=1.0, norm="batch", stem_stride=1):
+    return ResNet(BasicBlock, [2, 2, 2, 2], width, norm, stem_stride)
 
 
-def resnet34(width=1.0, norm="batch"):
-    return ResNet(BasicBlock, [3, 4, 6, 3], width, norm)
+def resnet34(width=1.0, norm="batch", stem_stride=1):
+    return ResNet(BasicBlock, [3, 4, 6, 3], width, norm, stem_stride)
 
 
-def resnet50(width=1.0, norm="batch"):
-    return ResNet(Bottleneck, [3, 4, 6, 3], width, norm)
+def resnet50(width=1.0, norm="batch", stem_stride=1):
+    return ResNet(Bottleneck, [3, 4, 6, 3], width, norm, stem_stride)
