@@ -64,6 +64,7 @@ classmem_n_train: int = 2000    # training images of classmem_dataset (paper: al
 # -- pruning
 prune_fracs: list = [0.1, 0.2]  # fractions of units pruned (highest UnitMem, lowest, random)
 prune_seed: int = 0             # seed of the random pruning
+prune_draws: int = 5            # random prunings per fraction (their mean is the random baseline)
 probe_test: int = 2000          # test images of the probe after pruning
 # -- differential privacy (DP-SGD, GroupNorm ResNet-9, SimSiam; needs opacus)
 dp_epsilons: list = [20.0, 8.0]  # privacy budgets epsilon of the DP encoders; the non-private reference runs as well
@@ -242,7 +243,8 @@ if trends.has_curve(link_dyn):
 # ## Pruning by UnitMem
 # We zero 10% and 20% of the units of every layer -- the highest-UnitMem units, the lowest, or random ones
 # -- and measure linear-probe accuracy on the pair's dataset and on each of `other_datasets` (the paper:
-# CIFAR-10, SVHN and STL-10). Pruning sets the unit's output to zero for the layers
+# CIFAR-10, SVHN and STL-10). Random pruning is drawn `prune_draws` times: one draw is a noisy baseline.
+# Pruning sets the unit's output to zero for the layers
 # after it; no weights are edited, so no BatchNorm row is touched (the public code zeroed rows of every
 # parameter, BatchNorm included). The paper finds that removing the most memorising units hurts most.
 

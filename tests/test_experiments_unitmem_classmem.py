@@ -89,13 +89,13 @@ def test_across_table_ignores_excluded_units():
     assert t.loc[1, "median"] == pytest.approx(0.2) and t.loc[1, "frac > 0.5"] == 0
 
 
-def _claims(tmp_path, dp_eps8=0.2):
+def _claims(tmp_path, dp_eps8=0.2, details=False):
     layers = ["a", "b"]
     ssl = pd.concat([_units(l, [0.6, 0.7, 0.5], [0, 1, 2], classmem=[0.1, 0.2, 0.6]) for l in layers])
     sup = pd.concat([_units(l, [0.2, 0.3, 0.25], [0, 1, 2], classmem=[0.5, 0.6, 0.7]) for l in layers])
     dyn = pd.DataFrame({"epoch": [5, 10], "mean UnitMem": [0.3, 0.5]})
-    prune = pd.DataFrame({"fraction": [0.0] + [0.1] * 3, "strategy": ["none", "highest", "lowest", "random"],
-                          "dataset": "cifar10", "accuracy": [0.6, 0.4, 0.58, 0.55]})
+    prune = pd.DataFrame({"fraction": [0.0] + [0.1] * 4, "strategy": ["none", "highest", "lowest", "random", "random"],
+                          "draw": [0, 0, 0, 0, 1], "dataset": "cifar10", "accuracy": [0.6, 0.4, 0.58, 0.55, 0.53]})
     link = find.Link(pd.DataFrame({"layer": layers, "units_top": 5, "units_least": 4, "mean_top": 0.7,
                                    "mean_least": 0.3, "p": [1e-3, 1e-4]}), None, None, [])
     dp = pd.DataFrame({"epsilon": ["inf", "inf", "8"], "layer": ["a", "b", "b"], "mean UnitMem": [0.3, 0.4, dp_eps8]})
@@ -104,7 +104,12 @@ def _claims(tmp_path, dp_eps8=0.2):
                         S=SimpleNamespace(report=report), layers=layers)
     find.claims(R, summ_ssl=layer_summary(ssl), summ_sup=layer_summary(sup), ssl_table=ssl, sup_table=sup, dyn=dyn,
                 dyn_layer="b", prune=prune, link=link, dp=dp)
-    return {c["claim"]: c["outcome"] for c in report.claims}
+    return {c["claim"]: c["detail"] if details else c["outcome"] for c in report.claims}
+
+
+def test_the_pruning_claim_averages_the_random_draws_and_gives_their_spread(tmp_path):
+    detail = next(d for c, d in _claims(tmp_path, details=True).items() if c.startswith("pruning"))
+    assert detail == "cifar10: highest 0.4000, lowest 0.5800, random 0.5400 (sd 0.0141 over 2 draws)"
 
 
 def test_the_claims_hold_on_tables_built_to_satisfy_them_and_fail_where_they_do_not(tmp_path):
@@ -123,7 +128,7 @@ def test_pruning_table_probes_f_then_each_pruned_copy_and_restores_f(tmp_path):
     second = load_dataset("synthetic", "train", n=30, seed=5), load_dataset("synthetic", "test", n=20, seed=5)
     second[0].name = "second"
     cfg = TrainConfig(model="cnn", mean=(0.5,) * 3, std=(0.25,) * 3)
-    P = SimpleNamespace(probe_test=20, prune_fracs=[0.25, 0.5], prune_seed=0,
+    P = SimpleNamespace(probe_test=20, prune_fracs=[0.25, 0.5], prune_seed=0, prune_draws=2,
                         pair=SimpleNamespace(split_seed=0, dataset="synthetic"))
     R = SimpleNamespace(P=P, S=SimpleNamespace(device=torch.device("cpu")), ssl=SimpleNamespace(encoder=enc), cfg=cfg,
                         train_data=train, test_data=test, splits=SimpleNamespace(f_train=torch.arange(40)),
@@ -133,7 +138,9 @@ def test_pruning_table_probes_f_then_each_pruned_copy_and_restores_f(tmp_path):
     with torch.no_grad():
         before = enc(x)
     prune = act.pruning_table(R, table)
-    assert len(prune) == 2 * (1 + 2 * 3) and list(prune.dataset.unique()) == ["synthetic", "second"]
+    assert len(prune) == 2 * (1 + 2 * (2 + 2)) and list(prune.dataset.unique()) == ["synthetic", "second"]
+    rnd = prune[prune.strategy == "random"]
+    assert sorted(rnd.draw.unique()) == [0, 1] and (prune[prune.strategy != "random"].draw == 0).all()
     none = prune[prune.strategy == "none"].set_index("dataset").accuracy
     assert none.to_dict() == act.probe_all(R, act.probe_tasks(R), enc)
     with torch.no_grad():

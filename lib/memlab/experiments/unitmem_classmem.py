@@ -71,6 +71,7 @@ class UnitMemParams:
     classmem_n_train: int   # training images of classmem_dataset (class-balanced; the paper: all of CIFAR-100)
     prune_fracs: list       # fractions of every layer's live units pruned, each in (0, 1)
     prune_seed: int         # seed of the random pruning
+    prune_draws: int        # random prunings per fraction (seeds prune_seed + d); their mean is the random baseline
     probe_test: int         # test images of the main dataset's probe after pruning
     dp_epsilons: list       # privacy budgets of the DP-SGD encoders (a non-private reference runs too)
     dp_epochs: int          # epochs of the DP encoders (0: no DP section)

@@ -218,10 +218,14 @@ def claims(R, *, summ_ssl, summ_sup, ssl_table, sup_table, dyn, dyn_layer, prune
         report.claim(f"mean UnitMem of {dyn_layer} grows during training (last snapshot > first)", grows,
                      f"epoch {dyn.epoch.iloc[0]}: {u.iloc[0]:.4f} -> epoch {dyn.epoch.iloc[-1]}: {u.iloc[-1]:.4f}"
                      + verdict)
-    pr = prune[prune.fraction > 0].groupby(["dataset", "strategy"]).accuracy.mean().unstack()
+    pruned_ = prune[prune.fraction > 0]
+    pr = pruned_.groupby(["dataset", "strategy"]).accuracy.mean().unstack()   # random: over fractions and draws
+    rnd = pruned_[pruned_.strategy == "random"].groupby(["dataset", "draw"]).accuracy.mean().groupby("dataset")
+    sd, draws = rnd.std(ddof=1), rnd.size()
     report.claim("pruning the highest-UnitMem units costs more probe accuracy than pruning random units (mean over "
                  "fractions), on every dataset", bool((pr["highest"] < pr["random"]).all()),
                  "; ".join(f"{k}: highest {r['highest']:.4f}, lowest {r['lowest']:.4f}, random {r['random']:.4f}"
+                           + (f" (sd {sd[k]:.4f} over {draws[k]} draws)" if draws[k] > 1 else "")
                            for k, r in pr.iterrows()))
     lt = link.table.set_index("layer")
     n_sig = int((lt["p"] < P.alpha).sum())

@@ -98,24 +98,28 @@ def probe_all(R, tasks: dict, encoder) -> dict:
 
 def pruning_table(R, ssl_table: pd.DataFrame) -> pd.DataFrame:
     """Probe accuracy of f with ``prune_fracs`` of every layer's live units pruned -- the highest-UnitMem
-    units, the lowest, or random ones (``prune_seed``) -- on both datasets; fraction 0 ("none") is f itself.
-    Columns: fraction, strategy, dataset, accuracy."""
-    enc, tasks = R.ssl.encoder, probe_tasks(R)
-    rows = [{"fraction": 0.0, "strategy": "none", "dataset": k, "accuracy": v}
+    units, the lowest, or random ones (``prune_draws`` draws, seeds ``prune_seed`` + d: one random pruning is a
+    noisy baseline) -- on every probe task (``probe_tasks``); fraction 0 ("none") is f itself.
+    Columns: fraction, strategy, draw (0 but for random), dataset, accuracy in [0, 1]."""
+    enc, tasks, P = R.ssl.encoder, probe_tasks(R), R.P
+    rows = [{"fraction": 0.0, "strategy": "none", "draw": 0, "dataset": k, "accuracy": v}
             for k, v in probe_all(R, tasks, enc).items()]
-    for frac in R.P.prune_fracs:
+    for frac in P.prune_fracs:
         for strategy in STRATEGIES:
-            with pruned(enc, prune_masks(ssl_table, frac, strategy, seed=R.P.prune_seed)):
-                rows += [{"fraction": frac, "strategy": strategy, "dataset": k, "accuracy": v}
-                         for k, v in probe_all(R, tasks, enc).items()]
+            for d in range(P.prune_draws if strategy == "random" else 1):
+                with pruned(enc, prune_masks(ssl_table, frac, strategy, seed=P.prune_seed + d)):
+                    rows += [{"fraction": frac, "strategy": strategy, "draw": d, "dataset": k, "accuracy": v}
+                             for k, v in probe_all(R, tasks, enc).items()]
     return pd.DataFrame(rows)
 
 
 def pruning_figure(R, prune: pd.DataFrame):
-    """Probe accuracy per pruned fraction and strategy, one panel per dataset, the unpruned accuracy dashed."""
+    """Probe accuracy per pruned fraction and strategy (random: the mean of its draws), one panel per dataset, the
+    unpruned accuracy dashed."""
     fig = plots.grouped_bars(prune[prune.fraction > 0], "fraction", "strategy", "accuracy",
                              "Probe accuracy after pruning", "linear probe accuracy",
-                             R.S.report.caption("units chosen by UnitMem, per layer"), panels="dataset")
+                             R.S.report.caption(f"units chosen by UnitMem, per layer; random: mean of "
+                                                f"{R.P.prune_draws} draws"), panels="dataset")
     for ax, k in zip(fig.axes, prune.dataset.unique()):
         ax.axhline(prune[(prune.strategy == "none") & (prune.dataset == k)].accuracy.iloc[0], color="k", ls="--", lw=1,
                    label="unpruned")
