@@ -71,3 +71,31 @@ def test_summaries_of_seeds_and_the_monotone_claims():
     assert t.loc["a"].tolist() == [2.0, pytest.approx(2 ** 0.5), 2]
     assert t.loc["b"].tolist() == [5.0, 0.0, 1]                 # one seed: sd 0, not NaN
     assert falls([0.3, 0.2, 0.1]) and not falls([0.3, 0.3, 0.1]) and not falls([0.1, 0.2])
+
+
+def _claims_of(tmp_path, acc_hi: float) -> dict:
+    """RemovalRun.claims on constructed tables: removal costs more for memorised points (gap > 0), lambda 0.5
+    lowers SSLMem, and lambda 0.5 has probe accuracy ``acc_hi`` against 0.40 at lambda 0."""
+    from types import SimpleNamespace
+    from memlab.experiments.removal_results import RemovalRun
+    from memlab.io.report import Report
+    run = RemovalRun.__new__(RemovalRun)
+    run.p = SimpleNamespace(lambdas=[0.0, 0.5], dp_epsilons=[], dataset="cifar10")
+    run.report = Report(tmp_path, "03_removal", "laptop", "cifar10")
+    run.d = SimpleNamespace(lam_data={"cifar10": None}, tasks={"cifar10": None})
+    run.trends = {}
+    run.tables = {"removal": pd.DataFrame({"downstream": "cifar10", "k": [300, 300], "strategy": ["memorised", "random"],
+                                           "accuracy": [0.35, 0.37]}),
+                  "lambda": pd.DataFrame({"dataset": "cifar10", "lambda": [0.0, 0.5], "mean SSLMem": [0.02, 0.003],
+                                          "mean raw SSLMem": [0.007, 0.001], "accuracy": [0.40, acc_hi]}),
+                  "dp": pd.DataFrame()}
+    return {c["claim"]: (c["outcome"], c["detail"]) for _, c in run.claims().iterrows()}
+
+
+def test_memorisation_helps_needs_removal_and_both_lambda_claims(tmp_path):
+    both = "removal and limiting alignment both support 'memorisation helps' (the three claims above)"
+    out = _claims_of(tmp_path / "a", acc_hi=0.36)     # lambda costs accuracy: all three hold
+    assert out[both] == ("PASS", "removal holds; lambda lowers SSLMem: holds; lambda costs accuracy: holds")
+    out = _claims_of(tmp_path / "b", acc_hi=0.41)     # lambda lowers SSLMem but costs no accuracy
+    assert out[both][0] == "FAIL" and "lambda costs accuracy: fails" in out[both][1]
+    assert [o for o, _ in out.values()].count("PASS") == 2   # removal and lower SSLMem still hold on their own
