@@ -5,7 +5,6 @@ classifier head: the benign-memorisation paper's second encoder family (Anagnost
 from __future__ import annotations
 
 import torch.nn as nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from memlab.models.encoder import Encoder, scaled
 
@@ -20,6 +19,9 @@ class VGG(Encoder):
     define."""
 
     def __init__(self, depth: int = 16, width: float = 1.0, stem_stride: int = 1):
+        # imported here, not at the top: torchvision.models pulls in torch._dynamo (about 1.3 s), which every
+        # process importing memlab (notebook kernels, executor workers) would pay without ever building a VGG
+        from torchvision.models.vgg import cfgs, make_layers
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"VGG depth must be one of {sorted(DEPTHS)}, got {depth}")

@@ -9,7 +9,6 @@ the stem at 64).
 from __future__ import annotations
 
 import torch.nn as nn
-from timm.models.resnet import Bottleneck, ResNet as TimmResNet
 
 from memlab.models.encoder import Encoder, scaled
 from memlab.models.resnet import ResNet
@@ -22,6 +21,7 @@ class WideResNet50(Encoder):
     input ends at 4x4 too."""
 
     def __init__(self, width: float = 1.0, stem_stride: int = 1):
+        from timm.models.resnet import Bottleneck, ResNet as TimmResNet   # here: timm imports torchvision (as vgg)
         super().__init__()
         net = TimmResNet(Bottleneck, [3, 4, 6, 3], num_classes=0, base_width=128,
                          channels=tuple(scaled(c, width) for c in (64, 128, 256, 512)))
