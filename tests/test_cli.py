@@ -43,13 +43,16 @@ def test_train_runs_every_stage_then_the_plan_shows_everything_cached(tmp_path):
     assert "plan 03_removal: 13 jobs (8 cached, 0 pending, 5 deferred)" in again.stdout  # stage 2 needs the scores
 
 
-def test_bad_notebook_or_executor_fails_before_any_compute(tmp_path):
-    r = memlab("plan", "07", cache=tmp_path)
+def test_bad_notebook_or_executor_fails_before_any_compute(tmp_path, monkeypatch, capsys):
+    r = memlab("plan", "07", cache=tmp_path)     # through the real entry point, as a user types it
     assert r.returncode == 2 and "matches 0 notebooks" in r.stderr and "02_sslmem" in r.stderr
-    r = memlab("plan", "02", "--profile", "smoke", "-p", "executor", "gpu-farm", cache=tmp_path)
-    assert r.returncode == 2 and "executor 'gpu-farm' is unknown" in r.stderr
-    r = memlab("plan", "02", "--profile", "smoke", "-p", "workers", "64", "-p", "executor", "local", cache=tmp_path)
-    assert r.returncode == 2 and "CPU core" in r.stderr
+    from memlab.cli import main                    # the same main() in this process: no second torch import
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
+    monkeypatch.chdir(ROOT)
+    assert main(["plan", "02", "--profile", "smoke", "-p", "executor", "gpu-farm"]) == 2
+    assert "executor 'gpu-farm' is unknown" in capsys.readouterr().err
+    assert main(["plan", "02", "--profile", "smoke", "-p", "workers", "64", "-p", "executor", "local"]) == 2
+    assert "CPU core" in capsys.readouterr().err
     assert not (tmp_path / "encoder").exists()
 
 
