@@ -110,7 +110,7 @@ def test_the_claims_append_their_verdicts_and_keep_their_outcomes(tmp_path):
     ssl = pd.concat([_units(l, [0.6, 0.7, 0.5], [0.1, 0.2, 0.3]) for l in layers])
     sup = pd.concat([_units(l, [0.6, 0.7, 0.5], [0.1, 0.2, 0.3]) for l in layers])       # 0% vs 0%: FAIL
     prune = pd.DataFrame({"fraction": [0.0] + [0.1] * 3, "strategy": ["none", "highest", "lowest", "random"],
-                          "dataset": "cifar10", "accuracy": [0.6, 0.4, 0.58, 0.55]})
+                          "draw": 0, "dataset": "cifar10", "accuracy": [0.6, 0.4, 0.58, 0.55]})
     link = find.Link(pd.DataFrame({"layer": layers, "units_top": 5, "units_least": 4, "mean_top": 0.7,
                                    "mean_least": 0.3, "p": [0.5, 1e-4]}), None, None, [])  # 1 of 2 layers: FAIL
     cm_dyn = pd.DataFrame({"epoch": [10, 20, 40], "difference": [-0.02, -0.01, 0.0], "se": 0.001})
