@@ -81,12 +81,18 @@ def test_the_monitor_records_the_knn_probe_and_an_invariance_per_layer():
     assert other.describe() != mon.describe()                           # other images: another cache key
 
 
-def _study(tmp_path, knn_init=0.30, n_test=1000, **params):
+def _da_run(fits, epochs=(10, 20, 40)):
+    """A stand-in for the random-label DA run: its fit checked at ``epochs``."""
+    return SimpleNamespace(fit=fits[-1], series=lambda name: (list(epochs), list(fits)) if name == "fit" else ([], []))
+
+
+def _study(tmp_path, knn_init=0.30, n_test=1000, fits=(0.5, 0.8, 1.0), **params):
     P = SimpleNamespace(toy_n=[25, 100], fit_target=1.0, iid_s=4, iid_B=3,
                         **{"table2_archs": [], "table2_datasets": [], **params})
     S = SimpleNamespace(report=Report(tmp_path, "06_benign_memorization", "laptop", "synthetic"),
                         device=torch.device("cpu"))
-    return SimpleNamespace(P=P, S=S, knn_init=knn_init, tol=0.04, tables={}, Yte=torch.zeros(n_test))
+    return SimpleNamespace(P=P, S=S, knn_init=knn_init, tol=0.04, tables={}, Yte=torch.zeros(n_test),
+                           Ytr=torch.zeros(1000), runs={"random labels, DA": _da_run(fits)})
 
 
 def test_table4_gives_the_verdict_of_definition_4_1_to_the_random_label_runs_only(tmp_path):
@@ -100,11 +106,11 @@ def test_table4_gives_the_verdict_of_definition_4_1_to_the_random_label_runs_onl
     assert t4["K-NN"].iloc[-1] == 0.30 and list(t4["B"]) == [1, 3, 1, 3, 0]
 
 
-def _tables(k_da, k_noda, emb, out, toy_small_b, toy_large_b, mse_gap=0.0):
+def _tables(k_da, k_noda, emb, out, toy_small_b, toy_large_b, mse_gap=0.0, fit_da=1.0):
     table2 = pd.DataFrame([
         {"run": "at initialisation", "fit": np.nan, "epochs": 0, "K-NN": 0.30, "K-NN peak": np.nan},
         {"run": "random labels, no DA", "fit": 1.0, "epochs": 20, "K-NN": k_noda, "K-NN peak": np.nan},
-        {"run": "random labels, DA", "fit": 1.0, "epochs": 90, "K-NN": k_da, "K-NN peak": k_da}])
+        {"run": "random labels, DA", "fit": fit_da, "epochs": 90, "K-NN": k_da, "K-NN peak": k_da}])
     fig3 = pd.DataFrame([{"network": "random labels, DA", "layer": l, "clean K-NN": v}
                          for l, v in (("embedding", emb), ("P", (emb + out) / 2), ("O", out))])
     toy = pd.DataFrame([{"n": n, "B": b, "knn": v} for n in (25, 100)
@@ -117,12 +123,13 @@ def _tables(k_da, k_noda, emb, out, toy_small_b, toy_large_b, mse_gap=0.0):
 def test_the_claims_pass_on_the_papers_findings_and_fail_on_their_opposites(tmp_path, capsys):
     study = _study(tmp_path)
     study.tables = _tables(k_da=0.45, k_noda=0.28, emb=0.45, out=0.20, toy_small_b=0.4, toy_large_b=0.8)
-    assert list(T.claims(study)["outcome"]) == ["PASS"] * 5
-    study = _study(tmp_path / "opposite")
-    # DA below init; no DA above init by more than the noise; the projector output beats the embedding; the toy
-    # probe falls with B; the identity broken
-    study.tables = _tables(k_da=0.25, k_noda=0.40, emb=0.20, out=0.45, toy_small_b=0.8, toy_large_b=0.4, mse_gap=1e-3)
-    assert list(T.claims(study)["outcome"]) == ["FAIL"] * 5
+    assert list(T.claims(study)["outcome"]) == ["PASS"] * 6
+    study = _study(tmp_path / "opposite", fits=(0.3, 0.5, 0.7))
+    # DA below init; no DA above init by more than the noise; the DA run short of fitting its labels; the
+    # projector output beats the embedding; the toy probe falls with B; the identity broken
+    study.tables = _tables(k_da=0.25, k_noda=0.40, emb=0.20, out=0.45, toy_small_b=0.8, toy_large_b=0.4, mse_gap=1e-3,
+                           fit_da=0.7)
+    assert list(T.claims(study)["outcome"]) == ["FAIL"] * 6
     study = _study(tmp_path / "noise")
     study.tables = _tables(k_da=0.45, k_noda=0.33, emb=0.45, out=0.20, toy_small_b=0.4, toy_large_b=0.8)
     assert T.claims(study)["outcome"].iloc[1] == "PASS"        # no DA 0.03 above init: within the noise of 0.04
@@ -137,3 +144,17 @@ def test_a_second_encoder_gets_its_own_table2_claim_against_its_own_initialisati
     c = T.claims(study).set_index("claim")
     row = c.loc["vgg11: K-NN with random labels and DA exceeds K-NN at initialisation"]
     assert row["outcome"] == "PASS" and "0.250 vs 0.200" in row["detail"]     # its own init (0.20), not ResNet's 0.30
+
+
+def test_the_fit_trend_of_definition_4_1_crosses_the_target_where_the_line_does(tmp_path):
+    from memlab.metrics import trend
+    # fit = 0.25 log2(epochs / 5): 0.25, 0.5, 0.75 at 10, 20, 40 epochs reaches 1.0 at exactly 80 epochs
+    study = _study(tmp_path, fits=(0.25, 0.5, 0.75))
+    t = T.fit_trend(study)
+    assert t.crossing == pytest.approx(80.0) and t.slope == pytest.approx(0.25) and t.verdict == trend.AGREES
+    study.tables = _tables(k_da=0.45, k_noda=0.28, emb=0.45, out=0.20, toy_small_b=0.4, toy_large_b=0.8, fit_da=0.75)
+    c = T.claims(study).set_index("claim").loc["the DA run memorises its random labels (Definition 4.1: training "
+                                               "fit >= 1)"]
+    assert c["outcome"] == "FAIL" and c["detail"].startswith("fit 0.750 after 90 epochs; " + trend.AGREES)
+    study.runs["random labels, DA"] = _da_run((0.5, 1.0), epochs=(10, 20))
+    assert T.fit_trend(study) is None                  # 2 checks: no curve (a trend needs 3 points)

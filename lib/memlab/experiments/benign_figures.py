@@ -36,6 +36,15 @@ def knn_over_epochs(study) -> None:
     study.S.report.figure(fig, "knn_over_epochs")
 
 
+def fit_trend(study, t) -> None:
+    """Effect versus compute for Definition 4.1: the DA run's fit of its random labels over epochs, its fitted
+    trend and where it would reach ``fit_target`` (``benign_tables.fit_trend``; ``t`` its ``Trend``)."""
+    fig = plots.trend(t, "Does the DA run memorise its random labels?", "fit of the random labels (train)",
+                      study.S.report.caption(f"{study.P.arch} x{study.P.width}, {len(study.Ytr)} images, "
+                                             f"checked every {study.P.eval_every} epochs"))
+    study.S.report.figure(fig, "fit_trend")
+
+
 def fig3_per_layer_knn(study, fig3) -> None:
     """Fig. 3: per layer, the clean K-NN (solid) and the random-label leave-one-out K-NN (dashed) of each network;
     the dotted line ends the encoder."""
