@@ -154,8 +154,9 @@ knn_over_epochs(study)
 # %% [markdown]
 # Definition 4.1 calls a run a *memorisation* only when it fits its random labels. Under DA that takes long (the
 # paper: no progress for about 3000 epochs, then a fast rise), and a laptop budget may stop short of it. The fit
-# at every check is fitted against log2(epochs), with its band, and read against `fit_target`: the claim line
-# then says whether the run memorised, whether the trend points there, and where it would cross.
+# at up to 8 checks of the run's last doubling of epochs (where it rises; the early plateau would flatten the
+# line) is fitted against log2(epochs), with its band, and read against `fit_target`: the claim line then says
+# whether the run memorised, whether the trend points there, and where it would cross.
 
 # %%
 ft = T.fit_trend(study)

@@ -147,14 +147,20 @@ def test_a_second_encoder_gets_its_own_table2_claim_against_its_own_initialisati
 
 
 def test_the_fit_trend_of_definition_4_1_crosses_the_target_where_the_line_does(tmp_path):
+    import math
     from memlab.metrics import trend
-    # fit = 0.25 log2(epochs / 5): 0.25, 0.5, 0.75 at 10, 20, 40 epochs reaches 1.0 at exactly 80 epochs
-    study = _study(tmp_path, fits=(0.25, 0.5, 0.75))
+    # over the last doubling (epochs 20, 30, 40) fit = 0.25 log2(epochs / 5), which reaches 1.0 at exactly 80
+    # epochs; the earlier checks (a plateau at 0.4) are left out of the fit
+    study = _study(tmp_path)
+    study.runs["random labels, DA"] = _da_run((0.4, 0.4, 0.5, 0.25 * math.log2(6), 0.75), epochs=(5, 10, 20, 30, 40))
     t = T.fit_trend(study)
-    assert t.crossing == pytest.approx(80.0) and t.slope == pytest.approx(0.25) and t.verdict == trend.AGREES
+    assert list(t.x) == [20, 30, 40] and t.crossing == pytest.approx(80.0) and t.slope == pytest.approx(0.25)
+    assert t.verdict == trend.AGREES
     study.tables = _tables(k_da=0.45, k_noda=0.28, emb=0.45, out=0.20, toy_small_b=0.4, toy_large_b=0.8, fit_da=0.75)
     c = T.claims(study).set_index("claim").loc["the DA run memorises its random labels (Definition 4.1: training "
                                                "fit >= 1)"]
     assert c["outcome"] == "FAIL" and c["detail"].startswith("fit 0.750 after 90 epochs; " + trend.AGREES)
-    study.runs["random labels, DA"] = _da_run((0.5, 1.0), epochs=(10, 20))
-    assert T.fit_trend(study) is None                  # 2 checks: no curve (a trend needs 3 points)
+    study.runs["random labels, DA"] = _da_run((0.2, 0.5, 1.0), epochs=(5, 15, 20))
+    assert T.fit_trend(study) is None        # 2 checks in the last doubling (15, 20): no curve (a trend needs 3)
+    study.runs["random labels, DA"] = _da_run([i / 100 for i in range(1, 41)], epochs=range(5, 205, 5))
+    assert len(T.fit_trend(study).x) == 8     # 21 checks in the last doubling, 8 of them evenly spread
