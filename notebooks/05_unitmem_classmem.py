@@ -128,7 +128,7 @@ S.report.figure(find.per_layer_figure(R, ssl_table, sup_table), "unitmem_per_lay
 # %%
 across, other_tables = find.across_datasets(R, ssl_table)
 for name, table in other_tables.items():
-    S.report.table(table, f"units_ssl_{name}")
+    S.report.table(table, f"units_ssl_{S.report.slug(name)}")
 across_df = find.across_table(across)
 S.report.table(across_df, "unitmem_across_datasets")
 display(across_df.round(3))
@@ -198,7 +198,7 @@ if E is not None:
     summ2 = vs.classmem_summary(E)
     S.report.table(summ2, "classmem_second_dataset")
     display(summ2.round(3))
-    S.report.figure(vs.classmem_figure(R, E), f"classmem_vs_unitmem_{E.shown}")
+    S.report.figure(vs.classmem_figure(R, E), f"classmem_vs_unitmem_{S.report.slug(E.shown)}")
     transfer = vs.transfer_table(R, E)
     S.report.table(transfer, "transfer_ssl_vs_supervised")
     display(transfer.pivot_table(index="dataset", columns="encoder", values="accuracy", sort=False).round(4))

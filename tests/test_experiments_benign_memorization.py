@@ -164,3 +164,14 @@ def test_the_fit_trend_of_definition_4_1_crosses_the_target_where_the_line_does(
     assert T.fit_trend(study) is None        # 2 checks in the last doubling (15, 20): no curve (a trend needs 3)
     study.runs["random labels, DA"] = _da_run([i / 100 for i in range(1, 41)], epochs=range(5, 205, 5))
     assert len(T.fit_trend(study).x) == 8     # 21 checks in the last doubling, 8 of them evenly spread
+
+
+def test_the_fit_trend_errors_grow_to_the_observed_scatter(tmp_path):
+    import math
+    study = _study(tmp_path)
+    # checks that scatter about their line far more than a binomial error over 1000 images (about 0.015) allows
+    study.runs["random labels, DA"] = _da_run((0.5, 0.7, 0.55, 0.9), epochs=(20, 25, 30, 40))
+    t = T.fit_trend(study)
+    resid = (t.y - (t.intercept + t.slope * np.log2(t.x))) / t.se
+    assert float((resid ** 2).sum()) / (len(t.x) - 2) == pytest.approx(1.0)   # scaled: reduced chi-square 1
+    assert t.se.min() > 3 * math.sqrt(0.5 * 0.5 / 1002)

@@ -31,7 +31,8 @@ def test_parameters_refuse_bad_values_before_any_compute():
                         ({"other_datasets": ["no_such_data"]}, "other_datasets"),
                         ({"other_datasets": ["svhn", "svhn"]}, "other_datasets lists a dataset twice"),
                         ({"classmem_dataset": "no_such_data"}, "classmem_dataset"),
-                        ({"classmem_dataset": "cifar10"}, "is the pair's dataset")]:
+                        ({"classmem_dataset": "cifar10"}, "is the pair's dataset"),
+                        ({"other_datasets": ["cifar10"]}, "the pair's own dataset")]:
         with pytest.raises(ParameterError, match=match):
             parameters(X.UnitMemParams, {**values, **over})
 
@@ -159,3 +160,11 @@ def test_growth_trend_reads_the_paper_direction_from_the_snapshots():
     falling = rising.assign(**{"mean UnitMem": [0.44, 0.43, 0.42, 0.42, 0.41]})   # the laptop's measured shape
     t = growth_trend(falling, grows=False)
     assert t.verdict == FAILS and t.crossing is None and t.slope < 0
+
+
+def test_a_subset_larger_than_its_split_names_the_size_parameters():
+    from memlab.experiments.pair_run import sized
+    with pytest.raises(ParameterError, match=r"classmem_n_train / second_n_test: asked for 70000 .*only 60000 .*Fix"):
+        sized(lambda: load_dataset("fashion_mnist", "train", n=70000, seed=0), "classmem_n_train / second_n_test",
+              "fashion_mnist")
+    assert len(sized(lambda: load_dataset("synthetic", "train", n=30, seed=0), "n", "synthetic")) == 30

@@ -39,8 +39,8 @@ def test_pretrained_on_cifar100_the_paper_winner_is_checked_on_each_dataset_it_l
                                 "svhn": (0.45, 0.60), "fashion_mnist": (0.8, 0.7)})
     out = _claims(tmp_path, table)
     assert len(out) == 4                     # no claim on fashion_mnist: not in the paper's table
-    verdicts = {next(d for d in ("own training data", "cifar10 ", "stl10", "svhn") if d in c): o for c, o in out.items()}
-    assert verdicts == {"own training data": "PASS", "cifar10 ": "FAIL", "stl10": "PASS", "svhn": "FAIL"}
+    verdicts = {next(d for d in ("own dataset", "cifar10 ", "stl10", "svhn") if d in c): o for c, o in out.items()}
+    assert verdicts == {"own dataset": "PASS", "cifar10 ": "FAIL", "stl10": "PASS", "svhn": "FAIL"}
 
 
 def test_pretrained_elsewhere_only_the_own_dataset_claim_is_made(tmp_path):

@@ -115,10 +115,12 @@ class BenignParams(SessionParams):
         choice("arch", self.arch, MODELS)
         for a in self.table2_archs:
             choice("table2_archs", a, [m for m in MODELS if m != self.arch])
-        if len(set(self.table2_datasets)) != len(self.table2_datasets) or self.dataset in self.table2_datasets:
-            raise ParameterError(f"table2_datasets must list distinct datasets other than dataset ({self.dataset!r}: "
-                                 f"Table 2's first column), got {self.table2_datasets}. Fix: drop the repeated "
-                                 f"names and {self.dataset!r}, or [] for Table 2 on {self.dataset!r} alone.")
+        if len(set(self.table2_datasets)) != len(self.table2_datasets):
+            raise ParameterError(f"table2_datasets lists a dataset twice: {self.table2_datasets}. Fix: list each "
+                                 f"once.")
+        if self.dataset in self.table2_datasets:
+            raise ParameterError(f"table2_datasets {self.table2_datasets} lists dataset {self.dataset!r}, Table 2's "
+                                 f"first column already. Fix: drop it, or [] for Table 2 on {self.dataset!r} alone.")
         for name in self.table2_datasets:
             choice("table2_datasets", name, DATASETS)
         if self.table2_n_train < 0 or self.table2_n_test < 0:

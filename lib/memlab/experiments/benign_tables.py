@@ -267,7 +267,8 @@ def fit_trend(study):
     fraction of its unaugmented training images predicted as their random label) at up to 8 checks evenly spread
     over the run's last doubling of epochs (the checks at epochs >= half the last), fitted against log2(epochs)
     with its 95% band and read against ``fit_target`` (``metrics.trend.effect_trend``; binomial standard error
-    over the training images, each proportion smoothed to (x + 1) / (n + 2)). Only the last doubling: the fit
+    over the training images, each proportion smoothed to (x + 1) / (n + 2), scaled up by the square root of the
+    reduced chi-square of the fit when the checks scatter more than that). Only the last doubling: the fit
     stays flat for long and then rises fast (the paper: no progress for about 3000 epochs), so a line in log
     epochs through the early plateau would put the crossing far too late. The checks share one training run, so
     the band is optimistic. None with fewer than 3 checks there. The run stops at ``fit_target``: then the claim
@@ -282,8 +283,15 @@ def fit_trend(study):
         return None
     n = len(study.Ytr)
     sm = (fit * n + 1) / (n + 2)
-    return effect_trend(ep, fit, np.sqrt(sm * (1 - sm) / (n + 2)), threshold=P.fit_target,
-                        passed_at_max=bool(r.fit >= P.fit_target), unit="epochs")
+    se = np.sqrt(sm * (1 - sm) / (n + 2))
+    args = dict(threshold=P.fit_target, passed_at_max=bool(r.fit >= P.fit_target), unit="epochs")
+    t = effect_trend(ep, fit, se, **args)
+    # the checks scatter about the line far more than a binomial error allows (one run's ups and downs): scale
+    # the errors by the square root of the reduced chi-square when it exceeds 1, so the band and the slope's p
+    # reflect the observed scatter
+    resid = (fit - (t.intercept + t.slope * np.log2(ep))) / se
+    over = float(np.sum(resid ** 2) / (len(ep) - 2)) if len(ep) > 2 else 1.0
+    return effect_trend(ep, fit, se * np.sqrt(over), **args) if over > 1 else t
 
 
 def claims(study) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from memlab.data.datasets import ImageData
 from memlab.engine.train import load_encoder
 from memlab.experiments.common import Session, parameters, start
 from memlab.experiments.fallback import load_or_stand_in
-from memlab.io.params import check_injected
+from memlab.io.params import ParameterError, check_injected
 from memlab.streams import SplitSeed
 
 
@@ -36,10 +36,22 @@ def pair_data(P, names: list | None = None) -> tuple:
     for i, name in enumerate(names if names is not None else [P.second_dataset]):
         # position 0 keeps the seed of the single second dataset notebooks 04 and 05 always had (its cache keys)
         seed = P.pair.split_seed + SplitSeed.SECOND_DATASET + SplitSeed.SYNTHETIC_STAND_IN * i
-        tr, te = load_or_stand_in(name, synthetic_fallback=P.synthetic_fallback, n=(P.second_n_train, P.second_n_test),
-                                  seed=seed)
+        tr, te = sized(lambda: load_or_stand_in(name, synthetic_fallback=P.synthetic_fallback,
+                                                n=(P.second_n_train, P.second_n_test), seed=seed),
+                       "second_n_train / second_n_test", name)
         others[name if tr.name == name else f"synthetic (for {name})"] = (tr, te)
     return (*main, others)
+
+
+def sized(load, params: str, name: str):
+    """``load()``, with the ``ValueError`` of a subset larger than its split turned into a ``ParameterError`` that
+    names the size parameters ``params`` and the fix."""
+    try:
+        return load()
+    except ValueError as e:
+        if "available" not in str(e):
+            raise
+        raise ParameterError(f"{params}: {e} (dataset {name!r}). Fix: ask for at most that many.") from e
 
 
 @dataclass

@@ -124,7 +124,7 @@ def transfer_claims(R, table: pd.DataFrame) -> None:
         checks += [(d, PAPER_TRANSFER[d]) for d in dict.fromkeys(table.dataset) if d != shown and d in PAPER_TRANSFER]
     for d, winner in checks:
         p, detail = better(table, d, winner)
-        what = "its own training data" if d == shown else f"{d} (the paper's transfer table)"
+        what = "its own dataset (test split)" if d == shown else f"{d} (the paper's transfer table)"
         report.claim(f"pre-trained on {shown}, the {winner} encoder probes better than the "
                      f"{'SSL' if winner == 'supervised' else 'supervised'} one on {what} (p < {alpha})",
                      p < alpha, detail)

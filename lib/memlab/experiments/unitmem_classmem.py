@@ -26,7 +26,7 @@ from memlab.engine.jobs import Plan
 from memlab.engine.train import TrainConfig, encoder_job
 from memlab.experiments.common import Session
 from memlab.experiments.fallback import load_or_stand_in
-from memlab.experiments.pair_run import PairRun, begin as _begin, pair_data
+from memlab.experiments.pair_run import PairRun, begin as _begin, pair_data, sized
 from memlab.experiments.recipes import sslmem_pair
 from memlab.io.params import ParameterError, choice
 from memlab.metrics.unitmem import cached_unit_stats, layer_table
@@ -91,6 +91,10 @@ class UnitMemParams:
         choice("dataset", self.pair.dataset, DATASETS)
         if len(set(self.other_datasets)) != len(self.other_datasets):
             raise ParameterError(f"other_datasets lists a dataset twice: {self.other_datasets}; list each once")
+        if self.pair.dataset in self.other_datasets:
+            raise ParameterError(f"other_datasets {self.other_datasets} lists {self.pair.dataset!r}, the pair's own "
+                                 f"dataset, whose encoder and probe are f's already (its rows would replace f's); "
+                                 f"drop it")
         for name in self.other_datasets:
             choice("other_datasets", name, DATASETS)
         if self.classmem_dataset:
@@ -180,13 +184,16 @@ def begin(namespace: dict) -> tuple:
 
 
 def load_data(P: UnitMemParams, S: Session) -> UnitMemRun:
-    """The pair's data and splits and the second dataset (synthetic when allowed and it is missing); whether
-    the DP section can run (it needs opacus). Raises ``DatasetNotFound`` for missing data."""
+    """The pair's data and splits, each of ``other_datasets`` and ``classmem_dataset`` (synthetic data when
+    allowed and one is missing); whether the DP section can run (it needs opacus). Raises ``DatasetNotFound`` for
+    missing data, ``ParameterError`` when a size parameter asks for more images than a split holds."""
     R = UnitMemRun(P, S, *pair_data(P, P.other_datasets))
     if P.classmem_dataset:
         name = P.classmem_dataset
-        tr, te = load_or_stand_in(name, synthetic_fallback=P.synthetic_fallback,
-                                  n=(P.classmem_n_train, P.second_n_test), seed=P.pair.split_seed + SplitSeed.CLASSMEM_DATASET)
+        tr, te = sized(lambda: load_or_stand_in(name, synthetic_fallback=P.synthetic_fallback,
+                                                n=(P.classmem_n_train, P.second_n_test),
+                                                seed=P.pair.split_seed + SplitSeed.CLASSMEM_DATASET),
+                       "classmem_n_train / second_n_test", name)
         R.classmem = (name if tr.name == name else f"synthetic (for {name})", tr, te)
     R.dp = P.dp_epochs > 0
     if R.dp:

@@ -6,6 +6,8 @@ beside them): a smoke FAIL is not a broken notebook. The laptop and paper profil
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,12 @@ class Report:
     def caption(self, extra: str = "") -> str:
         return f"memlab {self.notebook} | profile: {self.profile} | dataset: {self.dataset}" + (
             f" | {extra}" if extra else "")
+
+    @staticmethod
+    def slug(text: str) -> str:
+        """``text`` as part of an output file name: runs of characters other than letters, digits, ``.``, ``-`` and
+        ``_`` become one ``_`` (e.g. "synthetic (for svhn)" -> "synthetic_for_svhn")."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
     def figure(self, fig, name: str) -> None:
         """Save ``fig`` as ``<name>.png`` and ``.pdf``, show the PNG (in a notebook) and close the figure.
