@@ -54,6 +54,8 @@ RECIPES = {  # name: (what changes, overrides)
     "aug-crop": ("trained with crop+flip only (no colour)", {"aug": "crop"}),
     "aug-crop-1seed": ("trained with crop+flip only, one f/g seed (compare with 1seed)", {"aug": "crop", "seeds": (0,)}),
     "width0.5": ("width 0.5 (about 4x compute)", {"width": 0.5}),
+    "width0.5-crop-1seed": ("width 0.5, trained with crop+flip only, one f/g seed (compare with aug-crop-1seed)",
+                            {"width": 0.5, "aug": "crop", "seeds": (0,)}),
 }
 
 
