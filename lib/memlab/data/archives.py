@@ -28,6 +28,11 @@ class DatasetNotFound(FileNotFoundError):
     files looked for and the fix (``MEMLAB_DATA``); the notebooks' ``synthetic_fallback`` catches it."""
 
 
+class SubsetTooLarge(ValueError):
+    """More images asked for than a split holds; the message names the dataset, the split and both counts. The
+    notebooks turn it into a ``ParameterError`` naming their size parameter."""
+
+
 class DatasetDamaged(DatasetNotFound):
     """A local archive that cannot be read, or whose checksum is wrong; handled like a missing one."""
 

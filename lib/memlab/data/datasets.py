@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memlab.data.archives import DatasetDamaged, DatasetNotFound, read_archive, to_chw3
+from memlab.data.archives import DatasetDamaged, DatasetNotFound, SubsetTooLarge, read_archive, to_chw3
 from memlab.data.fakes import FAKE_DATA_ENV, FOLDER_SIZES, REAL_SIZES, fake_archive, fake_folder
 from memlab.streams import SYNTHETIC_TEST_OFFSET
 
@@ -204,7 +204,7 @@ def _finish(name: str, split: str, got: tuple, n: int | None, seed: int) -> Imag
     data = ImageData(name, split, x, y, names)
     if n is not None:
         if n > len(data):
-            raise ValueError(f"asked for {n} {name} {split} images; only {len(data)} available")
+            raise SubsetTooLarge(f"asked for {n} {name} {split} images; only {len(data)} available")
         from memlab.data.splits import balanced_subset
         data = data.subset(balanced_subset(data.labels.numpy(), n, seed))
     return data

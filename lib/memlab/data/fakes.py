@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from memlab.data.archives import SubsetTooLarge
+
 # (train, test, unlabeled, classes) of each archive dataset, as torchvision ships it
 REAL_SIZES = {"cifar10": (50000, 10000, 0, 10), "cifar100": (50000, 10000, 0, 100), "svhn": (73257, 26032, 0, 10),
               "stl10": (5000, 8000, 100000, 10), "mnist": (60000, 10000, 0, 10),
@@ -58,14 +60,14 @@ def fake_folder(name: str, split: str, n: int | None = None, seed: int = 0, size
     """(uint8 images (N, 3, size, size), int64 labels (N,), class names) standing in for folder dataset ``name``
     (``FOLDER_SIZES``) in a dry run: random pixels and class-balanced labels, ``n`` images (default: the split's real
     count), ``size`` default its real side. Made in memory from ``seed`` (a real run decodes only the ``n`` images
-    it asks for, and so does this). KeyError for a dataset without a known size, ValueError for ``n`` above the
+    it asks for, and so does this). KeyError for a dataset without a known size, SubsetTooLarge (a ValueError) for ``n`` above the
     real count (as ``folders.load_folder``)."""
     import torch
     n_train, n_test, classes, side = FOLDER_SIZES[name]
     real = n_train if split == "train" else n_test
     n = real if n is None else int(n)
     if n > real:
-        raise ValueError(f"asked for {n} {name} {split} images; the real split holds {real}")
+        raise SubsetTooLarge(f"asked for {n} {name} {split} images; the real split holds {real}")
     size = int(size or side)
     print(f"dry run: {name} is not present here; {n} fake {size}x{size} images of its {split} split", flush=True)
     g = np.random.default_rng(seed)

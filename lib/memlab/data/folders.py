@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memlab.data.archives import SubsetTooLarge
+
 # name: (folder under the data root, {memlab split: split folder}, default size, where to get it)
 FOLDERS = {
     "imagenet": ("imagenet", {"train": "train", "test": "val"}, 64,
@@ -66,7 +68,7 @@ def load_folder(name: str, split: str, root: Path, *, n: int | None = None, seed
                 size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list]:
     """(uint8 images (N, 3, size, size), int64 labels (N,), class names) of folder dataset ``name``.
 
-    Raises ``DatasetNotFound`` for a missing or empty folder, ``ValueError`` for ``n`` above the images there."""
+    Raises ``DatasetNotFound`` for a missing or empty folder, ``SubsetTooLarge`` (a ValueError) for ``n`` above the images there."""
     from memlab.data.datasets import DatasetNotFound
     from memlab.data.splits import balanced_subset
     folder, splits, default_size, source = FOLDERS[name]
@@ -85,7 +87,7 @@ def load_folder(name: str, split: str, root: Path, *, n: int | None = None, seed
         raise DatasetNotFound(f"dataset {name!r} ({split}): no images ({sorted(EXTENSIONS)}) under {split_dir}")
     if n is not None:
         if n > len(paths):
-            raise ValueError(f"asked for {n} {name} {split} images; {split_dir} holds {len(paths)}")
+            raise SubsetTooLarge(f"asked for {n} {name} {split} images; {split_dir} holds {len(paths)}")
         keep = balanced_subset(labels, n, seed).numpy()
         paths, labels = [paths[i] for i in keep], labels[keep]
     from tqdm import tqdm

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from memlab.augmentation.augment import Augmentation
+from memlab.data.archives import SubsetTooLarge
 from memlab.data.datasets import load_dataset
 from memlab.engine.benign_sets import make_labels
 from memlab.io.params import ParameterError
@@ -61,7 +62,7 @@ def _load(P, name: str, split: str, n: int, seed: int):
         return load_dataset(name, split, n=n or fallback, seed=P.data_seed)
     try:
         return load_dataset(name, split, n=n or None, seed=seed)
-    except ValueError as e:   # more images asked for than the split holds
+    except SubsetTooLarge as e:   # more images asked for than the split holds
         raise ParameterError(f"{param}: {e}. Fix: lower {param}, or set it to 0 for the whole split.") from e
 
 

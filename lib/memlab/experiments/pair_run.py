@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from memlab.data.archives import SubsetTooLarge
 from memlab.data.datasets import ImageData
 from memlab.engine.train import load_encoder
 from memlab.experiments.common import Session, parameters, start
@@ -44,13 +45,11 @@ def pair_data(P, names: list | None = None) -> tuple:
 
 
 def sized(load, params: str, name: str):
-    """``load()``, with the ``ValueError`` of a subset larger than its split turned into a ``ParameterError`` that
+    """``load()``, with a subset larger than its split (``SubsetTooLarge``) turned into a ``ParameterError`` that
     names the size parameters ``params`` and the fix."""
     try:
         return load()
-    except ValueError as e:
-        if "available" not in str(e):
-            raise
+    except SubsetTooLarge as e:
         raise ParameterError(f"{params}: {e} (dataset {name!r}). Fix: ask for at most that many.") from e
 
 
