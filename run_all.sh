@@ -81,7 +81,15 @@ echo "memlab run_all: profile=$PROFILE, ${#NOTEBOOKS[@]} notebook(s), outputs in
 PREV=()   # earlier times, for the estimate of the time left (unknown: -1 for the whole rest of the run)
 for nb in "${NOTEBOOKS[@]}"; do PREV+=("$(previous "$(basename "$nb" .py)")"); done
 PROGRESS_PID=""
-stop_progress() { if [ -n "$PROGRESS_PID" ]; then kill "$PROGRESS_PID" 2>/dev/null; wait "$PROGRESS_PID" 2>/dev/null; PROGRESS_PID=""; fi; }
+# the follower exits on SIGTERM; if it has not within 5 s (it never should), SIGKILL it rather than wait forever
+stop_progress() {
+  if [ -n "$PROGRESS_PID" ]; then
+    kill "$PROGRESS_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$PROGRESS_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$PROGRESS_PID" 2>/dev/null
+    wait "$PROGRESS_PID" 2>/dev/null; PROGRESS_PID=""
+  fi
+}
 trap 'stop_progress; rm -f "$RUN_RESULTS"' EXIT
 
 i=0

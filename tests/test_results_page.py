@@ -1,5 +1,7 @@
 """The results page (memlab.io.results) and run_all's live progress (memlab.io.progress)."""
 import json
+import subprocess
+import sys
 import os
 import time
 
@@ -148,3 +150,24 @@ def test_progress_follows_a_growing_log_and_prints_a_line_when_the_status_change
     assert lines[0] == "[1/2] nb  0:00 elapsed | cell 3 | run: ~2 min left"   # 100 s expected + 50 s to come
     assert "cell 3 | jobs (2 CPU workers): 10% 1.0/10.0 TFLOPs (jobs=0/4), 1:30 left | run: ~2 min left" in lines[1]
     assert lines[-1].endswith("| cell 4 | run: ~2 min left")
+
+
+def test_progress_follower_exits_on_sigterm_even_inside_a_callback(tmp_path):
+    """run_all.sh ends the follower with SIGTERM and waits for it. A SIGTERM handled inside a weakref callback
+    (as in an import's module-lock callback, the CI hang of stop 29) swallows SystemExit; the follower must exit
+    anyway."""
+    script = tmp_path / "f.py"
+    script.write_text(
+        "import os, signal, sys, time, weakref\n"
+        "from memlab.io import progress\n"
+        "class O: pass\n"
+        "def cb(_):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    for _ in range(1000): pass\n"
+        "def fake_follow(*a, **k):\n"
+        "    o = O(); r = weakref.ref(o, cb); del o\n"
+        "    time.sleep(0.5); print('still running', flush=True); time.sleep(30)\n"
+        "progress.follow = fake_follow\n"
+        f"progress.main([{str(tmp_path / 'log')!r}, '--label', 'x', '--tty', 'no'])\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and "still running" not in r.stdout, (r.stdout, r.stderr)

@@ -14,6 +14,7 @@ still to come; without earlier times it is left out.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -136,8 +137,11 @@ def main(argv=None) -> int:
     def stop(*_):  # run_all.sh ends us with SIGTERM when the notebook finishes: leave a clean terminal line
         if tty:
             sys.stdout.write("\r\033[K")
-            sys.stdout.flush()
-        sys.exit(0)
+        sys.stdout.flush()
+        # os._exit, not sys.exit: a SIGTERM that lands inside an import (nbformat's, on the first poll) runs this
+        # handler in a context where SystemExit is printed as "Exception ignored" and swallowed, and the follower
+        # kept running while run_all.sh waited for it (a CI run hung for 300 s on a notebook that failed at once)
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
