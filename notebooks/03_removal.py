@@ -173,11 +173,12 @@ display(run.dp_table().round(4))
 
 # %% [markdown]
 # ## 4. Effect versus compute
-# Three claims need more training than a laptop gives: at a few CPU-minutes per encoder SSLMem is close to zero
+# Four claims need more training than a laptop gives: at a few CPU-minutes per encoder SSLMem is close to zero
 # at every lambda and epsilon, so there is little memorisation to reduce. The lambda sweep's encoders and the DP
 # encoders kept snapshots during training (`lambda_snapshots`, `dp_snapshots`); at each snapshot and at the last
 # epoch we measure each claim's statistic:
-# - SSLMem at the smallest lambda minus at the largest, per dataset (the claim needs > 0);
+# - SSLMem at the smallest lambda minus at the largest, per dataset (the claim needs > 0), and the same for f's
+#   probe accuracy on that dataset;
 # - SSLMem at epsilon = inf minus at the smallest epsilon, and the same for the probe accuracy (> 0): the two
 #   ends of the claim's chain.
 #

@@ -8,7 +8,7 @@ import torch
 
 from memlab.data.datasets import load_dataset
 from memlab.experiments.removal import RemovalParams, check_snapshots
-from memlab.experiments.removal_trends import (DP_ACCURACY, LAMBDA, accuracy_difference, compute_points, fit_trends,
+from memlab.experiments.removal_trends import (DP_ACCURACY, LAMBDA, LAMBDA_ACCURACY, accuracy_difference, compute_points, fit_trends,
                                                mean_difference, overall_verdict, trend_detail)
 from memlab.io.params import ParameterError
 from memlab.metrics.trend import AGREES, FAILS, HOLDS
@@ -125,7 +125,8 @@ class FakeEncoder:
 
 def fake_run():
     """Scores built so that each statistic is known: SSLMem(lambda 0) = 0.1 x epoch + (-1, +1, ...) around it,
-    SSLMem(lambda 0.5) = (-0.5, +0.5, ...) around 0 on the same points; DP likewise with 0.05 x epoch; accuracy gap 0.01 x epoch."""
+    SSLMem(lambda 0.5) = (-0.5, +0.5, ...) around 0 on the same points; DP likewise with 0.05 x epoch; accuracy gap 0.01 x epoch
+    under DP, 0.02 x epoch between the lambdas."""
     from types import SimpleNamespace as NS
     labels = torch.arange(40) % 4
     level = {"f0": 0.1, "f5": 0.0, "finf": 0.05, "f8": 0.0}
@@ -136,12 +137,13 @@ def fake_run():
         return {"m": level[f.name] * f.epoch + spread[f.name] * torch.tensor([-1.0, 1.0] * 4)}
 
     def probe(f, task):
-        return {k: 0.5 - (0.01 * f.epoch if f.name == "f8" else 0.0) for k in task}
+        return {k: 0.5 - {"f8": 0.01, "f5": 0.02}.get(f.name, 0.0) * f.epoch for k in task}
 
     p = NS(lambdas=[0.5, 0.0], lambda_snapshots=[2, 1], lambda_epochs=4, lambda_seeds=[0], trend_points=4,
            trend_pairs=1, split_seed=0, dp_snapshots=[1, 2], dp_epochs=4, dp_epsilons=[20.0, 8.0], dataset="syn")
     train = NS(labels=labels)
-    d = NS(lam_data={"syn": (train, torch.arange(0, 20), torch.arange(20, 40), None)}, train=train,
+    d = NS(lam_data={"syn": (train, torch.arange(0, 20), torch.arange(20, 40), (None, None, None, torch.zeros(50)))},
+           train=train,
            dp_epsilons=[math.inf, 20.0, 8.0], dp_f=torch.arange(0, 20), dp_g=torch.arange(20, 40),
            tasks={"t": (None, None, None, torch.zeros(100)), "u": None})   # (x_train, y_train, x_test, y_test)
     jobs = {"lambda": {("syn", 0.0, 0): ["f0", "g0"], ("syn", 0.5, 0): ["f5", "g5"]},
@@ -160,5 +162,9 @@ def test_effect_vs_compute_measures_each_statistic_at_every_snapshot_and_the_las
         assert t.loc[(DP_SSLMEM, e), "epsilon spent (f)"] == 2.0 * e     # the DP run's history at that epoch
         assert t.loc[(DP_ACCURACY, e), "statistic"] == pytest.approx(0.01 * e)
         assert t.loc[(DP_ACCURACY, e), "dataset"] == "t" and t.loc[(DP_ACCURACY, e), "n"] == 100
-    assert math.isnan(t.loc[(LAMBDA, 4), "epsilon spent (f)"]) and len(t) == 9
+        assert t.loc[(LAMBDA_ACCURACY, e), "statistic"] == pytest.approx(0.02 * e)
+        assert t.loc[(LAMBDA_ACCURACY, e), "compared"] == pytest.approx(0.5 - 0.02 * e)   # lambda 0.5's accuracy
+        assert t.loc[(LAMBDA_ACCURACY, e), "dataset"] == "syn" and t.loc[(LAMBDA_ACCURACY, e), "n"] == 50
+        assert t.loc[(LAMBDA_ACCURACY, e), "se"] == pytest.approx(accuracy_difference(0.5, 0.5 - 0.02 * e, 50)[1])
+    assert math.isnan(t.loc[(LAMBDA, 4), "epsilon spent (f)"]) and len(t) == 12
     assert t.loc[(LAMBDA, 4), "reference"] == pytest.approx(0.4) and t.loc[(LAMBDA, 4), "compared"] == 0.0

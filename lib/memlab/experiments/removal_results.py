@@ -268,12 +268,15 @@ class RemovalRun:
 
     def passed(self) -> dict:
         """The claims' own tests on this run, keyed as ``removal_trends``' curves ({(claim, dataset): bool}): per
-        dataset of the sweep, mean SSLMem at the largest lambda below that at the smallest; with DP, mean SSLMem
+        dataset of the sweep, mean SSLMem and f's probe accuracy (means over seeds) at the largest lambda below
+        those at the smallest; with DP, mean SSLMem
         and the first task's probe accuracy falling strictly along epsilon (``falls``)."""
         p, out = self.p, {}
-        lm = self.tables["lambda"].groupby(["dataset", "lambda"])["mean SSLMem"].mean()
+        lm = self.tables["lambda"].groupby(["dataset", "lambda"])[["mean SSLMem", "accuracy"]].mean()
+        lo, hi = min(p.lambdas), max(p.lambdas)
         for n in self.d.lam_data:
-            out[trends.LAMBDA, n] = bool(lm.loc[(n, max(p.lambdas))] < lm.loc[(n, min(p.lambdas))])
+            out[trends.LAMBDA, n] = bool(lm.loc[(n, hi), "mean SSLMem"] < lm.loc[(n, lo), "mean SSLMem"])
+            out[trends.LAMBDA_ACCURACY, n] = bool(lm.loc[(n, hi), "accuracy"] < lm.loc[(n, lo), "accuracy"])
         dp = self.tables["dp"]
         if len(dp):
             first = next(iter(self.d.tasks))
@@ -316,9 +319,9 @@ class RemovalRun:
                       for n in lam_data) + trends.trend_detail(curves(trends.LAMBDA)))
         c_cost = report.claim(
             f"limiting alignment costs probe accuracy (lambda = {hi:g} vs {lo:g}), on every dataset of the sweep",
-            all(lm.loc[(n, hi), "accuracy"] < lm.loc[(n, lo), "accuracy"] for n in lam_data),
+            all(ok[trends.LAMBDA_ACCURACY, n] for n in lam_data),
             "; ".join(f"{n}: " + ", ".join(f"lambda={v:g}: {lm.loc[(n, v), 'accuracy']:.4f}" for v in p.lambdas)
-                      for n in lam_data))
+                      for n in lam_data) + trends.trend_detail(curves(trends.LAMBDA_ACCURACY)))
         # limiting alignment supports "memorisation helps" only when it lowers SSLMem *and* costs accuracy
         report.claim("removal and limiting alignment both support 'memorisation helps' (the three claims above)",
                      c_removal and c_lambda and c_cost,

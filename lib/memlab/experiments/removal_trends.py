@@ -4,6 +4,8 @@ at laptop scale, measured at the snapshots of the encoders that decide them, aga
 - ``LAMBDA`` (Eq. 3, Fig. 4; SSLMem paper §4.5), per dataset of the sweep: ``SSLMem(lambda_min) -
   SSLMem(lambda_max)``, the mean normalised SSLMem over both halves of each pair (``removal_results.both_halves``).
   The claim "the larger lambda gives the lower SSLMem" needs it > 0.
+- ``LAMBDA_ACCURACY``, per dataset of the sweep: f's probe accuracy at lambda_min minus at lambda_max on that
+  dataset's task (mean over ``lambda_seeds``); "limiting alignment costs probe accuracy" needs it > 0.
 - ``DP_SSLMEM`` (Table 5, §4.6): ``SSLMem(epsilon = inf) - SSLMem(smallest epsilon)``, the same measure on the DP
   pairs; the claim "DP-SGD lowers SSLMem as epsilon falls" needs it > 0 (the ends of its chain).
 - ``DP_ACCURACY``: the probe accuracy of f at epsilon = inf minus at the smallest epsilon on the first downstream
@@ -15,7 +17,8 @@ the claim itself keeps the full design), with its standard error from the per-po
 paired: both encoders score the same points with the same view pairs; over points for fixed encoders, so
 seed-to-seed spread is not in it) or, for accuracy, from the binomial (``accuracy_difference``: the two probes
 are tested on the same images, which it treats as independent samples, so for positively correlated errors that
-se is conservative). A DP snapshot has spent less privacy than its target epsilon (the table's ``epsilon
+se is conservative; with several lambda seeds, the accuracies are pooled over seeds' probes of the same images,
+``n`` = test images x seeds). A DP snapshot has spent less privacy than its target epsilon (the table's ``epsilon
 spent (f)``): the curve follows the DP run as it trains. The fit and the verdict are ``metrics.trend``'s, with the
 claim's own test at the last epoch (``RemovalRun.passed``) as ``passed_at_max``.
 """
@@ -34,7 +37,8 @@ from memlab.metrics.stats import agresti_caffo_se
 from memlab.metrics.trend import AGREES, FAILS, HOLDS, effect_trend
 from memlab.streams import SplitSeed
 
-LAMBDA, DP_SSLMEM, DP_ACCURACY = "lambda: SSLMem", "DP: SSLMem", "DP: probe accuracy"
+LAMBDA, LAMBDA_ACCURACY = "lambda: SSLMem", "lambda: probe accuracy"
+DP_SSLMEM, DP_ACCURACY = "DP: SSLMem", "DP: probe accuracy"
 COLUMNS = ["claim", "dataset", "epoch", "statistic", "se", "reference", "compared", "n", "epsilon spent (f)"]
 
 
@@ -106,7 +110,7 @@ def _points(labels, half, n: int, seed: int) -> torch.Tensor:
 def effect_vs_compute(run) -> pd.DataFrame:
     """The curves' statistics (module docstring) of a ``removal_results.RemovalRun`` whose lambda sweep and DP
     table ran: one row per curve and epoch with ``COLUMNS`` (``reference`` / ``compared``: the value at lambda_min
-    / lambda_max, or epsilon inf / the smallest epsilon; ``n``: points per half, or probe test images). No rows
+    / lambda_max, or epsilon inf / the smallest epsilon; ``n``: points per half, or probe test images (x seeds)). No rows
     for a curve without snapshots, a sweep of one lambda, or no DP section."""
     p, d, rows = run.p, run.d, []
     seed = p.split_seed + SplitSeed.DYNAMICS_POINTS
@@ -121,10 +125,16 @@ def effect_vs_compute(run) -> pd.DataFrame:
         pairs = {lam: [[run.loaded(j) for j in run.jobs["lambda"][name, lam, s]] for s in p.lambda_seeds]
                  for lam in (lo, hi)}
         f_idx, g_idx = _points(tr.labels, fp, p.trend_points, seed), _points(tr.labels, gp, p.trend_points, seed)
+        task = sweep[name][3]
+        n_acc = len(task[3]) * len(p.lambda_seeds)
         for e in compute_points(p.lambda_snapshots, p.lambda_epochs):
             m = {lam: sslmem(pairs[lam], tr, f_idx, g_idx, e) for lam in (lo, hi)}
             rows.append([LAMBDA, name, e, *mean_difference(m[lo], m[hi], paired=True), float(m[lo].mean()), float(m[hi].mean()),
                          len(f_idx), math.nan])
+            acc = {lam: float(np.mean([run.probe(f.after(e), {name: task})[name] for f, _ in pairs[lam]]))
+                   for lam in (lo, hi)}
+            rows.append([LAMBDA_ACCURACY, name, e, *accuracy_difference(acc[lo], acc[hi], n_acc), acc[lo], acc[hi],
+                         n_acc, math.nan])
     if p.dp_snapshots and d.dp_epsilons:
         small, first = min(p.dp_epsilons), next(iter(d.tasks))
         pairs = {eps: (run.loaded(run.jobs["dp"][eps, "f"]), run.loaded(run.jobs["dp"][eps, "g"]))
@@ -155,8 +165,15 @@ def figures(run, trends: dict) -> None:
         report.figure(plots.trend_panels(lam, "Does the larger lambda lower SSLMem, with training? (Eq. 3)",
                                          f"SSLMem: lambda={lo:g} - lambda={hi:g}", report.caption(cap)),
                       "trend_lambda_sslmem")
+    lam_acc = {ds: t for (c, ds), t in trends.items() if c == LAMBDA_ACCURACY}
+    if lam_acc:
+        cap = (f"{p.method}/{p.arch}, halves of {p.lambda_n_half}, f's linear probe on each dataset, snapshots, "
+               f"mean over {len(p.lambda_seeds)} seed(s)")
+        report.figure(plots.trend_panels(lam_acc, "Does limiting alignment cost accuracy, with training? (Eq. 3)",
+                                         f"accuracy: lambda={lo:g} - lambda={hi:g}", report.caption(cap)),
+                      "trend_lambda_accuracy")
     for (c, ds), t in trends.items():
-        if c == LAMBDA:
+        if c in (LAMBDA, LAMBDA_ACCURACY):
             continue
         what, on = ("SSLMem", "") if c == DP_SSLMEM else ("accuracy", f" on {ds}")
         scored = "" if c == DP_ACCURACY else f", {min(p.trend_points, p.dp_points)} scored, K={p.trend_pairs}"
