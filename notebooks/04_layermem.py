@@ -64,6 +64,7 @@ cell_view_pairs: int = 5        # K view pairs per point for the other encoders
 cell_candidates: int = 500      # S_C candidates scored per other encoder
 trend_candidates: int = 500     # candidates scored at each snapshot of a ViT cell (its effect-versus-compute curve)
 trend_view_pairs: int = 5       # K view pairs per point there (the cell's K: its last point is then the claim's)
+depth_trend_epochs: list = [10, 20, 40]  # snapshots of the pair where last-over-first is measured again (none: [])
 # -- downstream: a second dataset
 second_dataset: str = "fashion_mnist"  # second dataset (downstream / transfer)
 synthetic_fallback: bool = False  # True: synthetic data stands in for an unavailable second_dataset
@@ -127,6 +128,26 @@ S.report.figure(find.delta_figure(R, main), "delta_layermem_per_layer")
 tvl = LM.top_vs_least(main.cand, layers, main.grp)
 S.report.table(tvl, "top_vs_least")
 display(tvl.round(5))
+
+# %% [markdown]
+# ## Does the last layer overtake the first with training? (effect versus compute)
+# The paper finds LayerMem growing with depth. When the pair's last layer does not yet beat its first here, the
+# question is whether training is heading there. The pair's f and g are scored again at the snapshots
+# `depth_trend_epochs` (notebook 02 keeps them), with the same candidates and view pairs, and the claim's
+# statistic -- mean LayerMem of the last layer minus that of the first, over the random candidates, with its
+# standard error over those points -- is fitted against log2(epochs) with its 95% band (`metrics.trend`). The
+# last point is the result above. The snapshots share one training run, so the band is optimistic.
+
+# %%
+depth_dyn = trend.depth_over_training(R, main)
+depth_trend = trend.depth_trend(main, depth_dyn)
+if len(depth_dyn):
+    S.report.table(depth_dyn, "layermem_depth_over_training")
+    display(depth_dyn.round(4))
+if depth_trend:
+    S.report.figure(trend.depth_trend_figure(R, depth_trend), "layermem_depth_trend")
+else:
+    print("depth_trend_epochs lists fewer than 2 snapshots: no curve")
 
 # %% [markdown]
 # ## Consistency between layers
@@ -260,7 +281,7 @@ S.report.figure(down.replacement_figure(R, rep), "replacement")
 # ## The paper's claims, checked on this run
 
 # %%
-find.claims(R, main, tvl, adj, vit, methods, ft, rep, vit_trends)
+find.claims(R, main, tvl, adj, vit, methods, ft, rep, vit_trends, depth_trend)
 S.report.claims_table()
 
 # %% [markdown]

@@ -124,3 +124,53 @@ def test_trend_parameters_are_checked_before_any_compute():
                         ({"trend_view_pairs": 99}, "trend_view_pairs"), ({"trend_view_pairs": 0}, "trend_view_pairs")]:
         with pytest.raises(ParameterError, match=match):
             parameters(X.LayerMemParams, _values(**over))
+
+
+RESNET = ["prep", "layer1", "layer2"]
+
+
+def test_last_minus_first_is_the_depth_claims_statistic_with_its_paired_error():
+    cand = {"prep": torch.tensor([0.5, 9.0, 0.1, 0.3]), "layer1": torch.zeros(4),
+            "layer2": torch.tensor([0.2, -9.0, 0.6, 0.9])}
+    grp = {"random": torch.tensor([0, 2, 3])}
+    r = X.LayerResult(RESNET, "layer2", cand, grp, LM.layer_table(cand, RESNET, grp), {})
+    s = trend.last_minus_first(r)
+    # per point: -0.3, +0.5, +0.6 (point 1 is not in the random group): mean 0.2667, sd 0.4933, se 0.2848
+    assert s[trend.DEPTH] == pytest.approx(0.8 / 3) and s["se"] == pytest.approx(np.std([-0.3, 0.5, 0.6], ddof=1) / 3 ** 0.5)
+    row = r.table.set_index("layer")["LayerMem random"]   # the claim's own numbers
+    assert (s["first"], s["last"], s["n"]) == (pytest.approx(row["prep"]), pytest.approx(row["layer2"]), 3)
+    with pytest.raises(ValueError, match="2 random candidates"):
+        trend.last_minus_first(X.LayerResult(RESNET, "layer2", cand, {"random": torch.tensor([0])}, None, {}))
+
+
+def test_depth_over_training_scores_the_pairs_snapshots_with_the_main_design(monkeypatch):
+    seen = []
+    cand = {"prep": torch.zeros(2), "layer1": torch.zeros(2), "layer2": torch.tensor([0.1, 0.3])}
+    res = X.LayerResult(RESNET, "layer2", cand, {"random": torch.tensor([0, 1])}, None, {})
+
+    def fake_layer_result(R, fs, gs, n_cand, n_pairs, measure):
+        seen.append(([t.name for t in fs], [t.name for t in gs], n_cand, n_pairs, measure))
+        return res
+
+    monkeypatch.setattr(trend, "layer_result", fake_layer_result)
+    pair = SimpleNamespace(epochs=80, measure_aug="crop")
+    R = SimpleNamespace(P=SimpleNamespace(depth_trend_epochs=[40, 10], layer_candidates=500, layer_view_pairs=5,
+                                          pair=pair),
+                        f=[_Trained(name="f0", snaps=(10, 40)), _Trained(name="f1", snaps=(10, 40))],
+                        g=[_Trained(name="g0", snaps=(10, 40)), _Trained(name="g1", snaps=(10, 40))])
+    dyn = trend.depth_over_training(R, res)
+    assert list(dyn.epoch) == [10, 40, 80] and np.allclose(dyn[trend.DEPTH], 0.2)
+    assert seen == [(["f0@10", "f1@10"], ["g0@10", "g1@10"], 500, 5, "crop"),
+                    (["f0@40", "f1@40"], ["g0@40", "g1@40"], 500, 5, "crop")]   # the last point is the main result
+    assert trend.depth_trend(res, dyn).verdict == HOLDS                           # 0.2 > 0 at 80 epochs
+    assert trend.depth_trend(res, dyn.iloc[:2]) is None                           # 2 points: no curve
+    R.P.depth_trend_epochs = []
+    assert trend.depth_over_training(R, res).empty
+
+
+def test_depth_trend_epochs_must_be_snapshots_of_the_pair():
+    assert parameters(X.LayerMemParams, _values()).depth_trend_epochs == [10, 20, 40]
+    assert parameters(X.LayerMemParams, _values(depth_trend_epochs=[])).depth_trend_epochs == []
+    for bad in ([12, 20], [20], [10, 10, 20], [10, 80]):   # not a snapshot; one point; twice; the last epoch
+        with pytest.raises(ParameterError, match="depth_trend_epochs"):
+            parameters(X.LayerMemParams, _values(depth_trend_epochs=bad))

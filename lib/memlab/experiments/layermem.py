@@ -70,6 +70,8 @@ class LayerMemParams:
     cell_candidates: int    # S_C candidates scored per cell
     trend_candidates: int   # candidates scored at each snapshot of a ViT cell (layermem_trend; <= cell_candidates)
     trend_view_pairs: int   # view pairs per point at those snapshots (the cell's own: its last point is the claim's)
+    depth_trend_epochs: list  # snapshot epochs of the pair f/g where "last layer > first" is measured again
+                            # (layermem_trend.depth_over_training; [] for no curve, else >= 2 of 02's snapshot_epochs)
     second_dataset: str     # downstream / transfer data (STL-10 in the paper)
     synthetic_fallback: bool  # let synthetic data stand in for an unavailable second_dataset (experiments.fallback)
     second_n_train: int     # training images of the second dataset (class-balanced subset)
@@ -141,6 +143,12 @@ class LayerMemParams:
             raise ParameterError(f"trend_candidates ({self.trend_candidates}) must be at least random_points and "
                                  f"2 * top_k ({self.random_points}, {2 * self.top_k}) and at most cell_candidates "
                                  f"({self.cell_candidates})")
+        snaps = sorted(e for e in pair.snapshot_epochs if e < pair.epochs)
+        if len(self.depth_trend_epochs) == 1 or len(set(self.depth_trend_epochs)) != len(self.depth_trend_epochs) \
+                or any(e not in snaps for e in self.depth_trend_epochs):
+            raise ParameterError(f"depth_trend_epochs {self.depth_trend_epochs}: give none (no curve) or at least 2 "
+                                 f"distinct snapshot epochs of the pair before its last, from notebook 02's "
+                                 f"snapshot_epochs in profile {self.profile!r}: {snaps}")
         if self.distant_gap < 2:
             raise ParameterError(f"distant_gap must be >= 2, got {self.distant_gap}")
         if self.k_layers not in self.replace_counts or len(set(self.replace_counts)) != len(self.replace_counts) or \

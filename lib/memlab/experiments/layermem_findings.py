@@ -148,19 +148,21 @@ def method_agreement(R, by_arch: dict) -> pd.DataFrame:
 
 
 def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, methods: pd.DataFrame,
-           ft: pd.DataFrame, rep: pd.DataFrame, trends: dict | None = None) -> None:
+           ft: pd.DataFrame, rep: pd.DataFrame, trends: dict | None = None, depth=None) -> None:
     """The paper's claims, checked on this run and written to ``R.S.report``: LayerMem grows with depth, but not
     monotonically; top points beat least points in most layers (Welch, ``alpha``); adjacent layers agree more
     than distant ones; a ViT's MLP sub-layers memorise more than its attention sub-layers; methods agree;
     fine-tuning the most memorising layers beats the last ones; replacing them costs the most accuracy.
-    ``trends``: {ViT cell: Trend} (``layermem_trend.vit_trends``); a cell's ViT claim appends its verdict."""
+    ``trends``: {ViT cell: Trend} (``layermem_trend.vit_trends``); a cell's ViT claim appends its verdict.
+    ``depth``: the Trend of "last > first" (``layermem_trend.depth_trend``) or None; that claim appends its verdict."""
     P, pair, report = R.P, R.P.pair, R.S.report
     tab, layers, second = main.table, main.layers, R.second_train.name
     first, last = layers[0], layers[-1]
     r_first, r_last = tab.set_index("layer").loc[first], tab.set_index("layer").loc[last]
     report.claim(f"LayerMem of the last layer exceeds that of the first ({P.random_points} random candidates)",
                  r_last["LayerMem random"] > r_first["LayerMem random"],
-                 f"{first}: {r_first['LayerMem random']:.4f}, {last}: {r_last['LayerMem random']:.4f}")
+                 f"{first}: {r_first['LayerMem random']:.4f}, {last}: {r_last['LayerMem random']:.4f}"
+                 + (f"; {depth.verdict}: {depth.describe()}" if depth else ""))
     others = tvl[tvl.layer != main.final]
     n_sig = int((others["p (top > least)"] < P.alpha).sum())
     report.claim(f"the top-{P.top_k} points have higher LayerMem than the least-{P.top_k} in most layers (Welch p < "
@@ -170,7 +172,8 @@ def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, met
     neg = tab[tab["Delta random"] < 0].layer.tolist()
     report.claim("memorisation grows with depth, but not monotonically (some layer has Delta-LayerMem < 0)",
                  bool(r_last["LayerMem random"] > r_first["LayerMem random"] and neg),
-                 f"layers with negative Delta: {neg or 'none'}")
+                 f"layers with negative Delta: {neg or 'none'}; last layer above the first: "
+                 f"{'yes' if r_last['LayerMem random'] > r_first['LayerMem random'] else 'no (its curve: the line above)'}")
     a = adj.set_index("pairs")["mean kendall tau"]
     report.claim("adjacent layers agree more than distant layers (mean Kendall tau)", a.iloc[0] > a.iloc[1],
                  f"adjacent {a.iloc[0]:.3f} vs distant {a.iloc[1]:.3f}; top-{P.overlap_k} overlap "

@@ -1,6 +1,7 @@
-"""Notebook 04's effect-versus-compute curve (issue 19) for the claim "in a ViT the MLP sub-layers memorise more
-than the attention sub-layers" (Wang et al., NeurIPS 2024, "Localizing Memorization in SSL Vision Encoders", §3;
-methods.md §3).
+"""Notebook 04's effect-versus-compute curves (issue 19) for two claims of Wang et al., NeurIPS 2024, "Localizing
+Memorization in SSL Vision Encoders", §3 (methods.md §3): "in a ViT the MLP sub-layers memorise more than the
+attention sub-layers" (``vit_over_training``) and "LayerMem of the last layer exceeds that of the first"
+(``depth_over_training``, below).
 
 The claim's statistic is D = mean over blocks of Delta-LayerMem(MLP) minus mean over blocks of
 Delta-LayerMem(attention), both over the ``random_points`` random candidates (``layermem_findings.claims``); the
@@ -33,6 +34,7 @@ from memlab.metrics import layermem as LM
 from memlab.metrics.trend import effect_trend
 
 STAT = "MLP - attention"   # the statistic's column in ``vit_over_training``'s table
+DEPTH = "last - first"     # the statistic's column in ``depth_over_training``'s table
 
 
 def mlp_minus_attention(r) -> dict:
@@ -95,3 +97,63 @@ def vit_trend_figure(R, t, label: str):
                        "mean Delta-LayerMem, MLP - attention",
                        R.S.report.caption(f"{P.random_points} random candidates of {P.trend_candidates}, "
                                           f"K={P.trend_view_pairs}; snapshots of f and g, seeds {list(P.grid_seeds)}"))
+
+
+# -- "LayerMem of the last layer exceeds that of the first" on the pair f/g (notebook 02's SimCLR ResNet)
+#
+# The statistic is L = mean LayerMem(last layer) - mean LayerMem(first layer) over the ``random_points`` random
+# candidates (their positions are fixed by the seed, so the same points at every epoch); the claim needs L > 0.
+# The pair's f and g are scored again at each of ``depth_trend_epochs`` (snapshots of notebook 02's pair) with the
+# main result's design (``layer_candidates``, ``layer_view_pairs``, the pair's measuring augmentation), so the
+# last point is the claim's own measurement. se(L) = sd(l) / sqrt(n) over the per-point differences l(x) (paired:
+# both layers score the same points); it leaves out the randomness of training, so the band is optimistic.
+
+
+def last_minus_first(r) -> dict:
+    """L and its standard error for one ``layermem.LayerResult``, over its random group ``r.grp["random"]``:
+    {"last - first": L, "se": sd(l) / sqrt(n), "first" and "last": the two mean LayerMem (the claim's numbers, as
+    ``layer_table``'s "LayerMem random"), "n": points}. Dimensionless (LayerMem units). Raises ValueError with
+    fewer than 2 random points or fewer than 2 layers."""
+    if len(r.layers) < 2:
+        raise ValueError(f"need a first and a last layer, got {r.layers}")
+    pos = torch.as_tensor(r.grp["random"])
+    if len(pos) < 2:
+        raise ValueError(f"a standard error over points needs at least 2 random candidates, got {len(pos)}")
+    first, last = (r.cand[l][pos].double().numpy() for l in (r.layers[0], r.layers[-1]))
+    diff = last - first
+    return {DEPTH: float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(len(diff))), "first": float(first.mean()),
+            "last": float(last.mean()), "n": len(diff)}
+
+
+def depth_over_training(R, main) -> pd.DataFrame:
+    """One row per epoch of ``depth_trend_epochs`` and the pair's last epoch (``main``, the claim's own result,
+    ``layermem.main_result``): the columns of ``last_minus_first``, measured as the section comment above says.
+    Empty when ``depth_trend_epochs`` is empty. Scores are cached (per snapshot key)."""
+    P = R.P
+    rows = []
+    for e in sorted(P.depth_trend_epochs):
+        r = layer_result(R, [t.at_epoch(e) for t in R.f], [t.at_epoch(e) for t in R.g], P.layer_candidates,
+                         P.layer_view_pairs, P.pair.measure_aug)
+        rows.append({"epoch": e, **last_minus_first(r)})
+    if rows:
+        rows.append({"epoch": P.pair.epochs, **last_minus_first(main)})
+    return pd.DataFrame(rows)
+
+
+def depth_trend(main, dyn: pd.DataFrame):
+    """The ``metrics.trend.Trend`` of L against epochs (threshold 0) for a ``depth_over_training`` table of 3 or
+    more points, else None; ``passed_at_max`` is the claim's own outcome on ``main`` (last > first)."""
+    if len(dyn) < 3:
+        return None
+    return effect_trend(dyn["epoch"], dyn[DEPTH], dyn["se"].clip(lower=1e-9), threshold=0.0,
+                        passed_at_max=bool(last_minus_first(main)[DEPTH] > 0), unit="epochs")
+
+
+def depth_trend_figure(R, t):
+    """Effect versus compute for the depth claim (``plots.trend`` of ``depth_trend``)."""
+    P = R.P
+    return plots.trend(t, "Does the last layer overtake the first with training? (LayerMem, f/g pair)",
+                       "mean LayerMem, last layer - first layer",
+                       R.S.report.caption(f"{P.pair.method}/{P.pair.arch}, {P.random_points} random candidates of "
+                                          f"{P.layer_candidates}, K={P.layer_view_pairs}; snapshots of f and g, "
+                                          f"seeds {list(P.pair.seeds)}"))
