@@ -80,9 +80,9 @@ def _claims_of(tmp_path, acc_hi: float) -> dict:
     from memlab.experiments.removal_results import RemovalRun
     from memlab.io.report import Report
     run = RemovalRun.__new__(RemovalRun)
-    run.p = SimpleNamespace(lambdas=[0.0, 0.5], dp_epsilons=[], dataset="cifar10")
+    run.p = SimpleNamespace(lambdas=[0.0, 0.5], dp_epsilons=[], dataset="cifar10", ks=[300], seeds=[0])
     run.report = Report(tmp_path, "03_removal", "laptop", "cifar10")
-    run.d = SimpleNamespace(lam_data={"cifar10": None}, tasks={"cifar10": None})
+    run.d = SimpleNamespace(lam_data={"cifar10": None}, tasks={"cifar10": (None, None, None, torch.zeros(1000))})
     run.trends = {}
     run.tables = {"removal": pd.DataFrame({"downstream": "cifar10", "k": [300, 300], "strategy": ["memorised", "random"],
                                            "accuracy": [0.35, 0.37]}),
@@ -99,3 +99,10 @@ def test_memorisation_helps_needs_removal_and_both_lambda_claims(tmp_path):
     out = _claims_of(tmp_path / "b", acc_hi=0.41)     # lambda lowers SSLMem but costs no accuracy
     assert out[both][0] == "FAIL" and "lambda costs accuracy: fails" in out[both][1]
     assert [o for o, _ in out.values()].count("PASS") == 2   # removal and lower SSLMem still hold on their own
+
+
+def test_the_removal_line_gives_the_gaps_p_value_beside_the_papers_sign_test(tmp_path):
+    removal = next(v for k, v in _claims_of(tmp_path, acc_hi=0.36).items() if k.startswith("averaged over k"))
+    # gap 0.02 on 1000 images: Agresti-Caffo p~ 371/1002 and 351/1002, se 0.02144, z 0.933, one-sided p 0.1755
+    assert removal == ("PASS", "cifar10: memorised 0.3500 vs random 0.3700 (gap +0.0200, one-sided p 0.18, not part "
+                               "of the verdict)")

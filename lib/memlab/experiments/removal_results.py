@@ -304,11 +304,19 @@ class RemovalRun:
         p, report, lam_data, ok = self.p, self.report, self.d.lam_data, self.passed()
         curves = lambda claim: {ds: t for (c, ds), t in self.trends.items() if c == claim}  # noqa: E731
         gap = removal_gap(self.tables["removal"]).set_index("downstream")
+        # the claim is the paper's sign (Table 3); the detail adds how far the gap is from chance: one-sided z with
+        # the Agresti-Caffo error, each strategy's accuracy pooled over its k x seeds probes of the task's test
+        # images (the same images each time, so not independent: the p is a rough guide, not part of the verdict)
+        n_probes = len(p.ks) * len(p.seeds)
+        n_img = {t: len(task[3]) * n_probes for t, task in self.d.tasks.items()}
+        gap_p = {t: float(norm.sf(r["gap"] / agresti_caffo_se(r["random"] * n_img[t], n_img[t],
+                                                              r["memorised"] * n_img[t], n_img[t])))
+                 for t, r in gap.iterrows()}
         c_removal = report.claim(
             "averaged over k, removing the most memorised points costs more probe accuracy than removing random ones, "
             "on every downstream dataset", bool((gap["gap"] > 0).all()),
-            "; ".join(f"{t}: memorised {r['memorised']:.4f} vs random {r['random']:.4f} (gap {r['gap']:+.4f})"
-                      for t, r in gap.iterrows()))
+            "; ".join(f"{t}: memorised {r['memorised']:.4f} vs random {r['random']:.4f} (gap {r['gap']:+.4f}, "
+                      f"one-sided p {gap_p[t]:.2g}, not part of the verdict)" for t, r in gap.iterrows()))
         lm = self.tables["lambda"].groupby(["dataset", "lambda"])[["mean SSLMem", "mean raw SSLMem", "accuracy"]].mean()
         lo, hi = min(p.lambdas), max(p.lambdas)
         c_lambda = report.claim(
