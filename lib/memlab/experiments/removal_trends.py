@@ -158,20 +158,16 @@ def figures(run, trends: dict) -> None:
     written to ``run.report``."""
     p, report = run.p, run.report
     lo, hi, small = min(p.lambdas), max(p.lambdas), min(p.dp_epsilons, default=math.nan)
-    lam = {ds: t for (c, ds), t in trends.items() if c == LAMBDA}
-    if lam:
-        cap = (f"{p.method}/{p.arch}, halves of {p.lambda_n_half}, {min(p.trend_points, p.lambda_n_half)} points "
-               f"per half, K={p.trend_pairs}, snapshots of each pair")
-        report.figure(plots.trend_panels(lam, "Does the larger lambda lower SSLMem, with training? (Eq. 3)",
-                                         f"SSLMem: lambda={lo:g} - lambda={hi:g}", report.caption(cap)),
-                      "trend_lambda_sslmem")
-    lam_acc = {ds: t for (c, ds), t in trends.items() if c == LAMBDA_ACCURACY}
-    if lam_acc:
-        cap = (f"{p.method}/{p.arch}, halves of {p.lambda_n_half}, f's linear probe on each dataset, snapshots, "
-               f"mean over {len(p.lambda_seeds)} seed(s)")
-        report.figure(plots.trend_panels(lam_acc, "Does limiting alignment cost accuracy, with training? (Eq. 3)",
-                                         f"accuracy: lambda={lo:g} - lambda={hi:g}", report.caption(cap)),
-                      "trend_lambda_accuracy")
+    sweep = f"{p.method}/{p.arch}, halves of {p.lambda_n_half}"
+    for claim, name, question, axis, cap in [
+            (LAMBDA, "trend_lambda_sslmem", "Does the larger lambda lower SSLMem", "SSLMem",
+             f"{sweep}, {min(p.trend_points, p.lambda_n_half)} points per half, K={p.trend_pairs}, snapshots of each pair"),
+            (LAMBDA_ACCURACY, "trend_lambda_accuracy", "Does limiting alignment cost accuracy", "accuracy",
+             f"{sweep}, f's linear probe on each dataset, snapshots, mean over {len(p.lambda_seeds)} seed(s)")]:
+        panels = {ds: t for (c, ds), t in trends.items() if c == claim}   # one panel per dataset of the sweep
+        if panels:
+            report.figure(plots.trend_panels(panels, f"{question}, with training? (Eq. 3)",
+                                             f"{axis}: lambda={lo:g} - lambda={hi:g}", report.caption(cap)), name)
     for (c, ds), t in trends.items():
         if c in (LAMBDA, LAMBDA_ACCURACY):
             continue
