@@ -86,7 +86,7 @@ stop_progress() {
   if [ -n "$PROGRESS_PID" ]; then
     kill "$PROGRESS_PID" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$PROGRESS_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$PROGRESS_PID" 2>/dev/null
+    kill -0 "$PROGRESS_PID" 2>/dev/null && kill -9 "$PROGRESS_PID" 2>/dev/null
     wait "$PROGRESS_PID" 2>/dev/null; PROGRESS_PID=""
   fi
 }

@@ -173,7 +173,8 @@ def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, met
     report.claim("memorisation grows with depth, but not monotonically (some layer has Delta-LayerMem < 0)",
                  bool(r_last["LayerMem random"] > r_first["LayerMem random"] and neg),
                  f"layers with negative Delta: {neg or 'none'}; last layer above the first: "
-                 f"{'yes' if r_last['LayerMem random'] > r_first['LayerMem random'] else 'no (its curve: the line above)'}")
+                 f"{'yes' if r_last['LayerMem random'] > r_first['LayerMem random'] else 'no'}"
+                 + (" (its curve: the line above)" if depth and r_last['LayerMem random'] <= r_first['LayerMem random'] else ""))
     a = adj.set_index("pairs")["mean kendall tau"]
     report.claim("adjacent layers agree more than distant layers (mean Kendall tau)", a.iloc[0] > a.iloc[1],
                  f"adjacent {a.iloc[0]:.3f} vs distant {a.iloc[1]:.3f}; top-{P.overlap_k} overlap "

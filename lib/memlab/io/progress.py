@@ -135,13 +135,16 @@ def main(argv=None) -> int:
     tty = sys.stdout.isatty() if a.tty == "auto" else a.tty == "yes"
 
     def stop(*_):  # run_all.sh ends us with SIGTERM when the notebook finishes: leave a clean terminal line
-        if tty:
-            sys.stdout.write("\r\033[K")
-        sys.stdout.flush()
-        # os._exit, not sys.exit: a SIGTERM that lands inside an import (nbformat's, on the first poll) runs this
-        # handler in a context where SystemExit is printed as "Exception ignored" and swallowed, and the follower
-        # kept running while run_all.sh waited for it (a CI run hung for 300 s on a notebook that failed at once)
-        os._exit(0)
+        try:
+            if tty:
+                sys.stdout.write("\r\033[K")
+            sys.stdout.flush()
+        finally:   # even if the terminal is gone (a broken pipe)
+            # os._exit, not sys.exit: a SIGTERM that lands inside an import (nbformat's, on the first poll) runs
+            # this handler in a context where SystemExit is printed as "Exception ignored" and swallowed, and the
+            # follower kept running while run_all.sh waited for it (a CI run hung 300 s on a notebook that failed
+            # at once)
+            os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
