@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memlab.metrics.stats import agresti_caffo_se
+from memlab.metrics.stats import accuracy_greater_p, agresti_caffo_se
 from scipy import stats as sst
 
 from memlab.experiments import unitmem_classmem as X, unitmem_findings as find, unitmem_trends as trends
@@ -32,6 +32,15 @@ def test_agresti_caffo_se_stays_positive_at_zero_and_matches_hand_values():
     assert agresti_caffo_se(3, 10, 1, 5) == pytest.approx(hand)
     with pytest.raises(ValueError, match="0 <= x <= n"):
         agresti_caffo_se(4, 3, 0, 1)
+
+
+def test_accuracy_greater_p_is_the_one_sided_agresti_caffo_z_test():
+    # 0.37 vs 0.35 on 1000 images: p~ 371/1002 and 351/1002, se 0.021444, z 0.93267, P(Z > z) 0.17550
+    assert accuracy_greater_p(0.37, 0.35, 1000) == pytest.approx(0.175495, abs=1e-6)
+    assert accuracy_greater_p(0.35, 0.37, 1000) == pytest.approx(1 - 0.175495, abs=1e-6)   # the other direction
+    assert accuracy_greater_p(0.5, 0.5, 10) == 0.5
+    with pytest.raises(ValueError, match="0 <= x <= n"):
+        accuracy_greater_p(1.2, 0.5, 10)
 
 
 def test_fraction_difference_counts_live_units_above_the_diagonal():

@@ -15,7 +15,6 @@ from dataclasses import replace
 
 import pandas as pd
 import torch
-from scipy.stats import norm
 
 from memlab.augmentation.augment import ViewBank
 from memlab.engine.dp import load_dp
@@ -26,7 +25,7 @@ from memlab.experiments.removal_sets import STRATEGIES, kept_set, removal_set, r
 from memlab.experiments.scoring import cached_sslmem, probe_accuracy
 from memlab.io import plots
 from memlab.metrics.sslmem import normalised_sslmem
-from memlab.metrics.stats import agresti_caffo_se
+from memlab.metrics.stats import accuracy_greater_p
 
 
 def both_halves(raw_f: torch.Tensor, raw_g: torch.Tensor) -> dict:
@@ -77,7 +76,7 @@ def keep_claim(report, keep: pd.DataFrame, n_all: int, n_test: dict) -> bool:
     for t in dict.fromkeys(keep.downstream):
         full, mem, rnd = acc[t, "memorised", n_all], acc[t, "memorised", n], acc[t, "random", n]
         nt = n_test[t]
-        p = float(norm.sf((full - mem) / agresti_caffo_se(full * nt, nt, mem * nt, nt)))
+        p = accuracy_greater_p(full, mem, nt)
         ok &= p >= KEEP_ALPHA
         parts.append(f"{t}: all {full:.4f}, most memorised {mem:.4f} (p of lying below all: {p:.2g}), random {rnd:.4f}")
     report.claim(f"training on the {n} most memorised of {n_all} points matches training on all of them (Table 17: "
@@ -309,9 +308,7 @@ class RemovalRun:
         # images (the same images each time, so not independent: the p is a rough guide, not part of the verdict)
         n_probes = len(p.ks) * len(p.seeds)
         n_img = {t: len(task[3]) * n_probes for t, task in self.d.tasks.items()}
-        gap_p = {t: float(norm.sf(r["gap"] / agresti_caffo_se(r["random"] * n_img[t], n_img[t],
-                                                              r["memorised"] * n_img[t], n_img[t])))
-                 for t, r in gap.iterrows()}
+        gap_p = {t: accuracy_greater_p(r["random"], r["memorised"], n_img[t]) for t, r in gap.iterrows()}
         c_removal = report.claim(
             "averaged over k, removing the most memorised points costs more probe accuracy than removing random ones, "
             "on every downstream dataset", bool((gap["gap"] > 0).all()),

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from scipy.stats import norm
 
 from memlab.experiments.unitmem_classmem import unit_stats_of
 from memlab.experiments.unitmem_findings import classmem_claims
 from memlab.experiments.unitmem_interventions import data_task, probe_all, probe_tasks
 from memlab.io import plots
-from memlab.metrics.stats import agresti_caffo_se
+from memlab.metrics.stats import accuracy_greater_p
 from memlab.metrics.unitmem import layer_summary, layer_table
 
 # the paper's transfer table (encoders pre-trained on CIFAR-100): the encoder that probes better on each dataset
@@ -109,7 +108,7 @@ def better(table: pd.DataFrame, dataset: str, winner: str) -> tuple[float, str]:
     t = table[table.dataset == dataset].set_index("encoder")
     loser = "SSL" if winner == "supervised" else "supervised"
     a, b, n = float(t.accuracy[winner]), float(t.accuracy[loser]), int(t.n_test[winner])
-    p = float(norm.sf((a - b) / agresti_caffo_se(a * n, n, b * n, n)))
+    p = accuracy_greater_p(a, b, n)
     return p, f"{winner} {a:.4f} vs {loser} {b:.4f} on {n} test images, p = {p:.2g}"
 
 

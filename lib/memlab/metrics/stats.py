@@ -3,6 +3,8 @@
 - ``welch``: one-sided Welch t-test of H0: mean(a) <= mean(b) (``alternative="greater"``), with Cohen's d
   (pooled-sd effect size). The paper's "effect size" column is the t statistic; both are reported.
 - ``one_sample``: t-test of the mean against 0 (greater / less / two-sided).
+- ``agresti_caffo_se``, ``accuracy_greater_p``: the error of a difference of two accuracies, and the one-sided z
+  test built on it (probe-accuracy claims).
 - ``cohens_d_se``, ``welch_d_threshold``: the standard error of d, and the d a one-sided test at alpha needs
   (effect-versus-compute curves, ``metrics.trend``).
 - ``subset_table``: the paper's hypotheses for S_C, S_S, S_I, S_E as one DataFrame.
@@ -110,6 +112,14 @@ def agresti_caffo_se(x1: float, n1: int, x2: float, n2: int) -> float:
         raise ValueError(f"counts must satisfy 0 <= x <= n, got {x1}/{n1} and {x2}/{n2}")
     p1, p2 = (x1 + 1) / (n1 + 2), (x2 + 1) / (n2 + 2)
     return float(np.sqrt(p1 * (1 - p1) / (n1 + 2) + p2 * (1 - p2) / (n2 + 2)))
+
+
+def accuracy_greater_p(acc_a: float, acc_b: float, n: int) -> float:
+    """One-sided p of "accuracy a exceeds accuracy b" (fractions in [0, 1], each measured on ``n`` test images): z
+    = (acc_a - acc_b) / ``agresti_caffo_se``, p = P(Z > z). The error treats the two as independent samples; two
+    probes tested on the same images have positively correlated errors, so there it is conservative. Raises
+    ValueError as ``agresti_caffo_se``."""
+    return float(st.norm.sf((acc_a - acc_b) / agresti_caffo_se(acc_a * n, n, acc_b * n, n)))
 
 
 def welch_d_threshold(n_a: int, n_b: int, alpha: float) -> float:
