@@ -1,5 +1,5 @@
 """Notebook 03's effect-versus-compute curves (memlab.experiments.removal_trends), the snapshot parameters that
-feed them (removal.check_snapshots) and the DP encoders' snapshots (engine.dp.train_dp)."""
+feed them (common.check_snapshots) and the DP encoders' snapshots (engine.dp.train_dp)."""
 import math
 
 import pandas as pd
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from memlab.data.datasets import load_dataset
-from memlab.experiments.removal import RemovalParams, check_snapshots
+from memlab.experiments.common import check_snapshots
+from memlab.experiments.removal import RemovalParams
 from memlab.experiments.removal_trends import (DP_ACCURACY, LAMBDA, LAMBDA_ACCURACY, accuracy_difference, compute_points, fit_trends,
                                                mean_difference, overall_verdict, trend_detail)
 from memlab.io.params import ParameterError

@@ -60,6 +60,18 @@ def check_keys(name: str, given: dict, allowed) -> None:
             raise ParameterError(f"parameter {name!r} has an unknown key {k!r}{hint}")
 
 
+def check_snapshots(name: str, epochs_list, epochs: int) -> tuple:
+    """The snapshot epochs of an effect-versus-compute curve, checked before any compute: ``[]`` (no curve) or
+    at least 2 distinct ints in 1..``epochs`` - 1 (with the last epoch, which is always a compute point, the 3
+    points ``metrics.trend`` needs). Returns them sorted as a tuple; ``ParameterError`` naming ``name`` otherwise."""
+    snaps = list(epochs_list)
+    ok = all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e < epochs for e in snaps)
+    if not ok or len(set(snaps)) != len(snaps) or len(snaps) == 1:
+        raise ParameterError(f"{name} = {snaps}: give [] (no effect-versus-compute curve) or at least 2 distinct "
+                             f"epochs in 1..{epochs - 1}; the last epoch, {epochs}, is always the curve's third point")
+    return tuple(sorted(snaps))
+
+
 @dataclass
 class Session:
     """A notebook's run: its device, executor settings, cache and report, and its start time."""

@@ -27,7 +27,7 @@ from memlab.augmentation.augment import ViewBank
 from memlab.data.datasets import DATASETS
 from memlab.engine.jobs import Plan
 from memlab.engine.train import encoder_job
-from memlab.experiments.common import Session
+from memlab.experiments.common import Session, check_snapshots
 from memlab.experiments.grid import cell_jobs, cell_spec, main_recipe_snapshots
 from memlab.experiments.layermem_samples import check_sizes
 from memlab.experiments.pair_run import PairRun, begin as _begin, pair_data
@@ -143,12 +143,11 @@ class LayerMemParams:
             raise ParameterError(f"trend_candidates ({self.trend_candidates}) must be at least random_points and "
                                  f"2 * top_k ({self.random_points}, {2 * self.top_k}) and at most cell_candidates "
                                  f"({self.cell_candidates})")
-        snaps = sorted(e for e in pair.snapshot_epochs if e < pair.epochs)
-        if len(self.depth_trend_epochs) == 1 or len(set(self.depth_trend_epochs)) != len(self.depth_trend_epochs) \
-                or any(e not in snaps for e in self.depth_trend_epochs):
-            raise ParameterError(f"depth_trend_epochs {self.depth_trend_epochs}: give none (no curve) or at least 2 "
-                                 f"distinct snapshot epochs of the pair before its last, from notebook 02's "
-                                 f"snapshot_epochs in profile {self.profile!r}: {snaps}")
+        check_snapshots("depth_trend_epochs", self.depth_trend_epochs, pair.epochs)
+        if not set(self.depth_trend_epochs) <= set(pair.snapshot_epochs):   # the pair keeps only these
+            raise ParameterError(f"depth_trend_epochs {self.depth_trend_epochs}: each must be a snapshot of the pair, "
+                                 f"from notebook 02's snapshot_epochs in profile {self.profile!r}: "
+                                 f"{sorted(e for e in pair.snapshot_epochs if e < pair.epochs)}")
         if self.distant_gap < 2:
             raise ParameterError(f"distant_gap must be >= 2, got {self.distant_gap}")
         if self.k_layers not in self.replace_counts or len(set(self.replace_counts)) != len(self.replace_counts) or \

@@ -8,7 +8,7 @@
 - **Limiting alignment (Eq. 3, Fig. 4):** ``L = (1 - lam) L_SSL - lam * E d(h(x'), h(x''))`` (``lambda_config``).
 - **DP-SGD (Table 5):** f and g trained with DP-SGD (``engine.dp.dp_job``) at several epsilon.
 - **Effect versus compute (issue 19):** the lambda sweep's and the DP encoders keep snapshots at
-  ``lambda_snapshots`` / ``dp_snapshots`` (``check_snapshots``), scored by ``removal_trends``.
+  ``lambda_snapshots`` / ``dp_snapshots`` (``common.check_snapshots``), scored by ``removal_trends``.
 
 ``RemovalParams`` checks the notebook's parameters before any compute, ``RemovalData`` loads the data sets (a
 synthetic stand-in for an unavailable downstream one when allowed), and ``plan`` declares every encoder as one
@@ -30,7 +30,7 @@ from memlab.data.splits import balanced_subset
 from memlab.engine.dp import dp_job, require_opacus
 from memlab.engine.jobs import Plan
 from memlab.engine.train import TrainConfig, encoder_job, training_cost
-from memlab.experiments.common import SessionParams
+from memlab.experiments.common import SessionParams, check_snapshots
 from memlab.experiments.fallback import load_or_stand_in
 from memlab.experiments.recipes import EncoderRecipe
 from memlab.experiments.removal_sets import STRATEGIES, check_ks, check_ns, disjoint_halves
@@ -61,7 +61,7 @@ class RemovalParams(SessionParams, EncoderRecipe):
       logical (expected Poisson) batch, ``dp_physical_batch`` the images per per-image-gradient pass (0: the
       whole batch); ``dp_epochs`` 0 turns the section off. The epsilon = inf reference is always added.
     - Effect versus compute (``removal_trends``): ``lambda_snapshots`` / ``dp_snapshots`` are the epochs, before
-      the last, at which the lambda sweep's / the DP encoders keep their weights (``check_snapshots``: [] or >= 2
+      the last, at which the lambda sweep's / the DP encoders keep their weights (``common.check_snapshots``: [] or >= 2
       of them, for 3 compute points with the last epoch); ``trend_points`` points of each half are scored there
       with ``trend_pairs`` <= ``view_pairs`` view pairs.
     """
@@ -155,18 +155,6 @@ class RemovalParams(SessionParams, EncoderRecipe):
     def ns(self) -> list:
         """``keep_ns``, checked and sorted largest first (``check_ns``)."""
         return check_ns(self.keep_ns, self.n_half)
-
-
-def check_snapshots(name: str, epochs_list, epochs: int) -> tuple:
-    """The snapshot epochs of an effect-versus-compute curve, checked before any compute: ``[]`` (no curve) or
-    at least 2 distinct ints in 1..``epochs`` - 1 (with the last epoch, which is always a compute point, the 3
-    points ``metrics.trend`` needs). Returns them sorted as a tuple; ``ParameterError`` naming ``name`` otherwise."""
-    snaps = list(epochs_list)
-    ok = all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e < epochs for e in snaps)
-    if not ok or len(set(snaps)) != len(snaps) or len(snaps) == 1:
-        raise ParameterError(f"{name} = {snaps}: give [] (no effect-versus-compute curve) or at least 2 distinct "
-                             f"epochs in 1..{epochs - 1}; the last epoch, {epochs}, is always the curve's third point")
-    return tuple(sorted(snaps))
 
 
 # ----------------------------------------------------------------------------- the encoders' configs and jobs

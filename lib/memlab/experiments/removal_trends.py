@@ -70,7 +70,7 @@ def accuracy_difference(acc_a: float, acc_b: float, n: int) -> tuple[float, floa
 
 
 def compute_points(snapshots, epochs: int) -> list[int]:
-    """The epochs of a curve: the snapshot epochs, then the last epoch (``removal.check_snapshots`` checked them)."""
+    """The epochs of a curve: the snapshot epochs, then the last epoch (``common.check_snapshots`` checked them)."""
     return sorted(set(snapshots)) + [epochs]
 
 
@@ -121,11 +121,10 @@ def effect_vs_compute(run) -> pd.DataFrame:
 
     lo, hi = min(p.lambdas), max(p.lambdas)
     sweep = d.lam_data if p.lambda_snapshots and lo != hi else {}
-    for name, (tr, fp, gp, _) in sweep.items():
+    for name, (tr, fp, gp, task) in sweep.items():
         pairs = {lam: [[run.loaded(j) for j in run.jobs["lambda"][name, lam, s]] for s in p.lambda_seeds]
                  for lam in (lo, hi)}
         f_idx, g_idx = _points(tr.labels, fp, p.trend_points, seed), _points(tr.labels, gp, p.trend_points, seed)
-        task = sweep[name][3]
         n_acc = len(task[3]) * len(p.lambda_seeds)
         for e in compute_points(p.lambda_snapshots, p.lambda_epochs):
             m = {lam: sslmem(pairs[lam], tr, f_idx, g_idx, e) for lam in (lo, hi)}
