@@ -109,6 +109,9 @@ def test_the_vit_claim_appends_its_verdict_and_keeps_its_outcome(tmp_path):
     c = next(c for c in report.claims if c["claim"].startswith("mae/vit"))
     assert c["outcome"] == "FAIL" and c["detail"].startswith("MLP 0.0000 vs attention 0.0100 over 2 blocks; ")
     assert f"; {AGREES}: -0.03 at 8, -0.02 at 15, -0.01 at 30 epochs" in c["detail"]
+    depth = next(c for c in report.claims if c["claim"].startswith("memorisation grows with depth"))
+    assert depth["outcome"] == "PASS" and depth["detail"] == ("layers with negative Delta: ['l2']; last layer above "
+                                                              "the first: yes")
 
 
 def _values(profile="laptop", **over):

@@ -159,8 +159,8 @@ def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, met
     tab, layers, second = main.table, main.layers, R.second_train.name
     first, last = layers[0], layers[-1]
     r_first, r_last = tab.set_index("layer").loc[first], tab.set_index("layer").loc[last]
-    report.claim(f"LayerMem of the last layer exceeds that of the first ({P.random_points} random candidates)",
-                 r_last["LayerMem random"] > r_first["LayerMem random"],
+    grows = bool(r_last["LayerMem random"] > r_first["LayerMem random"])
+    report.claim(f"LayerMem of the last layer exceeds that of the first ({P.random_points} random candidates)", grows,
                  f"{first}: {r_first['LayerMem random']:.4f}, {last}: {r_last['LayerMem random']:.4f}"
                  + (f"; {depth.verdict}: {depth.describe()}" if depth else ""))
     others = tvl[tvl.layer != main.final]
@@ -171,10 +171,8 @@ def claims(R, main, tvl: pd.DataFrame, adj: pd.DataFrame, vit: pd.DataFrame, met
                  ", ".join(f"{r.layer} {r.top:.3f}/{r.least:.3f}" for r in others.itertuples()))
     neg = tab[tab["Delta random"] < 0].layer.tolist()
     report.claim("memorisation grows with depth, but not monotonically (some layer has Delta-LayerMem < 0)",
-                 bool(r_last["LayerMem random"] > r_first["LayerMem random"] and neg),
-                 f"layers with negative Delta: {neg or 'none'}; last layer above the first: "
-                 f"{'yes' if r_last['LayerMem random'] > r_first['LayerMem random'] else 'no'}"
-                 + (" (its curve: the line above)" if depth and r_last['LayerMem random'] <= r_first['LayerMem random'] else ""))
+                 bool(grows and neg), f"layers with negative Delta: {neg or 'none'}; last layer above the first: "
+                 + ("yes" if grows else "no (its curve: the line above)" if depth else "no"))
     a = adj.set_index("pairs")["mean kendall tau"]
     report.claim("adjacent layers agree more than distant layers (mean Kendall tau)", a.iloc[0] > a.iloc[1],
                  f"adjacent {a.iloc[0]:.3f} vs distant {a.iloc[1]:.3f}; top-{P.overlap_k} overlap "
